@@ -1,0 +1,26 @@
+# The README's two commands. Both bootstrap .venv when it is missing:
+# torch==2.13.0 first (a local CPU wheel here), then the project with its pinned dependencies.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: test report venv clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest tests theory_checks -m "not slow" $(PYTEST_ARGS)
+
+report: $(STAMP)
+	$(PY) -m sparse_bench run --profile quick
+	$(PY) -m sparse_bench report
+
+clean:
+	rm -rf reports/index.html reports/*.png results/

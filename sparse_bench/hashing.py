@@ -1,0 +1,89 @@
+"""Hash families: SimHash (random hyperplanes), p-stable Euclidean LSH, and a universal integer hash.
+
+All randomness is drawn once, on the CPU, from ``torch.Generator().manual_seed(seed)``, so the same seed gives
+the same hash on every device and every batch composition (a row's bucket depends on that row alone).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .validation import check_int_in_range, check_positive_float, check_tokens
+
+MERSENNE_31 = (1 << 31) - 1  # prime modulus of the universal hash: products of two residues fit in int64
+
+
+def universal_hash(codes: torch.Tensor, seed: int) -> torch.Tensor:
+    """Hash integer rows to 62-bit ids: two independent multilinear hashes mod 2^31 - 1, concatenated.
+
+    codes: (n, m) int64 (any values, negatives included). Returns (n,) int64 in [0, 2^62). Two distinct rows
+    collide with probability about 2^-62 over the seed. Deterministic given ``seed``.
+    """
+    if codes.dim() != 2 or codes.dtype != torch.int64:
+        raise ValueError(f"codes must be a (n, m) int64 tensor, got {codes.dtype} {tuple(codes.shape)}")
+    n, m = codes.shape
+    gen = torch.Generator().manual_seed(int(seed))
+    coeffs = torch.randint(1, MERSENNE_31, (2, m + 1), generator=gen, dtype=torch.int64).to(codes.device)
+    residues = torch.remainder(codes, MERSENNE_31)  # (n, m) in [0, p)
+    halves = []
+    for row in coeffs:  # two independent hashes
+        terms = torch.remainder(residues * row[:m], MERSENNE_31)  # (n, m), each product < 2^62
+        halves.append(torch.remainder(terms.sum(dim=1) + row[m], MERSENNE_31))  # (n,)
+    return halves[0] * (1 << 31) + halves[1]
+
+
+class SimHash(nn.Module):
+    """Random-hyperplane LSH: ``bits`` sign bits of Gaussian projections; P[same bit] = 1 - angle/pi.
+
+    d: input dimension; bits: hyperplanes (1..62); seed: drawing seed. Directions are a (d, bits) buffer.
+    """
+
+    def __init__(self, d: int, bits: int, seed: int = 0):
+        super().__init__()
+        check_int_in_range(d, "d", 1)
+        check_int_in_range(bits, "bits", 1, 62)
+        gen = torch.Generator().manual_seed(int(seed))
+        self.d, self.bits, self.seed = d, bits, seed
+        self.register_buffer("directions", torch.randn(d, bits, generator=gen, dtype=torch.float64))
+        self.register_buffer("powers", 2 ** torch.arange(bits, dtype=torch.int64))
+
+    def signs(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (n, d) float. Returns (n, bits) bool, True where the projection is >= 0."""
+        check_tokens(x, self.d)
+        return x @ self.directions.to(x.dtype) >= 0
+
+    def bucket(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (n, d) float. Returns (n,) int64 in [0, 2^bits): the sign pattern read as a binary number."""
+        return (self.signs(x).to(torch.int64) * self.powers).sum(dim=1)
+
+    @property
+    def num_buckets(self) -> int:
+        return 1 << self.bits
+
+
+class PStableHash(nn.Module):
+    """Euclidean (2-stable) LSH: ``h_i(x) = floor((a_i . x + b_i) / width)``, a_i ~ N(0, I_d), b_i ~ U[0, width).
+
+    d: input dimension; num_hashes: D, the hashes concatenated into one bucket; width: w > 0; seed: drawing seed.
+    """
+
+    def __init__(self, d: int, num_hashes: int, width: float, seed: int = 0):
+        super().__init__()
+        check_int_in_range(d, "d", 1)
+        check_int_in_range(num_hashes, "num_hashes", 1)
+        self.width = check_positive_float(width, "width")
+        gen = torch.Generator().manual_seed(int(seed))
+        self.d, self.num_hashes, self.seed = d, num_hashes, seed
+        self.register_buffer("directions", torch.randn(d, num_hashes, generator=gen, dtype=torch.float64))
+        self.register_buffer("offsets", torch.rand(num_hashes, generator=gen, dtype=torch.float64) * self.width)
+
+    def codes(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (n, d) float. Returns (n, num_hashes) int64 bucket coordinates."""
+        check_tokens(x, self.d)
+        proj = x @ self.directions.to(x.dtype) + self.offsets.to(x.dtype)  # (n, num_hashes)
+        return torch.floor(proj / self.width).to(torch.int64)
+
+    def bucket(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (n, d) float. Returns (n,) int64: a stable id per distinct code vector (62-bit universal hash)."""
+        return universal_hash(self.codes(x), seed=self.seed)

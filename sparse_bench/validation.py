@@ -1,0 +1,48 @@
+"""Input checks shared by routers, experts and blocks: one clear error per kind of bad input."""
+
+from __future__ import annotations
+
+import torch
+
+
+def check_tokens(x: torch.Tensor, d_model: int | None = None, name: str = "x") -> torch.Tensor:
+    """Validate a (tokens, d_model) floating tensor with finite entries; return it unchanged.
+
+    Raises TypeError for non-tensors and non-floating dtypes, ValueError for a wrong rank, a wrong last
+    dimension, or NaN/Inf entries. tokens = 0 is valid.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor (float16/bfloat16/float32/float64), got {x.dtype}")
+    if x.dim() != 2:
+        raise ValueError(f"{name} must have shape (tokens, d_model), got rank {x.dim()} shape {tuple(x.shape)}")
+    if d_model is not None and x.shape[1] != d_model:
+        raise ValueError(f"{name} has d_model={x.shape[1]}, expected {d_model}")
+    check_finite(x, name)
+    return x
+
+
+def check_finite(x: torch.Tensor, name: str = "x") -> None:
+    """Raise ValueError if ``x`` holds NaN or Inf."""
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or Inf")
+
+
+def check_int_in_range(value: int, name: str, low: int, high: int | None = None) -> int:
+    """Raise ValueError unless ``low <= value <= high`` (high=None: no upper bound) and value is an int."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    if value < low or (high is not None and value > high):
+        upper = "inf" if high is None else str(high)
+        raise ValueError(f"{name} must be in [{low}, {upper}], got {value}")
+    return value
+
+
+def check_positive_float(value: float, name: str) -> float:
+    """Raise ValueError unless ``value`` is a finite float > 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not (value > 0 and value < float("inf")):
+        raise ValueError(f"{name} must be a finite number > 0, got {value}")
+    return float(value)

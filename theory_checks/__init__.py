@@ -1,0 +1,1 @@
+"""Statistical checks of the theory of sparsely activated networks (run by pytest; check logic importable)."""
