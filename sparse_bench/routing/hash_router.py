@@ -1,0 +1,113 @@
+"""Hash routing (Roller et al. 2021): a fixed random hash of the token id, or of the input's bits."""
+
+from __future__ import annotations
+
+import heapq
+
+import torch
+
+from ..hashing import universal_hash
+from ..validation import check_int_in_range, check_tokens
+from .base import Router, RouterCapabilities
+from .plan import RoutingPlan, plan_from_assignments
+
+HASH_KEYS = ("token_id", "input")
+
+
+def input_bit_codes(x: torch.Tensor) -> torch.Tensor:
+    """x: (T, d) float. Returns (T, d * words) int64: the raw bit patterns of each entry in 32-bit words.
+
+    Equal rows give equal codes (so equal hashes); -0.0 and 0.0 differ, as their bits do.
+    """
+    if x.dtype == torch.float64:
+        bits = x.contiguous().view(torch.int64)  # (T, d)
+        return torch.cat([bits >> 32, bits & 0xFFFFFFFF], dim=1)
+    if x.dtype == torch.float32:
+        return x.contiguous().view(torch.int32).to(torch.int64)
+    return x.contiguous().view(torch.int16).to(torch.int64)  # float16 / bfloat16
+
+
+def balanced_table(token_frequencies: torch.Tensor, num_experts: int, seed: int) -> torch.Tensor:
+    """Greedy balanced assignment of token ids to experts (largest frequency first, to the lightest expert).
+
+    token_frequencies: (V,) non-negative counts per token id. Returns (V,) int64 expert per id. Ids never seen
+    (frequency 0) keep the random hash, since they carry no mass to balance.
+    """
+    freq = token_frequencies.detach().to("cpu", torch.float64)
+    ids = torch.arange(freq.numel(), dtype=torch.int64)
+    table = universal_hash(ids.unsqueeze(1), seed) % num_experts  # fallback for unseen ids
+    loads = [(0.0, e) for e in range(num_experts)]  # (load, expert): ties go to the lower expert index
+    heapq.heapify(loads)
+    for token_id in torch.argsort(-freq, stable=True).tolist():
+        mass = float(freq[token_id])
+        if mass <= 0:
+            break
+        load, expert = heapq.heappop(loads)
+        table[token_id] = expert
+        heapq.heappush(loads, (load + mass, expert))
+    return table
+
+
+class HashRouter(Router):
+    """Route each token to ``hash(key) mod E`` with weight 1; no parameters, no capacity.
+
+    key="token_id": call as ``router(x, token_ids=ids)`` with ids (T,) int64 >= 0; ``balanced=True`` uses the
+    greedy table built from ``token_frequencies`` (V,) (ids >= V fall back to the random hash).
+    key="input": hashes the bits of each row of x (a locality-free baseline: near-identical inputs land on
+    unrelated experts). A token's expert depends on that token alone, never on the rest of the batch.
+    """
+
+    def __init__(
+        self,
+        num_experts: int,
+        key: str = "token_id",
+        balanced: bool = False,
+        seed: int = 0,
+        token_frequencies: torch.Tensor | None = None,
+    ):
+        super().__init__()
+        self.num_experts = check_int_in_range(num_experts, "num_experts", 1)
+        if key not in HASH_KEYS:
+            raise ValueError(f"key must be one of {HASH_KEYS}, got {key!r}")
+        if balanced and key != "token_id":
+            raise ValueError("balanced=True needs key='token_id' (a table is built over token ids)")
+        if balanced and token_frequencies is None:
+            raise ValueError("balanced=True needs token_frequencies, a (vocab,) tensor of counts per token id")
+        self.key, self.balanced, self.seed = key, bool(balanced), int(seed)
+        table = balanced_table(token_frequencies, num_experts, seed) if balanced else torch.empty(0, dtype=torch.int64)
+        self.register_buffer("table", table)
+
+    @property
+    def capabilities(self) -> RouterCapabilities:
+        return RouterCapabilities(
+            learned=False, drops_tokens=False, assignments_per_token=1, needs_token_ids=self.key == "token_id"
+        )
+
+    def expert_of_ids(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """token_ids: (T,) int64 >= 0. Returns (T,) int64 experts."""
+        if not isinstance(token_ids, torch.Tensor) or token_ids.dtype != torch.int64 or token_ids.dim() != 1:
+            raise TypeError("token_ids must be a 1-D int64 tensor")
+        if token_ids.numel() and int(token_ids.min()) < 0:
+            raise ValueError("token_ids must be >= 0")
+        expert = universal_hash(token_ids.unsqueeze(1), self.seed) % self.num_experts
+        if self.balanced:
+            in_table = token_ids < self.table.numel()
+            expert = torch.where(in_table, self.table[token_ids.clamp(max=self.table.numel() - 1)], expert)
+        return expert
+
+    def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> RoutingPlan:
+        """x: (T, d) float; token_ids: (T,) int64 when key='token_id'."""
+        check_tokens(x)
+        T = x.shape[0]
+        if self.key == "token_id":
+            if token_ids is None:
+                raise ValueError("HashRouter(key='token_id') needs token_ids: call router(x, token_ids=ids)")
+            if token_ids.shape != (T,):
+                raise ValueError(f"token_ids must have shape ({T},), got {tuple(token_ids.shape)}")
+            expert = self.expert_of_ids(token_ids.to(x.device))
+        else:
+            expert = universal_hash(input_bit_codes(x), self.seed) % self.num_experts
+        weight = torch.ones(T, dtype=x.dtype, device=x.device)
+        token = torch.arange(T, device=x.device)
+        aux = {"expert_load": torch.bincount(expert, minlength=self.num_experts)}
+        return plan_from_assignments(token, expert, weight, T, self.num_experts, aux=aux)
