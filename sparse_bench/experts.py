@@ -1,0 +1,101 @@
+"""ExpertBank: the stacked weights of E two-layer FFN experts and their grouped and batched forwards."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .validation import check_int_in_range
+
+ACTIVATIONS = ("relu", "gelu", "swiglu")
+
+
+class ExpertBank(nn.Module):
+    """E experts ``y = act(x @ w_in[e] + b_in[e]) @ w_out[e] + b_out[e]``.
+
+    w_in: (E, d_model, d_hidden), or (E, d_model, 2 * d_hidden) for swiglu, whose first half is the gate and
+    second half the up projection: ``silu(x @ gate) * (x @ up)``; w_out: (E, d_hidden, d_model).
+    gelu is the exact (erf) GELU. Weights are drawn from ``generator`` (seed 0 when None) as
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)), like nn.Linear.
+    """
+
+    def __init__(
+        self,
+        num_experts: int,
+        d_model: int,
+        d_hidden: int,
+        activation: str = "relu",
+        bias: bool = False,
+        generator: torch.Generator | None = None,
+    ):
+        super().__init__()
+        self.num_experts = check_int_in_range(num_experts, "num_experts", 1)
+        self.d_model = check_int_in_range(d_model, "d_model", 1)
+        self.d_hidden = check_int_in_range(d_hidden, "d_hidden", 1)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        self.activation = activation
+        gen = generator if generator is not None else torch.Generator().manual_seed(0)
+        in_width = 2 * d_hidden if activation == "swiglu" else d_hidden
+
+        def uniform(shape, fan_in):
+            bound = 1.0 / math.sqrt(fan_in)
+            return nn.Parameter(torch.rand(shape, generator=gen).mul_(2 * bound).sub_(bound))
+
+        self.w_in = uniform((num_experts, d_model, in_width), d_model)
+        self.w_out = uniform((num_experts, d_hidden, d_model), d_hidden)
+        self.b_in = uniform((num_experts, in_width), d_model) if bias else None
+        self.b_out = uniform((num_experts, d_model), d_hidden) if bias else None
+
+    @property
+    def has_bias(self) -> bool:
+        return self.b_in is not None
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a clear error when x's last dim or dtype does not match the experts."""
+        if x.shape[-1] != self.d_model:
+            raise ValueError(f"expert input has d_model={x.shape[-1]}, experts expect {self.d_model}")
+        if x.dtype != self.w_in.dtype:
+            raise TypeError(f"expert input is {x.dtype} but expert weights are {self.w_in.dtype}; cast one of them")
+
+    def activate(self, pre: torch.Tensor) -> torch.Tensor:
+        """pre: (..., in_width) pre-activations. Returns (..., d_hidden)."""
+        if self.activation == "relu":
+            return F.relu(pre)
+        if self.activation == "gelu":
+            return F.gelu(pre)
+        gate, up = pre.split(self.d_hidden, dim=-1)
+        return F.silu(gate) * up
+
+    def expert_forward(self, expert: int, rows: torch.Tensor) -> torch.Tensor:
+        """rows: (n, d_model) for one expert. Returns (n, d_model)."""
+        pre = rows @ self.w_in[expert]  # (n, in_width)
+        if self.has_bias:
+            pre = pre + self.b_in[expert]
+        out = self.activate(pre) @ self.w_out[expert]  # (n, d_model)
+        return out + self.b_out[expert] if self.has_bias else out
+
+    def forward_grouped(self, x_sorted: torch.Tensor, expert_counts: torch.Tensor) -> torch.Tensor:
+        """x_sorted: (A, d_model) rows grouped by expert; expert_counts: (E,) rows per expert. Returns (A, d_model)."""
+        self.check_input(x_sorted)
+        counts = expert_counts.tolist()
+        if sum(counts) != x_sorted.shape[0]:
+            raise ValueError(f"expert_counts sums to {sum(counts)} but x_sorted has {x_sorted.shape[0]} rows")
+        pieces = [
+            self.expert_forward(e, rows)
+            for e, rows in enumerate(x_sorted.split(counts))
+            if rows.shape[0] > 0
+        ]
+        return torch.cat(pieces) if pieces else x_sorted.new_zeros(0, self.d_model)
+
+    def forward_batched(self, x_padded: torch.Tensor) -> torch.Tensor:
+        """x_padded: (E, C, d_model), one capacity-padded slab per expert. Returns (E, C, d_model)."""
+        self.check_input(x_padded)
+        pre = torch.bmm(x_padded, self.w_in)  # (E, C, in_width)
+        if self.has_bias:
+            pre = pre + self.b_in.unsqueeze(1)
+        out = torch.bmm(self.activate(pre), self.w_out)  # (E, C, d_model)
+        return out + self.b_out.unsqueeze(1) if self.has_bias else out

@@ -1,0 +1,77 @@
+"""MoELayer = router + dispatcher + experts (+ an optional gated shared expert, as in Qwen2-MoE)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .dispatch import get_dispatcher
+from .experts import ExpertBank
+from .routing.base import Router
+from .routing.plan import RoutingPlan
+
+
+class SharedExpert(nn.Module):
+    """A dense FFN applied to every token, optionally scaled by ``sigmoid(x @ gate)``.
+
+    expert: an ExpertBank with one expert; gate: (d_model,) weight of the sigmoid gate, or None for no gate.
+    """
+
+    def __init__(self, expert: ExpertBank, gate: torch.Tensor | None = None):
+        super().__init__()
+        if expert.num_experts != 1:
+            raise ValueError(f"a shared expert is one expert, got a bank of {expert.num_experts}")
+        self.expert = expert
+        self.gate = nn.Parameter(gate.detach().clone()) if gate is not None else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (T, d_model). Returns (T, d_model)."""
+        out = self.expert.expert_forward(0, x)
+        if self.gate is None:
+            return out
+        return torch.sigmoid(x @ self.gate.to(x.dtype)).unsqueeze(1) * out
+
+
+class MoELayer(nn.Module):
+    """A mixture-of-experts FFN: ``y = sum_a weight[a] * expert[e_a](x[t_a])`` (+ shared expert).
+
+    router: any sparse_bench router; experts: an ExpertBank with the router's number of experts;
+    dispatch: a name from ``sparse_bench.dispatch.DISPATCHERS`` ("loop", "einsum", "sorted", "padded").
+    """
+
+    def __init__(self, router: Router, experts: ExpertBank, dispatch: str = "sorted", shared_expert: SharedExpert | None = None):
+        super().__init__()
+        if router.num_experts != experts.num_experts:
+            raise ValueError(f"router has {router.num_experts} experts but the bank holds {experts.num_experts}")
+        d_router = getattr(router, "d_model", experts.d_model)
+        if d_router != experts.d_model:
+            raise ValueError(f"router expects d_model={d_router} but experts use {experts.d_model}")
+        self.router = router
+        self.experts = experts
+        self.dispatch_name = dispatch
+        self.dispatcher = get_dispatcher(dispatch)
+        self.shared_expert = shared_expert
+
+    @property
+    def d_model(self) -> int:
+        return self.experts.d_model
+
+    def forward(
+        self, x: torch.Tensor, token_ids: torch.Tensor | None = None, return_plan: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, RoutingPlan]:
+        """x: (..., d_model) float; token_ids: (...) int64 for routers that hash token ids.
+
+        Returns y with x's shape, or (y, plan) when ``return_plan`` (the plan is over the flattened tokens).
+        """
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"x must be a torch.Tensor, got {type(x).__name__}")
+        if x.dim() < 1 or x.shape[-1] != self.d_model:
+            raise ValueError(f"x must have shape (..., {self.d_model}), got {tuple(x.shape)}")
+        tokens = x.reshape(-1, self.d_model)  # (T, d_model)
+        ids = token_ids.reshape(-1) if token_ids is not None else None
+        plan = self.router(tokens, token_ids=ids)
+        y = self.dispatcher(tokens, plan, self.experts)  # (T, d_model)
+        if self.shared_expert is not None:
+            y = y + self.shared_expert(tokens)
+        y = y.reshape(x.shape)
+        return (y, plan) if return_plan else y
