@@ -1,0 +1,96 @@
+"""The statistical check framework of sparse-bench.
+
+A check is an experiment with a stated prediction, a derived tolerance, an explicit seed, and at least one
+negative control (a planted defect on which the same check must FAIL). How an area adds one::
+
+    # theory_checks/myarea_checks.py   (modules here are imported by load_all_checks(); keep tests in test_*.py)
+    import time
+    import torch
+    from theory_checks.framework import (
+        ALPHA, binomial_test, by_profile, clopper_pearson, make_result, register_check)
+
+    def _fair(gen, n):                      # the implementation under test (normally imported from sparse_bench)
+        return torch.randint(0, 2, (n,), generator=gen)
+
+    def _biased(gen, n):                    # planted defect: heads with probability 0.6
+        return (torch.rand(n, generator=gen) < 0.6).long()
+
+    @register_check(
+        name="coin_is_fair", source="myarea §X", area="myarea",
+        prediction="P[heads] = 1/2",
+        controls={"biased_coin": lambda: {"flip": _biased}},   # kwargs overrides that plant the defect
+    )
+    def check_coin_is_fair(seed: int, profile: str = "quick", flip=_fair):
+        started = time.perf_counter()
+        n = by_profile(profile, quick=2_000, full=50_000)
+        heads = int(flip(torch.Generator().manual_seed(seed), n).sum())
+        p = binomial_test(heads, n, 0.5)
+        return make_result("coin_is_fair", passed=p > ALPHA, seed=seed, profile=profile, n=n,
+                           test="exact binomial, two-sided", predicted=0.5, measured=heads / n,
+                           ci=clopper_pearson(heads, n), p_value=p, started=started)
+
+    # theory_checks/test_myarea.py   (the whole adapter)
+    import pytest
+    import theory_checks.myarea_checks  # noqa: F401  (registers the checks)
+    from theory_checks.framework.pytest_support import (
+        assert_check_passes, assert_control_fails, check_params, control_params)
+
+    @pytest.mark.parametrize("name", check_params("myarea"))
+    def test_check(name, check_profile):
+        assert_check_passes(name, check_profile)
+
+    @pytest.mark.parametrize("name,control", control_params("myarea"))
+    def test_control(name, control, check_profile):
+        assert_control_fails(name, control, check_profile)
+
+Run one by name: ``run_check("coin_is_fair", seed=1, profile="full")``, ``run_control("coin_is_fair",
+"biased_coin")``. False-alarm audit: ``python -m theory_checks.audit --seeds 100 --check coin_is_fair``.
+Rules: tolerances come from a CI at level 1 - ALPHA or a stated bound (say which in ``margin``), families of
+tests are Holm-corrected (``holm``), seeds go into ``torch.Generator`` objects passed explicitly.
+"""
+
+from .profiles import PROFILE_ENV, PROFILES, by_profile, current_profile, validate_profile
+from .registry import (
+    DEFAULT_SEED,
+    REGISTRY,
+    RegisteredCheck,
+    checks_in_area,
+    get_check,
+    load_all_checks,
+    register_check,
+    run_check,
+    run_control,
+)
+from .result import ALPHA, CheckResult, RunSpec, library_versions, make_result, to_jsonable
+from .results_io import (
+    CHECKS_FILE,
+    RESULTS_ENV,
+    CorruptResultsError,
+    append_records,
+    default_results_path,
+    read_check_results,
+    read_records,
+    results_dir,
+)
+from .stats import (
+    binomial_test,
+    bootstrap_ci,
+    chisquare_gof,
+    clopper_pearson,
+    holm,
+    holm_adjusted,
+    ks_test,
+    loglog_slope,
+    one_sample_t,
+    pool_sparse_cells,
+    wilson,
+)
+
+__all__ = [
+    "ALPHA", "CHECKS_FILE", "DEFAULT_SEED", "PROFILES", "PROFILE_ENV", "REGISTRY", "RESULTS_ENV", "CheckResult",
+    "CorruptResultsError", "RegisteredCheck", "RunSpec", "append_records", "binomial_test", "bootstrap_ci",
+    "by_profile", "checks_in_area", "chisquare_gof", "clopper_pearson", "current_profile", "default_results_path",
+    "get_check", "holm", "holm_adjusted", "ks_test", "library_versions", "load_all_checks", "loglog_slope",
+    "make_result", "one_sample_t", "pool_sparse_cells", "read_check_results", "read_records", "register_check",
+    "results_dir", "run_check", "run_control", "to_jsonable", "validate_profile", "wilson",
+]

@@ -1,0 +1,64 @@
+"""pytest adapter: parametrize an area's checks and controls; run them; record them; assert the verdicts.
+
+The only module of the framework that imports pytest. An area's ``test_<area>.py`` imports its check module
+(which registers the checks), then parametrizes ``test_check`` with ``check_params(area)`` and ``test_control``
+with ``control_params(area)``; test ids are the check name (and ``name-control``), so ``pytest -k NAME`` works.
+Every run is appended to ``default_results_path()``.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from .registry import checks_in_area, run_check, run_control
+from .result import CheckResult
+from .results_io import append_records, default_results_path
+
+
+def _marks(entry) -> list:
+    return [pytest.mark.slow] if entry.slow else []
+
+
+def check_params(area: str) -> list:
+    """``pytest.param(name, id=name)`` for every registered check of ``area`` (slow ones marked slow)."""
+    entries = checks_in_area(area)
+    if not entries:
+        raise ValueError(f"no checks registered in area {area!r}: import the module that registers them first")
+    return [pytest.param(e.name, id=e.name, marks=_marks(e)) for e in entries]
+
+
+def control_params(area: str) -> list:
+    """``pytest.param(name, control, id=f"{name}-{control}")`` for every control of every check of ``area``."""
+    entries = checks_in_area(area)
+    if not entries:
+        raise ValueError(f"no checks registered in area {area!r}: import the module that registers them first")
+    return [
+        pytest.param(e.name, control, id=f"{e.name}-{control}", marks=_marks(e))
+        for e in entries
+        for control in sorted(e.controls)
+    ]
+
+
+def record(result: CheckResult) -> CheckResult:
+    """Append ``result`` to the results file (atomically) and return it."""
+    append_records(default_results_path(), [result])
+    return result
+
+
+def assert_check_passes(name: str, profile: str) -> CheckResult:
+    """Run check ``name`` at its default seed, record it, fail the test with the full record if it fails."""
+    result = record(run_check(name, profile=profile))
+    if not result.passed:
+        pytest.fail(f"check failed on the real implementation\n{result.summary()}", pytrace=False)
+    return result
+
+
+def assert_control_fails(name: str, control: str, profile: str) -> CheckResult:
+    """Run ``name`` with the planted defect ``control``; a control that PASSES fails the test."""
+    result = record(run_control(name, control, profile=profile))
+    if result.passed:
+        pytest.fail(
+            f"negative control passed: the check cannot see the planted defect {control!r}\n{result.summary()}",
+            pytrace=False,
+        )
+    return result

@@ -1,0 +1,119 @@
+"""The registry of checks: ``register_check`` declares one, ``run_check`` / ``run_control`` run it by name.
+
+A check is a plain function ``check_<name>(seed, profile="quick", **impl_kwargs) -> CheckResult``. Its controls
+are zero-argument callables returning the ``impl_kwargs`` overrides that plant a defect; a control run must FAIL.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from .profiles import current_profile, validate_profile
+from .result import CheckResult
+
+DEFAULT_SEED = 20221128  # the paper's arXiv date; every check's default seed unless it names its own
+
+
+@dataclass(frozen=True)
+class RegisteredCheck:
+    """A check function and what it declares: where the claim comes from, what it predicts, its controls."""
+
+    name: str
+    func: Callable[..., CheckResult]
+    source: str
+    prediction: str
+    area: str
+    controls: dict  # control name -> () -> dict of impl kwargs overrides
+    default_seed: int
+    slow: bool  # run only in the slow tier of pytest (still run by the audit)
+
+
+REGISTRY: dict[str, RegisteredCheck] = {}
+
+
+def register_check(
+    *,
+    name: str,
+    source: str,
+    prediction: str,
+    area: str,
+    controls: dict[str, Callable[[], dict]],
+    default_seed: int = DEFAULT_SEED,
+    slow: bool = False,
+):
+    """Decorator registering a check under ``name``; the function itself is returned unchanged.
+
+    Raises ValueError for a duplicate name or a check without negative controls.
+    """
+    if not controls:
+        raise ValueError(f"check {name!r}: controls must name at least one planted defect")
+    for cname, make in controls.items():
+        if not callable(make):
+            raise TypeError(f"check {name!r}: control {cname!r} must be a callable returning kwargs")
+
+    def decorator(func):
+        existing = REGISTRY.get(name)
+        if existing is not None and existing.func.__qualname__ != func.__qualname__:
+            raise ValueError(f"check name {name!r} already registered by {existing.func.__module__}")
+        REGISTRY[name] = RegisteredCheck(
+            name, func, source, prediction, area, dict(controls), int(default_seed), bool(slow)
+        )
+        return func
+
+    return decorator
+
+
+def get_check(name: str) -> RegisteredCheck:
+    """The registered check ``name``; if absent, import every check module first, then KeyError naming all."""
+    if name not in REGISTRY:
+        load_all_checks()
+    if name not in REGISTRY:
+        raise KeyError(f"no check named {name!r}; registered: {sorted(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def _timed_call(entry: RegisteredCheck, seed, profile, control, kwargs) -> CheckResult:
+    seed = entry.default_seed if seed is None else int(seed)
+    profile = validate_profile(current_profile() if profile is None else profile)
+    start = time.perf_counter()
+    result = entry.func(seed=seed, profile=profile, **kwargs)
+    wall = time.perf_counter() - start
+    if not isinstance(result, CheckResult):
+        raise TypeError(f"check {entry.name!r} returned {type(result).__name__}, not CheckResult")
+    if result.name != entry.name:
+        raise ValueError(f"check registered as {entry.name!r} returned a record named {result.name!r}")
+    return dataclasses.replace(result, wall_time_s=wall, control=control)
+
+
+def run_check(name: str, seed: int | None = None, profile: str | None = None, **kwargs) -> CheckResult:
+    """Run check ``name`` (seed defaults to its default_seed, profile to ``current_profile()``)."""
+    return _timed_call(get_check(name), seed, profile, None, kwargs)
+
+
+def run_control(name: str, control: str, seed: int | None = None, profile: str | None = None) -> CheckResult:
+    """Run check ``name`` with the defect planted by ``control``; a sound check returns verdict "fail"."""
+    entry = get_check(name)
+    if control not in entry.controls:
+        raise KeyError(f"check {name!r} has no control {control!r}; controls: {sorted(entry.controls)}")
+    return _timed_call(entry, seed, profile, control, entry.controls[control]())
+
+
+def load_all_checks() -> dict[str, RegisteredCheck]:
+    """Import every module of the theory_checks package except tests, conftest, audit and the framework."""
+    import theory_checks
+
+    skip_prefixes = ("test_", "conftest", "audit", "framework")
+    for info in pkgutil.iter_modules(theory_checks.__path__):
+        if not info.name.startswith(skip_prefixes):
+            importlib.import_module(f"theory_checks.{info.name}")
+    return REGISTRY
+
+
+def checks_in_area(area: str) -> list[RegisteredCheck]:
+    """Registered checks of one area, sorted by name."""
+    return sorted((c for c in REGISTRY.values() if c.area == area), key=lambda c: c.name)
