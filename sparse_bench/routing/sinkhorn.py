@@ -15,7 +15,8 @@ class SinkhornRouter(LearnedRouter):
     """Scale exp(logits / temperature) to row sums 1/T and column sums 1/E, then each token takes its top-k.
 
     The scaling runs in the log domain under no_grad; it stops after ``iterations`` or when the largest relative
-    marginal error drops below ``tol``. Combine weight = the token's softmax probability for the chosen expert
+    marginal error drops below ``tol``. Ties in the balanced matrix (a single token's row is exactly uniform) go to
+    the higher router probability. Combine weight = the token's softmax probability for the chosen expert
     (so the gate still receives gradient). A lower temperature pushes the assignment toward exactly balanced loads.
     """
 
@@ -65,7 +66,9 @@ class SinkhornRouter(LearnedRouter):
         probs = torch.softmax(logits, dim=-1)  # (T, E)
         balanced, used, error = self.transport(logits)
         with torch.no_grad():
-            chosen = torch.topk(balanced, self.k, dim=-1).indices  # (T, k)
+            by_prob = torch.argsort(probs.detach(), dim=-1, descending=True, stable=True)  # (T, E)
+            by_balance = torch.argsort(balanced.gather(1, by_prob), dim=-1, descending=True, stable=True)
+            chosen = by_prob.gather(1, by_balance)[:, : self.k]  # (T, k): ties go to the higher probability
             expert_load = torch.bincount(chosen.reshape(-1), minlength=E)
         weight = probs.gather(1, chosen)  # (T, k)
         token = torch.arange(T, device=logits.device).unsqueeze(1).expand(T, self.k)
