@@ -1,0 +1,127 @@
+"""Pooling as routing: a pooling layer is a RoutingPlan from input positions to output windows.
+
+Conventions of the plans built here (x: (N, C, H, W), output (N, C, H_out, W_out)):
+- token = an input position, ``token = ((n*C + c)*H + h)*W + w``, the index into ``x.reshape(-1)``;
+- expert = an output window, ``expert = ((n*C + c)*H_out + i)*W_out + j``, the index into ``y.reshape(-1)``;
+- ``y.reshape(-1)[e] = sum_{a: expert[a] = e} weight[a] * x.reshape(-1)[token[a]]`` (see ``pool_from_plan``).
+Max pooling gives one assignment per window, weight 1, to the position holding the window's maximum; ties go
+to the first maximum in row-major order inside the window, which is what PyTorch's ``max_pool2d`` (CPU and
+CUDA) returns in ``return_indices``. Because the plan's tokens are exactly the inputs that max pooling copies,
+the backward pass of max pooling sends window e's gradient to token[e] and to nothing else. Padding is
+implicit (-inf for max, excluded or counted as zero for average) and never becomes a token.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ..routing.plan import RoutingPlan, plan_from_assignments
+from ..validation import check_positive_float
+from ._args import check_image, output_size, pair
+
+
+def _window_args(x, kernel_size, stride, padding):
+    """Normalise pooling arguments; padding at most half the kernel, as PyTorch requires."""
+    check_image(x, "x")
+    kernel = pair(kernel_size, "kernel_size", 1)
+    stride = kernel if stride is None else pair(stride, "stride", 1)
+    padding = pair(padding, "padding", 0)
+    if any(2 * p > k for p, k in zip(padding, kernel)):
+        raise ValueError(f"padding {padding} must be at most half of kernel_size {kernel}")
+    out_hw = output_size((x.shape[2], x.shape[3]), kernel, stride, padding, name="kernel_size")
+    return kernel, stride, padding, out_hw
+
+
+def _window_positions(x, kernel, stride, padding, out_hw):
+    """Input rows and columns covered by every window offset: two (H_out*W_out, kH*kW) int64 tensors."""
+    dev = x.device
+    out_i, out_j = torch.meshgrid(torch.arange(out_hw[0], device=dev), torch.arange(out_hw[1], device=dev), indexing="ij")
+    off_p, off_q = torch.meshgrid(torch.arange(kernel[0], device=dev), torch.arange(kernel[1], device=dev), indexing="ij")
+    rows = out_i.reshape(-1, 1) * stride[0] - padding[0] + off_p.reshape(1, -1)  # (L, kH*kW)
+    cols = out_j.reshape(-1, 1) * stride[1] - padding[1] + off_q.reshape(1, -1)
+    return rows, cols
+
+
+def _plan(x, tokens, experts, weights, out_hw, kind) -> RoutingPlan:
+    n, c, h, w = x.shape
+    aux = {"output_shape": (n, c, out_hw[0], out_hw[1]), "pool": kind}
+    return plan_from_assignments(tokens, experts, weights, n * c * h * w, n * c * out_hw[0] * out_hw[1], aux=aux)
+
+
+def maxpool_plan(x, kernel_size, stride=None, padding=0) -> RoutingPlan:
+    """Max pooling (PyTorch semantics, stride defaults to kernel_size) as a RoutingPlan: one assignment per
+    window, weight 1, to the first position in row-major window order that holds the window's maximum.
+
+    x: (N, C, H, W) finite floats. Index work only; nothing here carries gradient.
+    """
+    kernel, stride, padding, out_hw = _window_args(x, kernel_size, stride, padding)
+    n, c, h, w = x.shape
+    with torch.no_grad():
+        padded = F.pad(x.reshape(n * c, 1, h, w), (padding[1], padding[1], padding[0], padding[0]), value=-math.inf)
+        windows = F.unfold(padded, kernel, stride=stride)  # (N*C, kH*kW, L), row-major inside the window
+        first_max = windows.argmax(dim=1)  # (N*C, L): argmax returns the first maximal index
+        rows, cols = _window_positions(x, kernel, stride, padding, out_hw)  # (L, kH*kW)
+        window = torch.arange(first_max.shape[1], device=x.device)  # (L,)
+        r = rows[window, first_max]  # (N*C, L) input row of each window's maximum
+        q = cols[window, first_max]
+        plane = torch.arange(n * c, device=x.device).reshape(-1, 1)  # (N*C, 1)
+        tokens = ((plane * h + r) * w + q).reshape(-1)
+        experts = (plane * first_max.shape[1] + window).reshape(-1)
+    return _plan(x, tokens, experts, x.new_ones(tokens.shape), out_hw, "max")
+
+
+def avgpool_plan(x, kernel_size, stride=None, padding=0, count_include_pad=True) -> RoutingPlan:
+    """Average pooling (PyTorch semantics) as a RoutingPlan: every in-bounds position of a window is assigned
+    to it with weight 1/(kH*kW) (``count_include_pad=True``, padding counts as zeros) or 1/(number of
+    in-bounds positions) (``count_include_pad=False``). x: (N, C, H, W)."""
+    kernel, stride, padding, out_hw = _window_args(x, kernel_size, stride, padding)
+    n, c, h, w = x.shape
+    with torch.no_grad():
+        rows, cols = _window_positions(x, kernel, stride, padding, out_hw)  # (L, kH*kW)
+        inside = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)  # (L, kH*kW)
+        count = inside.sum(dim=1, keepdim=True).expand_as(inside)  # in-bounds positions per window
+        divisor = torch.full_like(count, kernel[0] * kernel[1]) if count_include_pad else count
+        window = torch.arange(rows.shape[0], device=x.device).reshape(-1, 1).expand_as(rows)
+        plane = torch.arange(n * c, device=x.device).reshape(-1, 1)  # (N*C, 1)
+        tokens = (plane * h * w + (rows * w + cols)[inside].reshape(1, -1)).reshape(-1)
+        experts = (plane * rows.shape[0] + window[inside].reshape(1, -1)).reshape(-1)
+        weights = (1.0 / divisor[inside].to(x.dtype)).repeat(n * c)
+    return _plan(x, tokens, experts, weights, out_hw, "avg")
+
+
+def pool_from_plan(x: torch.Tensor, plan: RoutingPlan) -> torch.Tensor:
+    """The pooled output of a pooling plan: ``y[e] = sum_a weight[a] * x.reshape(-1)[token[a]]``.
+
+    x: (N, C, H, W), the tensor the plan was built from. Returns ``plan.aux["output_shape"]``. Differentiable in
+    x (and in the weights); the segment sum is a dense (E, max assignments per window) sum, with no atomics.
+    """
+    if x.numel() != plan.num_tokens:
+        raise ValueError(f"x has {x.numel()} entries but the plan routes {plan.num_tokens} tokens")
+    values = x.reshape(-1)[plan.token_index] * plan.weight  # (A,)
+    width = int(plan.expert_counts.max()) if plan.num_experts else 0
+    table = values.new_zeros(plan.num_experts, width)  # (E, slots)
+    table = table.index_put((plan.expert_index, plan.tokens_per_assignment_slot), values)
+    return table.sum(dim=1).reshape(plan.aux["output_shape"])
+
+
+def lse_pool(x, kernel_size, temperature, stride=None, padding=0) -> torch.Tensor:
+    """Log-mean-exp pooling ``T * log(mean_window exp(x / T))`` with temperature T > 0.
+
+    Tends to max pooling as T -> 0 and to average pooling as T -> inf; it lies between the two for every T.
+    With T = 1/mu it is, up to a monotone map, the likelihood ratio for one planted N(mu, 1) score among
+    N(0, 1) scores. Padding is excluded (the mean is over in-bounds positions). x: (N, C, H, W) ->
+    (N, C, H_out, W_out).
+    """
+    temperature = check_positive_float(temperature, "temperature")
+    kernel, stride, padding, out_hw = _window_args(x, kernel_size, stride, padding)
+    n, c, h, w = x.shape
+    pads = (padding[1], padding[1], padding[0], padding[0])
+    scaled = F.pad((x / temperature).reshape(n * c, 1, h, w), pads, value=-math.inf)
+    windows = F.unfold(scaled, kernel, stride=stride)  # (N*C, kH*kW, L)
+    ones = F.pad(x.new_ones(1, 1, h, w), pads)
+    count = F.unfold(ones, kernel, stride=stride).sum(dim=1)  # (1, L) in-bounds positions per window
+    pooled = temperature * (torch.logsumexp(windows, dim=1) - count.log())  # (N*C, L)
+    return pooled.reshape(n, c, out_hw[0], out_hw[1])
