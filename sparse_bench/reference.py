@@ -60,7 +60,7 @@ def expert_choice_assignments(logits: torch.Tensor, capacity: int):
     probs = [_softmax_row(logits[t]) for t in range(T)]
     out = []
     for e in range(E):
-        column = [float(probs[t][e]) for t in range(T)]
+        column = [float(probs[t][e].detach()) for t in range(T)]
         for t in _ranked(column)[:capacity]:
             out.append((t, e, probs[t][e]))
     return out
