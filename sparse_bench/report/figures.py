@@ -1,0 +1,120 @@
+"""Figures for the report: matplotlib (Agg) PNGs embedded as data URIs, built only from results records.
+
+A check may describe its own figure in ``details["figure"]``::
+
+    {"title": str, "x_label": str, "y_label": str, "log_x": bool, "log_y": bool,
+     "series": [{"label": str, "x": [...], "y": [...], "lo": [...]?, "hi": [...]?,
+                 "style": "measured" | "predicted" | "bar"}]}
+
+"measured" series are points with interval bars (lo/hi), "predicted" series are lines; several figures may be
+given as ``details["figures"]`` (a list). Plotting libraries are imported here, lazily, never at package import.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EmbeddedFigure:
+    """One figure of the report: where it comes from, a caption, and the PNG as a data URI."""
+
+    key: str
+    title: str
+    caption: str
+    data_uri: str
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook")
+    return plt
+
+
+def to_data_uri(fig) -> str:
+    """Render a matplotlib figure to a base64 PNG data URI and close it."""
+    plt = _pyplot()
+    buffer = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buffer, format="png", dpi=100)
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def plot_spec(spec: dict):
+    """A matplotlib Figure from a figure spec (module docstring)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for series in spec.get("series", []):
+        x, y = series["x"], series["y"]
+        style = series.get("style", "measured")
+        if style == "predicted":
+            ax.plot(x, y, "-", lw=2, alpha=0.8, label=series.get("label"))
+        elif style == "bar":
+            ax.bar([str(v) for v in x], y, alpha=0.7, label=series.get("label"))
+        else:
+            lo, hi = series.get("lo"), series.get("hi")
+            yerr = None
+            if lo is not None and hi is not None:
+                yerr = [[max(v - low, 0.0) for v, low in zip(y, lo)], [max(high - v, 0.0) for v, high in zip(y, hi)]]
+            ax.errorbar(x, y, yerr=yerr, fmt="o", ms=4, capsize=3, label=series.get("label"))
+    if spec.get("log_x"):
+        ax.set_xscale("log")
+    if spec.get("log_y"):
+        ax.set_yscale("log")
+    ax.set_title(spec.get("title", ""), fontsize=11)
+    ax.set_xlabel(spec.get("x_label", ""))
+    ax.set_ylabel(spec.get("y_label", ""))
+    if any(s.get("label") for s in spec.get("series", [])):
+        ax.legend(fontsize=8)
+    return fig
+
+
+def check_figure_specs(record: dict) -> list[dict]:
+    """The figure specs a check record carries (``details["figure"]`` or ``details["figures"]``)."""
+    details = record.get("details") or {}
+    specs = list(details.get("figures") or [])
+    if details.get("figure"):
+        specs.insert(0, details["figure"])
+    return specs
+
+
+def check_figures(checks: dict) -> list[EmbeddedFigure]:
+    """Every figure the latest check records describe, in check-name order."""
+    out = []
+    for name in sorted(checks):
+        record = checks[name]
+        for i, spec in enumerate(check_figure_specs(record)):
+            caption = f"{record.get('source', '')}: {record.get('prediction', '')} (verdict: {record.get('verdict')})"
+            out.append(EmbeddedFigure(f"{name}-{i}", spec.get("title") or name, caption, to_data_uri(plot_spec(spec))))
+    return out
+
+
+def speed_figure(rows: list[dict]) -> EmbeddedFigure | None:
+    """R = t_layer / t_floor per grid point and implementation, from ratio-table records."""
+    points = [r for r in rows if isinstance(r.get("R"), (int, float))]
+    if not points:
+        return None
+    plt = _pyplot()
+    labels = sorted({r.get("impl", "layer") for r in points})
+    grid = sorted({r.get("label") or r.get("shape_label") or str(r.get("params")) for r in points})
+    fig, ax = plt.subplots(figsize=(max(6.4, 0.5 * len(grid) + 3), 4.2))
+    width = 0.8 / max(len(labels), 1)
+    for j, impl in enumerate(labels):
+        values = {(r.get("label") or r.get("shape_label") or str(r.get("params"))): r["R"] for r in points if r.get("impl", "layer") == impl}
+        xs = [i + j * width for i in range(len(grid))]
+        ax.bar(xs, [values.get(g, float("nan")) for g in grid], width=width, label=impl)
+    ax.axhline(1.0, color="black", lw=1, ls="--", label="GEMM floor")
+    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(grid))], grid, rotation=60, ha="right", fontsize=7)
+    ax.set_ylabel("R = t / t_floor (lower is better)")
+    ax.set_title("MoE layer time relative to the GEMM floor")
+    ax.legend(fontsize=7)
+    caption = "Measured side by side in one run; the floor is the expert FFN's FLOPs at the machine's GEMM rate."
+    return EmbeddedFigure("speed-R", "Speed: R per grid point", caption, to_data_uri(fig))
