@@ -6,6 +6,7 @@ are zero-argument callables returning the ``impl_kwargs`` overrides that plant a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import pkgutil
@@ -31,6 +32,7 @@ class RegisteredCheck:
     controls: dict  # control name -> () -> dict of impl kwargs overrides
     default_seed: int
     slow: bool  # run only in the slow tier of pytest (still run by the audit)
+    threads: int | None  # torch threads pinned while the check runs (None: leave as is)
 
 
 REGISTRY: dict[str, RegisteredCheck] = {}
@@ -45,8 +47,12 @@ def register_check(
     controls: dict[str, Callable[[], dict]],
     default_seed: int = DEFAULT_SEED,
     slow: bool = False,
+    threads: int | None = 1,
 ):
     """Decorator registering a check under ``name``; the function itself is returned unchanged.
+
+    threads: torch intra-op threads pinned (and restored) while the check runs; 1 by default, so records
+    are bitwise reproducible across machines and checks do not fight over the cores of a shared machine.
 
     Raises ValueError for a duplicate name or a check without negative controls.
     """
@@ -61,7 +67,7 @@ def register_check(
         if existing is not None and existing.func.__qualname__ != func.__qualname__:
             raise ValueError(f"check name {name!r} already registered by {existing.func.__module__}")
         REGISTRY[name] = RegisteredCheck(
-            name, func, source, prediction, area, dict(controls), int(default_seed), bool(slow)
+            name, func, source, prediction, area, dict(controls), int(default_seed), bool(slow), threads
         )
         return func
 
@@ -77,12 +83,29 @@ def get_check(name: str) -> RegisteredCheck:
     return REGISTRY[name]
 
 
+@contextlib.contextmanager
+def pinned_threads(num_threads: int | None):
+    """Set torch's intra-op thread count for the block and restore it afterwards (None: no change)."""
+    if num_threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def _timed_call(entry: RegisteredCheck, seed, profile, control, kwargs) -> CheckResult:
     seed = entry.default_seed if seed is None else int(seed)
     profile = validate_profile(current_profile() if profile is None else profile)
-    start = time.perf_counter()
-    result = entry.func(seed=seed, profile=profile, **kwargs)
-    wall = time.perf_counter() - start
+    with pinned_threads(entry.threads):
+        start = time.perf_counter()
+        result = entry.func(seed=seed, profile=profile, **kwargs)
+        wall = time.perf_counter() - start
     if not isinstance(result, CheckResult):
         raise TypeError(f"check {entry.name!r} returned {type(result).__name__}, not CheckResult")
     if result.name != entry.name:

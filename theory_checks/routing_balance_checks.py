@@ -1,0 +1,301 @@
+"""Routing checks of THEORY.md §C for balancing routers: Sinkhorn, hash tables (random and balanced), LSH."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from scipy import stats
+
+from sparse_bench.routing import HashRouter, LSHRouter, SinkhornRouter, TopKRouter
+
+from . import cases
+from . import routing_controls as broken
+from .framework import ALPHA, binomial_test, by_profile, chisquare_gof, clopper_pearson, holm, holm_adjusted
+from .framework import make_result, register_check
+from .routing_math import multinomial_max_pmf, simhash_bucket_collision
+
+SOURCE = "routing §C"
+GATE_DIM = 4  # d_model of routers driven through plan_from_logits (their gate weight is unused)
+F64_EPS = 2.0**-52
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+def _sinkhorn(num_experts, temperature, iterations=cases.SINKHORN_ITERATIONS):
+    return SinkhornRouter(GATE_DIM, num_experts, iterations=iterations, tol=cases.SINKHORN_TOL, temperature=temperature)
+
+
+# --------------------------------------------------------------------------------------------------------
+@register_check(
+    name="sinkhorn_marginals",
+    source=SOURCE,
+    area="routing",
+    prediction="the scaled matrix P = diag(u) exp(X / temperature) diag(v) has row sums 1/T (to the router's tol) "
+    "and column sums 1/E (to float64 rounding)",
+    controls={
+        "one_iteration": lambda: {"make_router": lambda E, tau: _sinkhorn(E, tau, iterations=1)},
+        "rows_only": lambda: {"make_router": lambda E, tau: broken.RowsOnlySinkhorn(
+            GATE_DIM, E, iterations=cases.SINKHORN_ITERATIONS, tol=cases.SINKHORN_TOL, temperature=tau)},
+    },
+)
+def check_sinkhorn_marginals(seed: int, profile: str = "quick", make_router=_sinkhorn):
+    """Measured here in float64 from the returned matrix, not from the router's own error figure.
+    Bounds: rows |T rowsum - 1| <= tol (the stopping rule, reached within the iteration budget); columns
+    |E colsum - 1| <= 4 T eps (summing T positive terms after the last column step); scaling structure:
+    log P - X / tau must be a_t + b_e, so its double-centred residual <= 4 (iterations + 1) eps max|log P|
+    (each log-domain update adds at most eps |log P| of rounding)."""
+    started = time.perf_counter()
+    gen = _gen(seed)
+    draws = by_profile(profile, quick=cases.SINKHORN_DRAWS[0], full=cases.SINKHORN_DRAWS[1])
+    rows, ok, worst = [], True, 0.0
+    for T, E in cases.SINKHORN_CASES:
+        for tau in cases.SINKHORN_MARGINAL_TEMPERATURES:
+            router = make_router(E, tau)
+            row_err = col_err = structure = 0.0
+            for _ in range(draws):
+                logits = torch.randn(T, E, generator=gen, dtype=torch.float64)
+                P, used, _ = router.transport(logits)
+                P = P.to(torch.float64)
+                row_err = max(row_err, float((P.sum(1) * T - 1).abs().max()))
+                col_err = max(col_err, float((P.sum(0) * E - 1).abs().max()))
+                log_p = P.log()
+                resid = log_p - logits / tau
+                resid = resid - resid.mean(1, keepdim=True) - resid.mean(0, keepdim=True) + resid.mean()
+                s_tol = 4 * (used + 1) * F64_EPS * float(log_p.abs().max())
+                structure = max(structure, float(resid.abs().max()) / s_tol)
+            c_tol = 4 * T * F64_EPS
+            cell_ok = row_err <= cases.SINKHORN_TOL and col_err <= c_tol and structure <= 1.0
+            ok &= cell_ok
+            worst = max(worst, row_err / cases.SINKHORN_TOL)
+            rows.append({"T": T, "E": E, "temperature": tau, "row_error": row_err, "row_tol": cases.SINKHORN_TOL,
+                         "column_error": col_err, "column_tol": c_tol, "structure_residual_over_bound": structure,
+                         "ok": cell_ok})
+    return make_result(
+        "sinkhorn_marginals", passed=ok, seed=seed, profile=profile,
+        n=draws * len(rows), test="marginal errors and scaling structure within stated bounds",
+        predicted=0.0, measured=worst, ci=(0.0, 1.0),
+        margin="row error / tol (<= 1 passes); column error <= 4 T eps; structure residual within rounding bound",
+        params={"cases": cases.SINKHORN_CASES, "temperatures": cases.SINKHORN_MARGINAL_TEMPERATURES,
+                "tol": cases.SINKHORN_TOL, "iterations": cases.SINKHORN_ITERATIONS, "draws": draws},
+        details={"cells": rows}, started=started,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+def _sign_test(lower: np.ndarray, higher: np.ndarray) -> tuple[float, int, int]:
+    """One-sided exact sign test that ``lower`` < ``higher`` pairwise: (p, wins, non-tied pairs)."""
+    wins, losses = int((lower < higher).sum()), int((lower > higher).sum())
+    if wins + losses == 0:
+        return 1.0, 0, 0
+    return binomial_test(wins, wins + losses, 0.5, alternative="greater"), wins, wins + losses
+
+
+@register_check(
+    name="sinkhorn_max_load",
+    source=SOURCE,
+    area="routing",
+    prediction="on the same skewed logits, Sinkhorn top-1's max load is below greedy top-1's, and falls toward "
+    "T k / E as the temperature falls (1 -> 0.3 -> 0.1)",
+    controls={
+        "rows_only": lambda: {"make_router": lambda E, tau: broken.RowsOnlySinkhorn(
+            GATE_DIM, E, iterations=cases.SINKHORN_ITERATIONS, tol=cases.SINKHORN_TOL, temperature=tau)},
+        "one_iteration": lambda: {"make_router": lambda E, tau: _sinkhorn(E, tau, iterations=1)},
+    },
+)
+def check_sinkhorn_max_load(seed: int, profile: str = "quick", make_router=_sinkhorn):
+    """Two one-sided exact sign tests on paired batches (ties dropped), both required, Holm over the two:
+    (a) Sinkhorn(temperature 1) max load < greedy top-1 max load; (b) Sinkhorn at the lowest temperature <
+    Sinkhorn at temperature 1. Logits N(0, 1) plus a per-batch expert bias N(0, 0.5^2)."""
+    started = time.perf_counter()
+    gen = _gen(seed)
+    T, E, k = cases.ROUTING_TOKENS, cases.ROUTING_EXPERTS, 1
+    batches = by_profile(profile, quick=cases.SINKHORN_LOAD_BATCHES[0], full=cases.SINKHORN_LOAD_BATCHES[1])
+    temps = cases.SINKHORN_LOAD_TEMPERATURES
+    greedy = TopKRouter(GATE_DIM, E, k=1)
+    routers = [make_router(E, tau) for tau in temps]
+    loads = np.zeros((len(temps) + 1, batches))  # row 0: greedy
+    for b in range(batches):
+        bias = cases.SINKHORN_EXPERT_BIAS_SD * torch.randn(1, E, generator=gen, dtype=torch.float64)
+        logits = torch.randn(T, E, generator=gen, dtype=torch.float64) + bias
+        loads[0, b] = int(greedy.plan_from_logits(logits).expert_counts.max())
+        for i, router in enumerate(routers):
+            loads[i + 1, b] = int(router.plan_from_logits(logits).expert_counts.max())
+    p_greedy, w1, n1 = _sign_test(loads[1], loads[0])
+    p_trend, w2, n2 = _sign_test(loads[-1], loads[1])
+    accepted = holm([p_greedy, p_trend], ALPHA)  # here a rejection is the predicted outcome
+    balanced = T * k / E
+    return make_result(
+        "sinkhorn_max_load", passed=all(accepted), seed=seed, profile=profile, n=batches,
+        test="two one-sided exact sign tests on paired batches, Holm over 2 (both must reject)",
+        predicted=balanced, measured=float(loads[-1].mean()), p_value=max(holm_adjusted([p_greedy, p_trend])),
+        margin="prediction is a direction (lower), not a value; T k / E is the limit",
+        params={"T": T, "E": E, "k": k, "batches": batches, "temperatures": temps, "tol": cases.SINKHORN_TOL},
+        details={"mean_max_load": {"greedy": loads[0].mean(), **{str(t): loads[i + 1].mean() for i, t in enumerate(temps)}},
+                 "sign_test_vs_greedy": {"wins": w1, "pairs": n1, "p": p_greedy},
+                 "sign_test_trend": {"wins": w2, "pairs": n2, "p": p_trend}},
+        started=started,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+def _hash_router(num_experts, seed):
+    return HashRouter(num_experts, seed=seed)
+
+
+@register_check(
+    name="hash_loads_multinomial",
+    source=SOURCE,
+    area="routing",
+    prediction="with a random hash table, T distinct random token ids give Multinomial(T; 1/E) expert loads: one "
+    "expert's load ~ Binomial(T, 1/E) and the max load follows the exact multinomial maximum",
+    controls={
+        "modulo_biased_table": lambda: {"make_router": lambda E, s: broken.ModuloBiasedHashRouter(E, seed=s)},
+        "skips_last_expert": lambda: {"make_router": lambda E, s: broken.SkipsLastExpertHashRouter(E, seed=s)},
+    },
+)
+def check_hash_loads_multinomial(seed: int, profile: str = "quick", make_router=_hash_router):
+    """Each trial draws a fresh table (hash seed) and T distinct ids uniformly from a vocabulary. Chi-square
+    goodness of fit of expert 0's load to Binomial(T, 1/E) and of the max load to the exact pmf
+    (``multinomial_max_pmf``); Holm over the two. Ids are random, not contiguous: a 2-universal hash is not a
+    fully random table on arithmetic progressions of keys (contiguous ids come out more balanced than
+    multinomial), so the claim is about random keys."""
+    started = time.perf_counter()
+    gen = _gen(seed)
+    T, E = cases.ROUTING_TOKENS, cases.ROUTING_EXPERTS
+    tables = by_profile(profile, quick=cases.HASH_TABLES[0], full=cases.HASH_TABLES[1])
+    x = torch.zeros(T, 1)
+    first, maxima = np.empty(tables, dtype=int), np.empty(tables, dtype=int)
+    for i in range(tables):
+        ids = torch.randperm(cases.HASH_VOCAB, generator=gen)[:T]
+        router = make_router(E, int(torch.randint(0, 2**62, (1,), generator=gen)))
+        counts = router(x, token_ids=ids).expert_counts
+        first[i], maxima[i] = int(counts[0]), int(counts.max())
+    _, p_first, cells_first = chisquare_gof(np.bincount(first, minlength=T + 1)[: T + 1],
+                                            stats.binom.pmf(np.arange(T + 1), T, 1.0 / E))
+    values, pmf = multinomial_max_pmf(T, E)
+    observed = np.array([(maxima == c).sum() for c in values], dtype=float)
+    observed[-1] += (maxima > values[-1]).sum()
+    observed[0] += (maxima < values[0]).sum()
+    _, p_max, cells_max = chisquare_gof(observed, pmf)
+    reject = holm([p_first, p_max], ALPHA)
+    return make_result(
+        "hash_loads_multinomial", passed=not any(reject), seed=seed, profile=profile, n=tables,
+        test=f"chi-square goodness of fit ({cells_first} and {cells_max} pooled cells), Holm over 2",
+        predicted=float((values * pmf).sum()), measured=float(maxima.mean()),
+        p_value=min(holm_adjusted([p_first, p_max])),
+        params={"T": T, "E": E, "tables": tables, "vocab": cases.HASH_VOCAB},
+        details={"p_expert0_binomial": p_first, "p_max_load": p_max, "mean_expert0_load": first.mean()},
+        started=started,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+def zipf_frequencies(vocab: int, exponent: float) -> torch.Tensor:
+    """(vocab,) float64 Zipf probabilities, id r has mass proportional to (r + 1)^-exponent."""
+    mass = torch.arange(1, vocab + 1, dtype=torch.float64) ** -exponent
+    return mass / mass.sum()
+
+
+def _balanced_router(num_experts, seed, token_frequencies):
+    return HashRouter(num_experts, balanced=True, seed=seed, token_frequencies=token_frequencies)
+
+
+@register_check(
+    name="hash_balanced_table_zipf",
+    source=SOURCE,
+    area="routing",
+    prediction="on Zipf-distributed tokens, a balanced hash table (built from the token frequencies) gives a lower "
+    "max expert load than a random table with the same seed",
+    controls={"misaligned_frequencies": lambda: {"make_balanced": broken.misaligned_balanced_router}},
+)
+def check_hash_balanced_table_zipf(seed: int, profile: str = "quick", make_balanced=_balanced_router):
+    """Paired batches: each draws T tokens from Zipf(vocab, exponent) and a table seed; one-sided exact sign test
+    (ties dropped) that the balanced max load is lower. The frequencies given to the table are the true Zipf
+    probabilities (a large training corpus)."""
+    started = time.perf_counter()
+    gen = _gen(seed)
+    T, E = cases.ROUTING_TOKENS, cases.ROUTING_EXPERTS
+    batches = by_profile(profile, quick=cases.ZIPF_BATCHES[0], full=cases.ZIPF_BATCHES[1])
+    freq = zipf_frequencies(cases.ZIPF_VOCAB, cases.ZIPF_EXPONENT)
+    x = torch.zeros(T, 1)
+    random_max, balanced_max = np.empty(batches), np.empty(batches)
+    for b in range(batches):
+        ids = torch.multinomial(freq, T, replacement=True, generator=gen)
+        table_seed = int(torch.randint(0, 2**31, (1,), generator=gen))
+        random_max[b] = int(HashRouter(E, seed=table_seed)(x, token_ids=ids).expert_counts.max())
+        balanced_max[b] = int(make_balanced(E, table_seed, freq)(x, token_ids=ids).expert_counts.max())
+    p, wins, pairs = _sign_test(balanced_max, random_max)
+    lo, hi = clopper_pearson(wins, pairs) if pairs else (0.0, 1.0)
+    return make_result(
+        "hash_balanced_table_zipf", passed=p <= ALPHA, seed=seed, profile=profile, n=batches,
+        test="one-sided exact sign test on paired batches (ties dropped)", predicted=0.5,
+        measured=wins / pairs if pairs else 0.0, ci=(lo, hi), p_value=p,
+        margin="prediction: P(balanced max < random max) > 1/2 among non-tied pairs",
+        params={"T": T, "E": E, "batches": batches, "vocab": cases.ZIPF_VOCAB, "exponent": cases.ZIPF_EXPONENT},
+        details={"mean_max_random": random_max.mean(), "mean_max_balanced": balanced_max.mean(),
+                 "balanced_limit": T / E}, started=started,
+    )
+
+
+# --------------------------------------------------------------------------------------------------------
+def _simhash_router(d_model, num_experts, seed):
+    return LSHRouter(d_model, num_experts, family="simhash", seed=seed)
+
+
+def pair_at_angle(gen: torch.Generator, d: int, theta: float) -> torch.Tensor:
+    """(2, d) float64: a uniformly random unit vector x and a unit vector y at angle exactly theta from it."""
+    x = torch.randn(d, generator=gen, dtype=torch.float64)
+    x = x / x.norm()
+    u = torch.randn(d, generator=gen, dtype=torch.float64)
+    u = u - (u @ x) * x
+    u = u / u.norm()
+    return torch.stack([x, math.cos(theta) * x + math.sin(theta) * u])
+
+
+@register_check(
+    name="lsh_routing_angle_collision",
+    source=SOURCE,
+    area="routing",
+    prediction="two tokens at angle theta share an expert of a SimHash LSHRouter (E = 2^m experts, m bits) with "
+    "probability (1 - theta/pi)^m: close tokens share more than far ones",
+    controls={
+        "repeated_hyperplane": lambda: {"make_router": broken.repeated_hyperplane_lsh},
+        "locality_free_input_hash": lambda: {"make_router": broken.input_hash_lsh},
+    },
+)
+def check_lsh_routing_angle_collision(seed: int, profile: str = "quick", make_router=_simhash_router):
+    """Each pair gets a freshly drawn router (new seed), so the m hyperplanes are iid Gaussian for that pair and
+    the law is exact. Exact binomial test per angle, Holm over the angles. (The hash-level SimHash laws of
+    sparse_bench.hashing belong to the paper checks; this one goes through LSHRouter and its RoutingPlan.)"""
+    started = time.perf_counter()
+    gen = _gen(seed)
+    d, E = cases.LSH_D_MODEL, cases.ROUTING_EXPERTS
+    bits = int(math.log2(E))
+    pairs = by_profile(profile, quick=cases.LSH_PAIRS[0], full=cases.LSH_PAIRS[1])
+    rows, p_values = [], []
+    for theta in cases.LSH_ANGLES:
+        same = 0
+        for _ in range(pairs):
+            router = make_router(d, E, int(torch.randint(0, 2**31, (1,), generator=gen)))
+            plan = router(pair_at_angle(gen, d, theta))
+            expert_of_token = plan.expert_index[torch.argsort(plan.token_index)]
+            same += int(expert_of_token[0] == expert_of_token[1])
+        predicted = simhash_bucket_collision(theta, bits)
+        p = binomial_test(same, pairs, predicted)
+        rows.append({"theta": theta, "predicted": predicted, "measured": same / pairs,
+                     "ci": clopper_pearson(same, pairs), "p_value": p})
+        p_values.append(p)
+    reject = holm(p_values, ALPHA)
+    r = rows[int(np.argmin(p_values))]
+    return make_result(
+        "lsh_routing_angle_collision", passed=not any(reject), seed=seed, profile=profile, n=pairs * len(rows),
+        test=f"exact binomial per angle, Holm over {len(rows)} angles", predicted=r["predicted"],
+        measured=r["measured"], ci=tuple(r["ci"]), p_value=min(holm_adjusted(p_values)),
+        params={"d_model": d, "E": E, "bits": bits, "pairs_per_angle": pairs, "angles": cases.LSH_ANGLES},
+        details={"cells": rows}, started=started,
+    )
