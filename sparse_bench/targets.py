@@ -22,16 +22,27 @@ def _check_generator(generator: torch.Generator) -> None:
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
 
 
-def _monomial_exponents(d: int, degree: int) -> torch.Tensor:
-    """All exponent vectors of total degree <= degree in d variables: (num_monomials, d) int64, constant first."""
-    rows = []
-    for total in range(degree + 1):
+def _monomial_tree(d: int, degree: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """All monomials of total degree <= degree in d variables, each built from a parent of one degree less.
+
+    Returns (exponents (M, d), parent (M,), var (M,)) int64, constant monomial first (its parent/var are -1):
+    monomial j = monomial parent[j] * x_{var[j]}.
+    """
+    exps, parents, variables = [[0] * d], [-1], [-1]
+    index = {tuple(exps[0]): 0}
+    for total in range(1, degree + 1):
         for combo in itertools.combinations_with_replacement(range(d), total):
             row = [0] * d
-            for var in combo:
-                row[var] += 1
-            rows.append(row)
-    return torch.tensor(rows, dtype=torch.int64).reshape(len(rows), d)
+            for v in combo:
+                row[v] += 1
+            parent = list(row)
+            parent[combo[-1]] -= 1
+            index[tuple(row)] = len(exps)
+            exps.append(row)
+            parents.append(index[tuple(parent)])
+            variables.append(combo[-1])
+    as_tensor = lambda v: torch.tensor(v, dtype=torch.int64)  # noqa: E731
+    return as_tensor(exps).reshape(len(exps), d), as_tensor(parents), as_tensor(variables)
 
 
 class RandomPolynomial(nn.Module):
@@ -49,19 +60,28 @@ class RandomPolynomial(nn.Module):
         if coef_l1 >= 1:
             raise ValueError(f"coef_l1 must be < 1 (the paper's sum of |coefficients| < 1), got {coef_l1}")
         gen = torch.Generator().manual_seed(int(seed))
-        exponents = _monomial_exponents(d, degree)  # (M, d)
+        exponents, parent, var = _monomial_tree(d, degree)  # (M, d), (M,), (M,)
         coefs = torch.randn(exponents.shape[0], generator=gen, dtype=torch.float64)
         coefs = coefs * (coef_l1 / coefs.abs().sum())
         self.d, self.degree, self.seed = d, degree, seed
         self.register_buffer("exponents", exponents)
+        self.register_buffer("parent", parent)
+        self.register_buffer("var", var)
         self.register_buffer("coefs", coefs)
         self.lipschitz_bound = float((coefs.abs() * exponents.sum(dim=1)).sum())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n, d) float. Returns (n,) float."""
         check_tokens(x, self.d)
-        powers = x.unsqueeze(1) ** self.exponents.to(x.dtype)  # (n, M, d)
-        return powers.prod(dim=2) @ self.coefs.to(x.dtype)  # (n,)
+        monomials = torch.empty(x.shape[0], self.coefs.shape[0], dtype=x.dtype, device=x.device)  # (n, M)
+        monomials[:, 0] = 1
+        start = 1
+        degrees = self.exponents.sum(dim=1)
+        for total in range(1, self.degree + 1):  # one vectorised step per degree: parent monomial * variable
+            stop = start + int((degrees == total).sum())
+            monomials[:, start:stop] = monomials[:, self.parent[start:stop]] * x[:, self.var[start:stop]]
+            start = stop
+        return monomials @ self.coefs.to(x.dtype)  # (n,)
 
 
 class HypercubeFunction(nn.Module):

@@ -77,7 +77,7 @@ class DSM(nn.Module):
         """x: (n, d) float. Returns (n,) float64 predictions."""
         if self.readout is None:
             raise RuntimeError("predict called before fit (no readout)")
-        return self.features(x).to(torch.float64) @ self.readout
+        return (self.features(x).to(torch.float64) @ self.readout.unsqueeze(1)).squeeze(1)  # (n, t) @ (t, 1)
 
     forward = predict
 

@@ -1,0 +1,76 @@
+"""Shared pieces of the paper checks (THEORY.md §A): area/source labels, point pairs, broken implementations.
+
+The broken implementations here are the planted defects of the negative controls; each is a small subclass or
+wrapper of the real one, named after its defect.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from sparse_bench.hashing import PStableHash, SimHash, universal_hash
+
+AREA = "paper"
+
+
+def source(item: int) -> str:
+    return f"paper §A.{item}"
+
+
+def pair_at_angle(d: int, angle: float, gen: torch.Generator) -> torch.Tensor:
+    """Two unit vectors in R^d at the given angle (radians), in a random orientation: (2, d) float64."""
+    q, _ = torch.linalg.qr(torch.randn(d, 2, generator=gen, dtype=torch.float64))
+    u, v = q[:, 0], q[:, 1]
+    return torch.stack([u, torch.cos(torch.tensor(angle, dtype=torch.float64)) * u
+                        + torch.sin(torch.tensor(angle, dtype=torch.float64)) * v])
+
+
+def biased_simhash(d: int, bits: int, seed: int) -> SimHash:
+    """Defect: hyperplane normals drawn half-normal (all coordinates >= 0) instead of N(0, I)."""
+    h = SimHash(d, bits, seed)
+    h.directions.abs_()
+    return h
+
+
+def affine_simhash(d: int, bits: int, seed: int) -> SimHash:
+    """Defect: hyperplanes with an offset, sign(a . x + 1) — an affine, not central, arrangement."""
+
+    class AffineSimHash(SimHash):
+        def signs(self, x):
+            return x @ self.directions.to(x.dtype) + 1.0 >= 0
+
+    return AffineSimHash(d, bits, seed)
+
+
+def quarter_offset_pstable(d: int, num_hashes: int, width: float, seed: int) -> PStableHash:
+    """Defect: offsets drawn from U[0, w/4) instead of U[0, w). (U[0, w/2) would not show: by the symmetry of
+    a . (y - x), offsets b and w - b give the same collision probability.)"""
+    h = PStableHash(d, num_hashes, width, seed)
+    h.offsets.mul_(0.25)
+    return h
+
+
+def unit_direction_pstable(d: int, num_hashes: int, width: float, seed: int) -> PStableHash:
+    """Defect: directions normalised to unit length (not N(0, I_d)): bucket size grows like sqrt(d)."""
+    h = PStableHash(d, num_hashes, width, seed)
+    h.directions.div_(h.directions.norm(dim=0, keepdim=True))
+    return h
+
+
+def squared_width_pstable(d: int, num_hashes: int, width: float, seed: int) -> PStableHash:
+    """Defect: the width is used squared (floor((a.x + b) / w^2)), so cells shrink like w^2."""
+    return PStableHash(d, num_hashes, width * width, seed)
+
+
+class RandomBucketHash:
+    """Locality-free router: the bucket of x is a universal hash of its float64 bit pattern, mod num_buckets.
+
+    Every distinct input lands in a uniformly random bucket, independent of where it lies.
+    """
+
+    def __init__(self, num_buckets: int, seed: int):
+        self.num_buckets, self.seed = num_buckets, seed
+
+    def bucket(self, x: torch.Tensor) -> torch.Tensor:
+        bits = x.to(torch.float64).contiguous().view(torch.int64)  # (n, d) raw bit patterns
+        return torch.remainder(universal_hash(bits, self.seed), self.num_buckets)

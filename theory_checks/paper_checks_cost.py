@@ -1,0 +1,112 @@
+"""THEORY.md §A items 9 and 13: FLOPs per input by counting, and k-NN regression as a DSM.
+
+Item 9 counts the multiply-adds of matrix products that ``predict`` actually executes
+(``torch.utils.flop_counter.FlopCounterMode``; 2 FLOPs per multiply-add there, 1 in the paper's convention).
+Wall-clock timing of the same claim belongs to the benchmarks. Both checks are exact: no tolerance.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from sklearn.neighbors import KNeighborsRegressor
+from torch.utils.flop_counter import FlopCounterMode
+
+from sparse_bench.dsm import DSM, LSHModel, RandomFeaturesDense, knn_as_dsm
+from sparse_bench.targets import random_polynomial, uniform_cube, uniform_sphere
+from theory_checks import cases_paper as cases
+from theory_checks.framework import by_profile, make_result, register_check
+
+from .paper_checks_common import AREA, source
+
+
+class OneHotLSHModel(LSHModel):
+    """Defect: looks bucket constants up by a one-hot matrix product, so its cost grows with the table size."""
+
+    def table_predictions(self, x):
+        rows = []
+        for h, ids, means in zip(self.hashes, self.table_ids, self.table_means):
+            onehot = (h.bucket(x).unsqueeze(1) == ids.unsqueeze(0)).to(torch.float64)  # (n, B)
+            hit = onehot.sum(dim=1)
+            rows.append((onehot @ means.unsqueeze(1)).squeeze(1) + (1 - hit) * self.default)
+        return torch.stack(rows)
+
+
+def _counted_multiply_adds(fn, x) -> float:
+    with FlopCounterMode(display=False) as counter:
+        fn(x)
+    return counter.get_total_flops() / 2 / x.shape[0]
+
+
+@register_check(
+    name="paper_flops_per_input", source=source(9), area=AREA,
+    prediction="LSH multiply-adds per input are the same for every table size (d * D per table); dense random "
+    "features cost (d + 1) * width",
+    controls={"one_hot_lookup": lambda: {"lsh_class": OneHotLSHModel}},
+)
+def check_flops_per_input(seed: int, profile: str = "quick", lsh_class=LSHModel):
+    started = time.perf_counter()
+    gen = torch.Generator().manual_seed(seed)
+    d, hashes = cases.FLOPS_D, 4
+    f = random_polynomial(d, 4, seed=seed)
+    x_train = uniform_cube(20_000, d, gen)
+    x = uniform_cube(cases.FLOPS_INPUTS, d, gen)
+    lsh_rows, dense_rows = [], []
+    for w in cases.FLOPS_LSH_WIDTHS:
+        model = lsh_class(d, "pstable", num_hashes=hashes, width=w, seed=seed).fit(x_train, f(x_train))
+        lsh_rows.append(dict(width=w, buckets=model.num_nonempty_buckets,
+                             counted=_counted_multiply_adds(model.predict, x), declared=model.flops_per_input()))
+    for width in cases.FLOPS_DENSE_WIDTHS:
+        model = RandomFeaturesDense(d, width, seed=seed).fit(x_train[:512], f(x_train[:512]))  # readout irrelevant
+        dense_rows.append(dict(width=width, counted=_counted_multiply_adds(model.predict, x),
+                               declared=model.flops_per_input()))
+    lsh_flat = len({r["counted"] for r in lsh_rows}) == 1 and lsh_rows[0]["counted"] == d * hashes
+    dense_exact = all(r["counted"] == r["declared"] == (d + 1) * r["width"] for r in dense_rows)
+    spread = max(r["counted"] for r in lsh_rows) / min(r["counted"] for r in lsh_rows)
+    return make_result(
+        "paper_flops_per_input", passed=lsh_flat and dense_exact, seed=seed, profile=profile,
+        n=len(lsh_rows) + len(dense_rows), test="exact count of matrix-product multiply-adds (FlopCounterMode)",
+        predicted=1.0, measured=spread, margin="exact: max/min LSH count over table sizes must be 1",
+        params={"d": d, "num_hashes": hashes, "inputs": cases.FLOPS_INPUTS},
+        details={"lsh": lsh_rows, "dense": dense_rows, "lsh_flat": lsh_flat, "dense_exact": dense_exact},
+        started=started)
+
+
+def knn_without_bias(points, values, k):
+    """Defect: the paper's unit-vector construction (rank by b . x) applied to points that are not unit norm."""
+    return DSM(points.to(torch.float64), torch.zeros(points.shape[0], dtype=torch.float64), k, "indicator",
+               readout=values.to(torch.float64) / k)
+
+
+@register_check(
+    name="paper_knn_is_dsm", source=source(13), area=AREA,
+    prediction="knn_as_dsm(points, values, k) predicts exactly what k-NN regression predicts (ties aside)",
+    controls={"no_distance_bias": lambda: {"build": knn_without_bias}},
+)
+def check_knn_is_dsm(seed: int, profile: str = "quick", build=knn_as_dsm):
+    """Against scikit-learn's brute-force KNeighborsRegressor, on cube and sphere points. Queries whose k-th and
+    (k+1)-th neighbour distances tie within 1e-9 are set aside; the rest must agree to 1e-9 (rounding only)."""
+    started = time.perf_counter()
+    gen = torch.Generator().manual_seed(seed)
+    queries = by_profile(profile, quick=cases.KNN_QUERIES[0], full=cases.KNN_QUERIES[1])
+    rows, mismatches, total = [], 0, 0
+    for sampler in (uniform_cube, uniform_sphere):
+        for d, n_points, k in cases.KNN_CASES:
+            pts, q = sampler(n_points, d, gen), sampler(queries, d, gen)
+            vals = torch.randn(n_points, generator=gen, dtype=torch.float64)
+            ref = KNeighborsRegressor(n_neighbors=k, algorithm="brute").fit(pts.numpy(), vals.numpy())
+            dist = np.sort(np.linalg.norm(q.numpy()[:, None] - pts.numpy()[None], axis=2), axis=1)
+            untied = ~(np.abs(dist[:, k] - dist[:, k - 1]) < 1e-9) if k < n_points else np.ones(queries, bool)
+            diff = np.abs(build(pts, vals, k).predict(q).numpy() - ref.predict(q.numpy()))[untied]
+            bad = int((diff > 1e-9).sum())
+            mismatches += bad
+            total += int(untied.sum())
+            rows.append(dict(sampler=sampler.__name__, d=d, points=n_points, k=k, compared=int(untied.sum()),
+                             mismatches=bad, max_abs_diff=float(diff.max(initial=0.0))))
+    return make_result(
+        "paper_knn_is_dsm", passed=mismatches == 0, seed=seed, profile=profile, n=total,
+        test="exact comparison with sklearn KNeighborsRegressor(algorithm='brute')", predicted=0.0,
+        measured=mismatches, margin="1e-9 absolute (float64 rounding of a k-term mean)",
+        params={"queries_per_case": queries}, details={"cases": rows}, started=started)

@@ -1,0 +1,156 @@
+"""THEORY.md §A items 1-3: collision laws of SimHash and p-stable hashes, and Cover's region count.
+
+All three test ``sparse_bench.hashing`` against closed forms. Per-cell exact binomial tests are Holm-corrected
+over the grid at ALPHA, so a correct hash fails with probability <= ALPHA.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from scipy import optimize, stats
+
+from sparse_bench.hashing import PStableHash, SimHash
+from theory_checks import cases_paper as cases
+from theory_checks.framework import ALPHA, binomial_test, by_profile, holm, make_result, register_check
+
+from .paper_checks_common import AREA, affine_simhash, biased_simhash, quarter_offset_pstable, pair_at_angle, source
+
+
+def _holm_summary(cells: list[dict]) -> tuple[bool, float]:
+    rejected = holm([c["p_value"] for c in cells], ALPHA)
+    for cell, rej in zip(cells, rejected):
+        cell["rejected"] = rej
+    return not any(rejected), min(c["p_value"] for c in cells)
+
+
+@register_check(
+    name="paper_simhash_collision_law", source=source(1), area=AREA,
+    prediction="P[all m SimHash bits agree] = (1 - theta/pi)^m for any d",
+    controls={"biased_directions": lambda: {"make_hash": biased_simhash}},
+)
+def check_simhash_collision_law(seed: int, profile: str = "quick", make_hash=SimHash):
+    """Each cell (angle, d, m): SimHash instances with 60 // m * m bits, every group of m bits an independent
+    m-bit hash applied to one pair at that angle; collisions ~ Binomial(trials, (1 - theta/pi)^m)."""
+    started = time.perf_counter()
+    gen = torch.Generator().manual_seed(seed)
+    instances = by_profile(profile, quick=cases.SIMHASH_INSTANCES[0], full=cases.SIMHASH_INSTANCES[1])
+    cells = []
+    for frac in cases.SIMHASH_ANGLES:
+        for d in cases.SIMHASH_DIMS:
+            pair = pair_at_angle(d, frac * math.pi, gen)
+            for m in cases.SIMHASH_BITS:
+                groups = 60 // m
+                hits = 0
+                for _ in range(instances):
+                    h = make_hash(d, groups * m, int(torch.randint(0, 2**62, (1,), generator=gen)))
+                    agree = (h.signs(pair[:1]) == h.signs(pair[1:])).reshape(groups, m)  # (groups, m)
+                    hits += int(agree.all(dim=1).sum())
+                trials, p = instances * groups, (1 - frac) ** m
+                cells.append(dict(angle_over_pi=frac, d=d, bits=m, trials=trials, collisions=hits,
+                                  predicted=p, observed=hits / trials, p_value=binomial_test(hits, trials, p)))
+    passed, min_p = _holm_summary(cells)
+    worst = max(cells, key=lambda c: abs(c["observed"] - c["predicted"]))
+    return make_result(
+        "paper_simhash_collision_law", passed=passed, seed=seed, profile=profile,
+        n=sum(c["trials"] for c in cells), test=f"exact binomial per cell, Holm over {len(cells)} cells",
+        predicted=worst["predicted"], measured=worst["observed"], p_value=min_p,
+        margin="none beyond the binomial tests (exact law)", params={"instances_per_cell": instances},
+        details={"cells": cells, "worst_cell": worst}, started=started)
+
+
+def pstable_collision_probability(r: float) -> float:
+    """P[floor((a.x + b)/w) = floor((a.y + b)/w)] for a ~ N(0, I), b ~ U[0, w), r = w / ||x - y||."""
+    return 2 * stats.norm.cdf(r) - 1 - 2 / (math.sqrt(2 * math.pi) * r) * (1 - math.exp(-r * r / 2))
+
+
+@register_check(
+    name="paper_pstable_collision_law", source=source(2), area=AREA,
+    prediction="P[D p-stable hashes agree] = p(w/c)^D, p(r) = 2Phi(r) - 1 - 2(1 - e^{-r^2/2})/(sqrt(2 pi) r)",
+    controls={"offsets_quarter_range": lambda: {"make_hash": quarter_offset_pstable}},
+)
+def check_pstable_collision_law(seed: int, profile: str = "quick", make_hash=PStableHash):
+    """Each cell (r, d, D, w, anchor): one hash with trials * D independent coordinates applied to the pair
+    (x, y), ||x|| = anchor * w, ||x - y|| = w / r; groups of D coordinates are independent D-hash trials."""
+    started = time.perf_counter()
+    gen = torch.Generator().manual_seed(seed)
+    trials = by_profile(profile, quick=cases.PSTABLE_TRIALS[0], full=cases.PSTABLE_TRIALS[1])
+    cells = []
+    for r in cases.PSTABLE_RATIOS:
+        for d in cases.PSTABLE_DIMS:
+            for D in cases.PSTABLE_HASHES:
+                for w in cases.PSTABLE_WIDTHS:
+                    for anchor in cases.PSTABLE_ANCHOR_NORMS:
+                        dirs = pair_at_angle(d, math.pi / 3, gen)  # two random unit vectors
+                        x = anchor * w * dirs[0]
+                        y = x + (w / r) * dirs[1]
+                        h = make_hash(d, trials * D, w, int(torch.randint(0, 2**62, (1,), generator=gen)))
+                        codes = h.codes(torch.stack([x, y]))  # (2, trials * D)
+                        hits = int((codes[0] == codes[1]).reshape(trials, D).all(dim=1).sum())
+                        p = pstable_collision_probability(r) ** D
+                        cells.append(dict(r=r, d=d, D=D, width=w, anchor=anchor, trials=trials, collisions=hits,
+                                          predicted=p, observed=hits / trials,
+                                          p_value=binomial_test(hits, trials, p)))
+    passed, min_p = _holm_summary(cells)
+    worst = max(cells, key=lambda c: abs(c["observed"] - c["predicted"]))
+    return make_result(
+        "paper_pstable_collision_law", passed=passed, seed=seed, profile=profile, n=trials * len(cells),
+        test=f"exact binomial per cell, Holm over {len(cells)} cells", predicted=worst["predicted"],
+        measured=worst["observed"], p_value=min_p, margin="none beyond the binomial tests (exact law)",
+        params={"trials_per_cell": trials}, details={"cells": cells, "worst_cell": worst}, started=started)
+
+
+def cover_count(m: int, d: int) -> int:
+    """Regions of m central hyperplanes in general position in R^d: 2 sum_{i<d} C(m-1, i) (= 2^m if m <= d)."""
+    return 2 * sum(math.comb(m - 1, i) for i in range(d))
+
+
+def _feasible_patterns(normals: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Sign patterns s in {-1,1}^m with {x : s_j a_j . x >= 1} non-empty (LP), and a point of each: (m, d)."""
+    m, d = normals.shape
+    found = []
+    for code in range(1 << m):
+        s = np.array([1.0 if (code >> j) & 1 else -1.0 for j in range(m)])
+        res = optimize.linprog(np.zeros(d), A_ub=-(s[:, None] * normals), b_ub=-np.ones(m),
+                               bounds=[(None, None)] * d, method="highs")
+        if res.status == 0:
+            found.append((s, res.x))
+    return found
+
+
+@register_check(
+    name="paper_cover_region_count", source=source(3), area=AREA,
+    prediction="m central hyperplanes in R^d: at most 2 sum_{i<d} C(m-1,i) SimHash buckets (2^m if m <= d), "
+    "all reached",
+    controls={"affine_hyperplanes": lambda: {"make_hash": affine_simhash}},
+)
+def check_cover_region_count(seed: int, profile: str = "quick", make_hash=SimHash):
+    """Per case: distinct buckets of Gaussian sample points (must never exceed Cover's count), the LP count of
+    feasible sign patterns of the hash's normals (must equal it), and every LP point's bucket equals its pattern's
+    code (so all regions are reached). Deterministic given the draws: no tolerance."""
+    started = time.perf_counter()
+    gen = torch.Generator().manual_seed(seed)
+    samples = by_profile(profile, quick=cases.COVER_SAMPLES[0], full=cases.COVER_SAMPLES[1])
+    rows, passed = [], True
+    for d, m in cases.COVER_CASES:
+        h = make_hash(d, m, int(torch.randint(0, 2**62, (1,), generator=gen)))
+        x = torch.randn(samples, d, generator=gen, dtype=torch.float64)
+        sampled = int(torch.unique(h.bucket(x)).numel())
+        feasible = _feasible_patterns(h.directions.T.numpy())
+        lp_points = torch.tensor(np.stack([p for _, p in feasible]))
+        codes = torch.tensor([int(sum(1 << j for j in range(m) if s[j] > 0)) for s, _ in feasible])
+        reached = bool(torch.equal(h.bucket(lp_points), codes))
+        expected = cover_count(m, d)
+        ok = sampled <= expected and len(feasible) == expected and reached
+        passed &= ok
+        rows.append(dict(d=d, m=m, cover=expected, sampled_regions=sampled, lp_regions=len(feasible),
+                         lp_points_hash_to_their_pattern=reached, ok=ok))
+    worst = max(rows, key=lambda r: r["sampled_regions"] / r["cover"])
+    return make_result(
+        "paper_cover_region_count", passed=passed, seed=seed, profile=profile, n=samples * len(rows),
+        test="exact counts: sampled <= Cover, LP-feasible == Cover, LP points bucket to their pattern",
+        predicted=worst["cover"], measured=worst["sampled_regions"], margin="exact (no tolerance)",
+        params={"samples_per_case": samples}, details={"cases": rows}, started=started)

@@ -1,0 +1,20 @@
+"""pytest adapter of the paper checks (THEORY.md §A): each check must pass, each negative control must fail."""
+
+import pytest
+
+import theory_checks.paper_checks_cost  # noqa: F401  (these imports register the checks)
+import theory_checks.paper_checks_geometry  # noqa: F401
+import theory_checks.paper_checks_hashing  # noqa: F401
+from theory_checks.framework.pytest_support import (assert_check_passes, assert_control_fails, check_params,
+                                                    control_params)
+from theory_checks.paper_checks_common import AREA
+
+
+@pytest.mark.parametrize("name", check_params(AREA))
+def test_check(name, check_profile):
+    assert_check_passes(name, check_profile)
+
+
+@pytest.mark.parametrize("name,control", control_params(AREA))
+def test_control(name, control, check_profile):
+    assert_control_fails(name, control, check_profile)
