@@ -178,13 +178,13 @@ def cmd_report(args) -> int:
 
 
 def cmd_audit(args) -> int:
+    if args.check != "all":
+        _selected_checks([args.check])
+    _writable_dir(args.results)
     try:
         from theory_checks import audit
     except ImportError as error:
         raise UserError(f"the audit is not available in this version ({error})") from None
-    if args.check != "all":
-        _selected_checks([args.check])
-    _writable_dir(args.results)
     argv = ["--seeds", str(args.seeds), "--check", args.check, "--profile", args.profile, "--results", args.results]
     return audit.main(argv)
 

@@ -1,0 +1,51 @@
+"""A fixed, small results directory for the report and CLI tests (built with the framework's own writer)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from theory_checks.framework import append_records, make_result
+
+FIXTURE_CHECKS = ("fixture_collision_law", "fixture_failing_check", "fixture_escaping <b>&")
+FIGURE = {
+    "title": "collision probability vs angle",
+    "x_label": "angle / pi",
+    "y_label": "P[same bucket]",
+    "series": [
+        {"label": "measured", "x": [0.1, 0.3, 0.5], "y": [0.81, 0.49, 0.26], "lo": [0.78, 0.46, 0.23], "hi": [0.84, 0.52, 0.29]},
+        {"label": "(1 - theta/pi)^2", "x": [0.1, 0.3, 0.5], "y": [0.81, 0.49, 0.25], "style": "predicted"},
+    ],
+}
+
+
+def _record(name, passed, commit, **extra):
+    base = make_result(name, passed=passed, seed=7, profile="quick", n=1000, test="exact binomial",
+                       predicted=0.5, measured=0.51 if passed else 0.9, ci=(0.48, 0.54) if passed else (0.88, 0.92),
+                       p_value=0.4 if passed else 1e-9, source="fixture §0", prediction=extra.pop("prediction", "P = 1/2"),
+                       details=extra.pop("details", {}))
+    data = base.to_dict()
+    data["versions"]["git_commit"] = commit
+    return data
+
+
+def write_results_fixture(root: Path, commit: str | None, stale_commit: str = "0" * 40) -> Path:
+    """checks (one pass with a figure and a table, one fail, one stale + escaping test, one caught control),
+    an audit record, two speed rows and a run manifest."""
+    root.mkdir(parents=True, exist_ok=True)
+    table = {"title": "fixture table", "columns": ["width", "MSE"], "rows": [[1024, 0.0101], [2048, 0.0074]]}
+    records = [
+        _record(FIXTURE_CHECKS[0], True, commit, details={"figure": FIGURE, "table": table}),
+        _record(FIXTURE_CHECKS[1], False, commit),
+        _record(FIXTURE_CHECKS[2], True, stale_commit, prediction="<script>alert('x')</script> & <b>bold</b>"),
+    ]
+    control = dict(records[0], control="biased_directions", verdict="fail")
+    append_records(root / "checks.jsonl", records + [control])
+    append_records(root / "audit.jsonl", [{"name": FIXTURE_CHECKS[0], "pass_rate": 0.99, "seeds": 100, "profile": "quick"}])
+    append_records(root / "bench.jsonl", [
+        {"label": "E8 k2 T512", "impl": "sorted", "mode": "fwd", "R": 1.12, "shape": 1.05, "overhead": 1.07},
+        {"label": "E8 k2 T512", "impl": "hf_mixtral", "mode": "fwd", "R": 1.3, "shape": 1.05, "overhead": 1.24},
+    ])
+    (root / "run.json").write_text(json.dumps({"started": "2026-01-01T00:00:00+00:00", "commit": commit, "profile": "quick"}))
+    return root

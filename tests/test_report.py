@@ -1,0 +1,100 @@
+"""The report builds from a fixed results fixture; its HTML is checked structurally."""
+
+from __future__ import annotations
+
+import base64
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from report_fixture import FIXTURE_CHECKS, write_results_fixture
+from sparse_bench.report import ReportInputError, build_report, load_inputs
+from sparse_bench.report.inputs import current_commit
+from theory_checks.framework import load_all_checks
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class PageParser(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.rows, self.images, self.urls, self.statuses = [], [], [], []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "tr" and "data-check" in attrs:
+            self.rows.append(attrs["data-check"])
+            self.statuses.append(attrs.get("class", ""))
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        for key in ("src", "href"):
+            if key in attrs and tag != "img":
+                self.urls.append(attrs[key])
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    root = tmp_path_factory.mktemp("report")
+    results = write_results_fixture(root / "results", commit=current_commit())
+    path = build_report(results, root / "out")
+    html = path.read_text()
+    parser = PageParser()
+    parser.feed(html)
+    return html, parser
+
+
+def test_every_check_has_a_row(built):
+    _, page = built
+    expected = set(FIXTURE_CHECKS) | set(load_all_checks())
+    assert set(page.rows) == expected and len(page.rows) == len(expected)
+
+
+def test_failures_come_first_then_missing(built):
+    _, page = built
+    order = {"row-fail": 0, "row-missing": 1, "row-stale": 2, "row-pass": 3}
+    ranks = [order[s] for s in page.statuses]
+    assert ranks == sorted(ranks) and page.statuses[0] == "row-fail"
+
+
+def test_every_figure_is_an_embedded_png(built):
+    html, page = built
+    assert len(page.images) == 2  # the fixture check's figure and the speed chart
+    for src in page.images:
+        assert src.startswith("data:image/png;base64,")
+        assert base64.b64decode(src.split(",", 1)[1]).startswith(PNG_MAGIC)
+
+
+def test_no_external_urls(built):
+    html, page = built
+    assert page.urls == []
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html)
+    assert "@import" not in html
+
+
+def test_content_is_escaped_and_sections_present(built):
+    html, _ = built
+    assert "<script>alert('x')</script>" not in html and "&lt;script&gt;" in html
+    for section in ('id="verdict-table"', 'id="speed-table"', 'id="provenance-table"', "fixture table"):
+        assert section in html
+    assert "stale" in html and "come from another commit" in html
+    assert "99.0% of 100" in html  # audit pass rate
+    assert "1/1" in html  # the planted control was caught
+
+
+def test_missing_sections_say_which_command_fills_them(built):
+    html, _ = built
+    assert "torchrun --nproc_per_node=2 -m sparse_bench.distributed.bench" in html
+
+
+def test_bad_results_directories(tmp_path):
+    with pytest.raises(ReportInputError, match="does not exist"):
+        load_inputs(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReportInputError, match="no results"):
+        load_inputs(tmp_path / "empty")
+    results = write_results_fixture(tmp_path / "corrupt", commit=None)
+    with open(results / "checks.jsonl", "a") as handle:
+        handle.write('{"name": "torn", "verd')
+    with pytest.raises(ReportInputError, match=r"checks.jsonl, line 5"):
+        load_inputs(results)
