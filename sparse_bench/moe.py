@@ -36,20 +36,39 @@ class MoELayer(nn.Module):
     """A mixture-of-experts FFN: ``y = sum_a weight[a] * expert[e_a](x[t_a])`` (+ shared expert).
 
     router: any sparse_bench router; experts: an ExpertBank with the router's number of experts;
-    dispatch: a name from ``sparse_bench.dispatch.DISPATCHERS`` ("loop", "einsum", "sorted", "padded").
+    dispatch: a name from ``sparse_bench.dispatch.DISPATCHERS`` ("loop", "einsum", "sorted", "padded"), or
+    "expert_parallel": then ``experts`` holds only this rank's E/W experts of the router's E (see
+    ``sparse_bench.distributed.shard_experts``) and every rank of ``process_group`` (None: the default group)
+    runs the layer together.
     """
 
-    def __init__(self, router: Router, experts: ExpertBank, dispatch: str = "sorted", shared_expert: SharedExpert | None = None):
+    def __init__(
+        self,
+        router: Router,
+        experts: ExpertBank,
+        dispatch: str = "sorted",
+        shared_expert: SharedExpert | None = None,
+        process_group=None,
+    ):
         super().__init__()
-        if router.num_experts != experts.num_experts:
+        if dispatch == "expert_parallel":
+            from .distributed import ExpertParallelDispatch
+
+            dispatcher = ExpertParallelDispatch(router.num_experts, process_group)
+            dispatcher.check_bank(experts)
+        elif process_group is not None:
+            raise ValueError(f"process_group is only used by dispatch='expert_parallel', got dispatch={dispatch!r}")
+        elif router.num_experts != experts.num_experts:
             raise ValueError(f"router has {router.num_experts} experts but the bank holds {experts.num_experts}")
+        else:
+            dispatcher = get_dispatcher(dispatch)
         d_router = getattr(router, "d_model", experts.d_model)
         if d_router != experts.d_model:
             raise ValueError(f"router expects d_model={d_router} but experts use {experts.d_model}")
         self.router = router
         self.experts = experts
         self.dispatch_name = dispatch
-        self.dispatcher = get_dispatcher(dispatch)
+        self.dispatcher = dispatcher
         self.shared_expert = shared_expert
 
     @property
