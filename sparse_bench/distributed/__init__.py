@@ -7,12 +7,13 @@ ExpertBank), ``ExchangeStats`` (rows and bytes a call sent, per-phase times), ``
 ``torchrun --nproc_per_node=N -m sparse_bench.distributed.bench``.
 """
 
-from .exchange import AllToAllRows, all_to_all_rows, local_expert_count, rows_per_owner
+from .exchange import AllToAllRows, all_to_all_rows, local_expert_count, rows_crossing, rows_per_owner
 from .expert_parallel import ExchangeStats, ExpertParallelDispatch, shard_experts
 from .group import GroupInfo, init_from_env, resolve_group
 from .launch import WorkerFailure, run_workers
 
 __all__ = [
     "AllToAllRows", "ExchangeStats", "ExpertParallelDispatch", "GroupInfo", "WorkerFailure", "all_to_all_rows",
-    "init_from_env", "local_expert_count", "resolve_group", "rows_per_owner", "run_workers", "shard_experts",
+    "init_from_env", "local_expert_count", "resolve_group", "rows_crossing", "rows_per_owner", "run_workers",
+    "shard_experts",
 ]

@@ -142,6 +142,15 @@ def inverse_permutation(order: torch.Tensor) -> torch.Tensor:
     return inverse
 
 
+def rows_crossing(send_splits: list[int], recv_splits: list[int], rank: int) -> tuple[int, int]:
+    """(rows sent to other ranks, outputs returned to other ranks) in one forward of rank ``rank``.
+
+    send_splits: rows this rank sends to each rank; recv_splits: rows it receives from each. The rank's own
+    split is a local copy, not communication. Each received row goes back once, so returns = received from others.
+    """
+    return sum(send_splits) - send_splits[rank], sum(recv_splits) - recv_splits[rank]
+
+
 def metadata_bytes(world_size: int, local_experts: int) -> int:
     """Bytes of header + counts one rank sends to its W - 1 peers per call."""
     return (world_size - 1) * (len(HEADER_FIELDS) + local_experts) * INT64_BYTES

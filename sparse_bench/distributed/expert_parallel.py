@@ -37,6 +37,7 @@ from .exchange import (
     local_expert_count,
     make_header,
     metadata_bytes,
+    rows_crossing,
     rows_per_owner,
     source_to_expert_order,
 )
@@ -168,8 +169,7 @@ class ExpertParallelDispatch:
         clock.lap("combine")
 
         element = x.element_size()
-        rows_sent = sum(send_splits) - send_splits[rank]
-        rows_returned = sum(recv_splits) - recv_splits[rank]
+        rows_sent, rows_returned = rows_crossing(send_splits, recv_splits, rank)
         self.last_stats = ExchangeStats(
             rows_sent=rows_sent,
             rows_returned=rows_returned,
