@@ -7,7 +7,7 @@ import torch
 from sklearn.neighbors import KNeighborsRegressor
 
 from sparse_bench.dsm import (DSM, LSHModel, PStableHash, RandomFeaturesDense, SimHash, TopKDSM, bucket_means,
-                              knn_as_dsm, ridge_readout)
+                              knn_as_dsm, ridge_readout, select_ridge)
 from sparse_bench.targets import uniform_cube, uniform_sphere
 
 
@@ -184,3 +184,27 @@ def test_lsh_model_float32_input_and_default():
     far = torch.full((1, 2), 50.0, dtype=torch.float32)
     assert model.predict(far).item() == -7.0
     assert model.predict(x.float()).allclose(torch.ones(50, dtype=torch.float64))
+
+
+def test_select_ridge_matches_ridge_readout_per_ridge():
+    g = _gen(12)
+    for n, t in ((60, 20), (20, 60)):
+        f, y = torch.randn(n, t, generator=g, dtype=torch.float64), torch.randn(n, generator=g, dtype=torch.float64)
+        fv, yv = torch.randn(30, t, generator=g, dtype=torch.float64), torch.randn(30, generator=g, dtype=torch.float64)
+        ridges = (1e-4, 1e-2, 1.0)
+        best, weights, errors = select_ridge(f, y, fv, yv, ridges)
+        ref = [float(((fv @ ridge_readout(f, y, r) - yv) ** 2).mean()) for r in ridges]
+        np.testing.assert_allclose(errors, ref, rtol=1e-8)
+        assert best == ridges[int(np.argmin(ref))]
+        np.testing.assert_allclose(weights.numpy(), ridge_readout(f, y, best).numpy(), rtol=1e-7, atol=1e-10)
+    with pytest.raises(ValueError, match="val_features"):
+        select_ridge(f, y, fv[:, :3], yv, ridges)
+    with pytest.raises(ValueError, match="ridges"):
+        select_ridge(f, y, fv, yv, ())
+
+
+def test_fit_validated_picks_a_grid_ridge():
+    g = _gen(13)
+    x, xv = uniform_cube(300, 3, g), uniform_cube(100, 3, g)
+    model = TopKDSM(3, 64, 16, seed=1).fit_validated(x, x.sum(1), xv, xv.sum(1))
+    assert model.ridge in [10.0**e for e in range(-9, 0)] and len(model.validation_errors) == 9

@@ -13,9 +13,10 @@ import torch
 from torch import nn
 
 from ..validation import check_int_in_range, check_positive_float, check_tokens
-from .readout import ridge_readout
+from .readout import ridge_readout, select_ridge
 
 ACTIVATIONS = ("relu", "indicator")
+RIDGE_GRID = tuple(10.0**e for e in range(-9, 0))  # candidate ridges of fit_validated (per-sample scale)
 
 
 class DSM(nn.Module):
@@ -71,6 +72,14 @@ class DSM(nn.Module):
         """Fit the readout by ridge least squares on (x: (n, d), y: (n,)). Returns self."""
         check_tokens(x, self.d)
         self.readout = ridge_readout(self.features(x), y, self.ridge)
+        return self
+
+    def fit_validated(self, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
+                      ridges: tuple[float, ...] = RIDGE_GRID) -> DSM:
+        """Choose ``ridge`` from ``ridges`` by error on (x_val, y_val), then fit on (x, y). Returns self."""
+        check_tokens(x_val, self.d, name="x_val")
+        self.ridge, self.readout, self.validation_errors = select_ridge(
+            self.features(x), y, self.features(x_val), y_val, ridges)
         return self
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:

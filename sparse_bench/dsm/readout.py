@@ -12,8 +12,8 @@ import torch
 from ..validation import check_finite, check_positive_float
 
 
-def ridge_readout(features: torch.Tensor, targets: torch.Tensor, ridge: float) -> torch.Tensor:
-    """features: (n, t) float; targets: (n,) float; ridge > 0. Returns the (t,) float64 readout weights."""
+def _as_float64(features, targets, device=None):
+    """Validate features: (n, t), n >= 1, and targets: (n,); return both as float64 on features' device."""
     if not isinstance(features, torch.Tensor) or features.dim() != 2:
         raise ValueError(f"features must be a (n, t) tensor, got {getattr(features, 'shape', type(features))}")
     if not isinstance(targets, torch.Tensor) or targets.dim() != 1 or targets.shape[0] != features.shape[0]:
@@ -22,9 +22,14 @@ def ridge_readout(features: torch.Tensor, targets: torch.Tensor, ridge: float) -
         raise ValueError("features must hold at least one sample")
     check_finite(features, "features")
     check_finite(targets, "targets")
+    f = features.to(device=device, dtype=torch.float64)  # (n, t)
+    return f, targets.to(device=f.device, dtype=torch.float64)
+
+
+def ridge_readout(features: torch.Tensor, targets: torch.Tensor, ridge: float) -> torch.Tensor:
+    """features: (n, t) float; targets: (n,) float; ridge > 0. Returns the (t,) float64 readout weights."""
     ridge = check_positive_float(ridge, "ridge")
-    f = features.to(torch.float64)  # (n, t)
-    y = targets.to(device=f.device, dtype=torch.float64)  # (n,)
+    f, y = _as_float64(features, targets)
     n, t = f.shape
     if t <= n:
         gram = f.T @ f  # (t, t)
@@ -33,3 +38,33 @@ def ridge_readout(features: torch.Tensor, targets: torch.Tensor, ridge: float) -
     kernel = f @ f.T  # (n, n)
     kernel.diagonal().add_(n * ridge)
     return f.T @ torch.linalg.solve(kernel, y)
+
+
+def select_ridge(features: torch.Tensor, targets: torch.Tensor, val_features: torch.Tensor,
+                 val_targets: torch.Tensor, ridges: tuple[float, ...]) -> tuple[float, torch.Tensor, list[float]]:
+    """Fit a readout for every ridge in ``ridges`` (features: (n, t), targets: (n,)) and keep the one with the
+    least mean squared error on (val_features: (m, t), val_targets: (m,)); ties go to the larger ridge.
+    One symmetric eigendecomposition serves every ridge. Returns (ridge, (t,) float64 weights, MSE per ridge)."""
+    if not ridges:
+        raise ValueError("ridges must name at least one value")
+    for r in ridges:
+        check_positive_float(r, "ridges")
+    f, y = _as_float64(features, targets)
+    if not isinstance(val_features, torch.Tensor) or val_features.dim() != 2 or val_features.shape[1] != f.shape[1]:
+        raise ValueError(f"val_features must be a (m, {f.shape[1]}) tensor")
+    fv, yv = _as_float64(val_features, val_targets, f.device)
+    n, t = f.shape
+    if t <= n:
+        evals, evecs = torch.linalg.eigh(f.T @ f)  # (t,), (t, t)
+        rhs, to_weights = evecs.T @ (f.T @ y), evecs  # (t,), (t, t)
+    else:
+        evals, evecs = torch.linalg.eigh(f @ f.T)  # (n,), (n, n)
+        rhs, to_weights = evecs.T @ y, f.T @ evecs  # (n,), (t, n)
+    val_basis = fv @ to_weights  # (m, t or n)
+    errors, weights = [], []
+    for r in ridges:
+        coef = rhs / (evals.clamp_min(0) + n * r)
+        errors.append(float(((val_basis @ coef - yv) ** 2).mean()))
+        weights.append(coef)
+    best = min(range(len(ridges)), key=lambda i: (errors[i], -ridges[i]))
+    return float(ridges[best]), to_weights @ weights[best], errors
