@@ -93,7 +93,8 @@ def test_adapter_params_and_verdict_asserts(registry, tmp_path):
     _register_coin()
     ids = [p.id for p in pytest_support.check_params("unit_area")]
     assert ids == ["unit_coin"]
-    assert [p.id for p in pytest_support.control_params("unit_area")] == ["unit_coin-loaded", "unit_coin-undetectable"]
+    control_ids = [p.id for p in pytest_support.control_params("unit_area")]
+    assert control_ids == ["unit_coin-loaded", "unit_coin-undetectable"]
     pytest_support.assert_check_passes("unit_coin", "quick")
     pytest_support.assert_control_fails("unit_coin", "loaded", "quick")
     with pytest.raises(pytest.fail.Exception, match="negative control passed"):
@@ -117,7 +118,8 @@ def test_adapter_fails_a_failing_check(registry):
 
 
 def test_check_must_return_its_own_record(registry):
-    @register_check(name="unit_misnamed", source="unit", prediction="p", area="unit_area", controls={"c": dict})
+    @register_check(name="unit_misnamed", source="unit", prediction="p", area="unit_area",
+                    controls={"c": dict})
     def check_unit_misnamed(seed, profile="quick"):
         real = make_result("unit_misnamed", passed=True, seed=seed, profile=profile, n=1, test="t")
         return dataclasses.replace(real, name="other")

@@ -89,7 +89,7 @@ def test_exception_mid_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):
 
 
 def test_process_killed_mid_write_leaves_a_readable_file(tmp_path):
-    """A real crash: the child process dies (os._exit) after writing half of the new file, before the rename."""
+    """A real crash: the child dies (os._exit) after writing half of the new file, before the rename."""
     path = tmp_path / "checks.jsonl"
     append_records(path, [_result("first")])
     before = path.read_bytes()

@@ -17,6 +17,7 @@ from theory_checks.framework import (
     loglog_slope,
     one_sample_t,
     pool_sparse_cells,
+    sign_test_less,
     wilson,
 )
 
@@ -111,3 +112,14 @@ def test_loglog_slope_exact_power_law_and_t_interval():
     assert loglog_slope(x, y, conf=0.95) == pytest.approx((fit.slope, fit.slope - half, fit.slope + half))
     with pytest.raises(ValueError, match="positive"):
         loglog_slope(x, -y)
+
+
+def test_sign_test_less_is_a_one_sided_binomial_on_non_ties():
+    x = [1, 2, 3, 4, 5, 6]
+    y = [2, 3, 4, 5, 5, 1]  # x < y in 4 pairs, one tie, x > y once
+    p, wins, pairs = sign_test_less(x, y)
+    assert (wins, pairs) == (4, 5)
+    assert p == pytest.approx(stats.binomtest(4, 5, 0.5, alternative="greater").pvalue)
+    assert sign_test_less([1, 1], [1, 1]) == (1.0, 0, 0)
+    with pytest.raises(ValueError, match="paired"):
+        sign_test_less([1, 2], [1])

@@ -1,7 +1,7 @@
 """Case data of the theory checks: sizes, grids and sample counts, chosen once and named (append only).
 
-Sample counts come in (quick, full) pairs, read with ``framework.by_profile``. Changing a published case changes
-what a check measures, so add a new case rather than editing one.
+Sample counts come in (quick, full) pairs, read with ``framework.by_profile``. Changing a published case
+changes what a check measures, so add a new case rather than editing one.
 """
 
 import math

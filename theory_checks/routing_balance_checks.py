@@ -13,34 +13,42 @@ from sparse_bench.routing import HashRouter, LSHRouter, SinkhornRouter, TopKRout
 
 from . import cases
 from . import routing_controls as broken
-from .framework import ALPHA, binomial_test, by_profile, chisquare_gof, clopper_pearson, holm, holm_adjusted
-from .framework import make_result, register_check
-from .routing_math import multinomial_max_pmf, simhash_bucket_collision
-
-SOURCE = "routing §C"
-GATE_DIM = 4  # d_model of routers driven through plan_from_logits (their gate weight is unused)
-F64_EPS = 2.0**-52
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
+from .framework import (
+    ALPHA,
+    binomial_test,
+    by_profile,
+    chisquare_gof,
+    clopper_pearson,
+    holm,
+    holm_adjusted,
+    make_result,
+    register_check,
+    sign_test_less,
+)
+from .routing_checks import AREA, F64_EPS, GATE_DIM, SOURCE, generator
+from .routing_math import max_load_goodness_of_fit, simhash_bucket_collision
 
 
 def _sinkhorn(num_experts, temperature, iterations=cases.SINKHORN_ITERATIONS):
-    return SinkhornRouter(GATE_DIM, num_experts, iterations=iterations, tol=cases.SINKHORN_TOL, temperature=temperature)
+    tol = cases.SINKHORN_TOL
+    return SinkhornRouter(GATE_DIM, num_experts, iterations=iterations, tol=tol, temperature=temperature)
+
+
+def _rows_only_sinkhorn(num_experts, temperature):
+    iterations, tol = cases.SINKHORN_ITERATIONS, cases.SINKHORN_TOL
+    return broken.RowsOnlySinkhorn(
+        GATE_DIM, num_experts, iterations=iterations, tol=tol, temperature=temperature
+    )
 
 
 # --------------------------------------------------------------------------------------------------------
 @register_check(
-    name="sinkhorn_marginals",
-    source=SOURCE,
-    area="routing",
-    prediction="the scaled matrix P = diag(u) exp(X / temperature) diag(v) has row sums 1/T (to the router's tol) "
-    "and column sums 1/E (to float64 rounding)",
+    name="sinkhorn_marginals", source=SOURCE, area=AREA,
+    prediction="the scaled matrix P = diag(u) exp(X / temperature) diag(v) has row sums 1/T (to the router's "
+    "tol) and column sums 1/E (to float64 rounding)",
     controls={
         "one_iteration": lambda: {"make_router": lambda E, tau: _sinkhorn(E, tau, iterations=1)},
-        "rows_only": lambda: {"make_router": lambda E, tau: broken.RowsOnlySinkhorn(
-            GATE_DIM, E, iterations=cases.SINKHORN_ITERATIONS, tol=cases.SINKHORN_TOL, temperature=tau)},
+        "rows_only": lambda: {"make_router": _rows_only_sinkhorn},
     },
 )
 def check_sinkhorn_marginals(seed: int, profile: str = "quick", make_router=_sinkhorn):
@@ -50,7 +58,7 @@ def check_sinkhorn_marginals(seed: int, profile: str = "quick", make_router=_sin
     log P - X / tau must be a_t + b_e, so its double-centred residual <= 4 (iterations + 1) eps max|log P|
     (each log-domain update adds at most eps |log P| of rounding)."""
     started = time.perf_counter()
-    gen = _gen(seed)
+    gen = generator(seed)
     draws = by_profile(profile, quick=cases.SINKHORN_DRAWS[0], full=cases.SINKHORN_DRAWS[1])
     rows, ok, worst = [], True, 0.0
     for T, E in cases.SINKHORN_CASES:
@@ -72,14 +80,14 @@ def check_sinkhorn_marginals(seed: int, profile: str = "quick", make_router=_sin
             cell_ok = row_err <= cases.SINKHORN_TOL and col_err <= c_tol and structure <= 1.0
             ok &= cell_ok
             worst = max(worst, row_err / cases.SINKHORN_TOL)
-            rows.append({"T": T, "E": E, "temperature": tau, "row_error": row_err, "row_tol": cases.SINKHORN_TOL,
-                         "column_error": col_err, "column_tol": c_tol, "structure_residual_over_bound": structure,
-                         "ok": cell_ok})
+            rows.append({"T": T, "E": E, "temperature": tau, "row_error": row_err,
+                         "row_tol": cases.SINKHORN_TOL, "column_error": col_err, "column_tol": c_tol,
+                         "structure_residual_over_bound": structure, "ok": cell_ok})
     return make_result(
         "sinkhorn_marginals", passed=ok, seed=seed, profile=profile,
         n=draws * len(rows), test="marginal errors and scaling structure within stated bounds",
         predicted=0.0, measured=worst, ci=(0.0, 1.0),
-        margin="row error / tol (<= 1 passes); column error <= 4 T eps; structure residual within rounding bound",
+        margin="row error / tol (<= 1 passes); column error <= 4 T eps; structure residual within its bound",
         params={"cases": cases.SINKHORN_CASES, "temperatures": cases.SINKHORN_MARGINAL_TEMPERATURES,
                 "tol": cases.SINKHORN_TOL, "iterations": cases.SINKHORN_ITERATIONS, "draws": draws},
         details={"cells": rows}, started=started,
@@ -87,23 +95,12 @@ def check_sinkhorn_marginals(seed: int, profile: str = "quick", make_router=_sin
 
 
 # --------------------------------------------------------------------------------------------------------
-def _sign_test(lower: np.ndarray, higher: np.ndarray) -> tuple[float, int, int]:
-    """One-sided exact sign test that ``lower`` < ``higher`` pairwise: (p, wins, non-tied pairs)."""
-    wins, losses = int((lower < higher).sum()), int((lower > higher).sum())
-    if wins + losses == 0:
-        return 1.0, 0, 0
-    return binomial_test(wins, wins + losses, 0.5, alternative="greater"), wins, wins + losses
-
-
 @register_check(
-    name="sinkhorn_max_load",
-    source=SOURCE,
-    area="routing",
-    prediction="on the same skewed logits, Sinkhorn top-1's max load is below greedy top-1's, and falls toward "
-    "T k / E as the temperature falls (1 -> 0.3 -> 0.1)",
+    name="sinkhorn_max_load", source=SOURCE, area=AREA,
+    prediction="on the same skewed logits, Sinkhorn top-1's max load is below greedy top-1's, and falls "
+    "toward T k / E as the temperature falls (1 -> 0.3 -> 0.1)",
     controls={
-        "rows_only": lambda: {"make_router": lambda E, tau: broken.RowsOnlySinkhorn(
-            GATE_DIM, E, iterations=cases.SINKHORN_ITERATIONS, tol=cases.SINKHORN_TOL, temperature=tau)},
+        "rows_only": lambda: {"make_router": _rows_only_sinkhorn},
         "one_iteration": lambda: {"make_router": lambda E, tau: _sinkhorn(E, tau, iterations=1)},
     },
 )
@@ -112,7 +109,7 @@ def check_sinkhorn_max_load(seed: int, profile: str = "quick", make_router=_sink
     (a) Sinkhorn(temperature 1) max load < greedy top-1 max load; (b) Sinkhorn at the lowest temperature <
     Sinkhorn at temperature 1. Logits N(0, 1) plus a per-batch expert bias N(0, 0.5^2)."""
     started = time.perf_counter()
-    gen = _gen(seed)
+    gen = generator(seed)
     T, E, k = cases.ROUTING_TOKENS, cases.ROUTING_EXPERTS, 1
     batches = by_profile(profile, quick=cases.SINKHORN_LOAD_BATCHES[0], full=cases.SINKHORN_LOAD_BATCHES[1])
     temps = cases.SINKHORN_LOAD_TEMPERATURES
@@ -125,8 +122,8 @@ def check_sinkhorn_max_load(seed: int, profile: str = "quick", make_router=_sink
         loads[0, b] = int(greedy.plan_from_logits(logits).expert_counts.max())
         for i, router in enumerate(routers):
             loads[i + 1, b] = int(router.plan_from_logits(logits).expert_counts.max())
-    p_greedy, w1, n1 = _sign_test(loads[1], loads[0])
-    p_trend, w2, n2 = _sign_test(loads[-1], loads[1])
+    p_greedy, w1, n1 = sign_test_less(loads[1], loads[0])
+    p_trend, w2, n2 = sign_test_less(loads[-1], loads[1])
     accepted = holm([p_greedy, p_trend], ALPHA)  # here a rejection is the predicted outcome
     balanced = T * k / E
     return make_result(
@@ -135,7 +132,8 @@ def check_sinkhorn_max_load(seed: int, profile: str = "quick", make_router=_sink
         predicted=balanced, measured=float(loads[-1].mean()), p_value=max(holm_adjusted([p_greedy, p_trend])),
         margin="prediction is a direction (lower), not a value; T k / E is the limit",
         params={"T": T, "E": E, "k": k, "batches": batches, "temperatures": temps, "tol": cases.SINKHORN_TOL},
-        details={"mean_max_load": {"greedy": loads[0].mean(), **{str(t): loads[i + 1].mean() for i, t in enumerate(temps)}},
+        details={"mean_max_load": {"greedy": loads[0].mean(),
+                                   **{f"sinkhorn_{t}": loads[i + 1].mean() for i, t in enumerate(temps)}},
                  "sign_test_vs_greedy": {"wins": w1, "pairs": n1, "p": p_greedy},
                  "sign_test_trend": {"wins": w2, "pairs": n2, "p": p_trend}},
         started=started,
@@ -148,14 +146,13 @@ def _hash_router(num_experts, seed):
 
 
 @register_check(
-    name="hash_loads_multinomial",
-    source=SOURCE,
-    area="routing",
-    prediction="with a random hash table, T distinct random token ids give Multinomial(T; 1/E) expert loads: one "
-    "expert's load ~ Binomial(T, 1/E) and the max load follows the exact multinomial maximum",
+    name="hash_loads_multinomial", source=SOURCE, area=AREA,
+    prediction="with a random hash table, T distinct random token ids give Multinomial(T; 1/E) expert loads: "
+    "one expert's load ~ Binomial(T, 1/E) and the max load follows the exact multinomial maximum",
     controls={
         "modulo_biased_table": lambda: {"make_router": lambda E, s: broken.ModuloBiasedHashRouter(E, seed=s)},
-        "skips_last_expert": lambda: {"make_router": lambda E, s: broken.SkipsLastExpertHashRouter(E, seed=s)},
+        "skips_last_expert": lambda: {
+            "make_router": lambda E, s: broken.SkipsLastExpertHashRouter(E, seed=s)},
     },
 )
 def check_hash_loads_multinomial(seed: int, profile: str = "quick", make_router=_hash_router):
@@ -165,7 +162,7 @@ def check_hash_loads_multinomial(seed: int, profile: str = "quick", make_router=
     fully random table on arithmetic progressions of keys (contiguous ids come out more balanced than
     multinomial), so the claim is about random keys."""
     started = time.perf_counter()
-    gen = _gen(seed)
+    gen = generator(seed)
     T, E = cases.ROUTING_TOKENS, cases.ROUTING_EXPERTS
     tables = by_profile(profile, quick=cases.HASH_TABLES[0], full=cases.HASH_TABLES[1])
     x = torch.zeros(T, 1)
@@ -175,18 +172,15 @@ def check_hash_loads_multinomial(seed: int, profile: str = "quick", make_router=
         router = make_router(E, int(torch.randint(0, 2**62, (1,), generator=gen)))
         counts = router(x, token_ids=ids).expert_counts
         first[i], maxima[i] = int(counts[0]), int(counts.max())
-    _, p_first, cells_first = chisquare_gof(np.bincount(first, minlength=T + 1)[: T + 1],
-                                            stats.binom.pmf(np.arange(T + 1), T, 1.0 / E))
-    values, pmf = multinomial_max_pmf(T, E)
-    observed = np.array([(maxima == c).sum() for c in values], dtype=float)
-    observed[-1] += (maxima > values[-1]).sum()
-    observed[0] += (maxima < values[0]).sum()
-    _, p_max, cells_max = chisquare_gof(observed, pmf)
+    binomial = stats.binom.pmf(np.arange(T + 1), T, 1.0 / E)
+    _, p_first, cells_first = chisquare_gof(np.bincount(first, minlength=T + 1), binomial)
+    fit = max_load_goodness_of_fit(maxima, T, E)
+    p_max = fit["p_value"]
     reject = holm([p_first, p_max], ALPHA)
     return make_result(
         "hash_loads_multinomial", passed=not any(reject), seed=seed, profile=profile, n=tables,
-        test=f"chi-square goodness of fit ({cells_first} and {cells_max} pooled cells), Holm over 2",
-        predicted=float((values * pmf).sum()), measured=float(maxima.mean()),
+        test=f"chi-square goodness of fit ({cells_first} and {fit['cells']} pooled cells), Holm over 2",
+        predicted=fit["exact_mean"], measured=float(maxima.mean()),
         p_value=min(holm_adjusted([p_first, p_max])),
         params={"T": T, "E": E, "tables": tables, "vocab": cases.HASH_VOCAB},
         details={"p_expert0_binomial": p_first, "p_max_load": p_max, "mean_expert0_load": first.mean()},
@@ -206,19 +200,17 @@ def _balanced_router(num_experts, seed, token_frequencies):
 
 
 @register_check(
-    name="hash_balanced_table_zipf",
-    source=SOURCE,
-    area="routing",
-    prediction="on Zipf-distributed tokens, a balanced hash table (built from the token frequencies) gives a lower "
-    "max expert load than a random table with the same seed",
+    name="hash_balanced_table_zipf", source=SOURCE, area=AREA,
+    prediction="on Zipf-distributed tokens, a balanced hash table (built from the token frequencies) gives a "
+    "lower max expert load than a random table with the same seed",
     controls={"misaligned_frequencies": lambda: {"make_balanced": broken.misaligned_balanced_router}},
 )
 def check_hash_balanced_table_zipf(seed: int, profile: str = "quick", make_balanced=_balanced_router):
-    """Paired batches: each draws T tokens from Zipf(vocab, exponent) and a table seed; one-sided exact sign test
-    (ties dropped) that the balanced max load is lower. The frequencies given to the table are the true Zipf
-    probabilities (a large training corpus)."""
+    """Paired batches: each draws T tokens from Zipf(vocab, exponent) and a table seed; one-sided exact sign
+    test (ties dropped) that the balanced max load is lower. The frequencies given to the table are the true
+    Zipf probabilities (a large training corpus)."""
     started = time.perf_counter()
-    gen = _gen(seed)
+    gen = generator(seed)
     T, E = cases.ROUTING_TOKENS, cases.ROUTING_EXPERTS
     batches = by_profile(profile, quick=cases.ZIPF_BATCHES[0], full=cases.ZIPF_BATCHES[1])
     freq = zipf_frequencies(cases.ZIPF_VOCAB, cases.ZIPF_EXPONENT)
@@ -229,14 +221,15 @@ def check_hash_balanced_table_zipf(seed: int, profile: str = "quick", make_balan
         table_seed = int(torch.randint(0, 2**31, (1,), generator=gen))
         random_max[b] = int(HashRouter(E, seed=table_seed)(x, token_ids=ids).expert_counts.max())
         balanced_max[b] = int(make_balanced(E, table_seed, freq)(x, token_ids=ids).expert_counts.max())
-    p, wins, pairs = _sign_test(balanced_max, random_max)
+    p, wins, pairs = sign_test_less(balanced_max, random_max)
     lo, hi = clopper_pearson(wins, pairs) if pairs else (0.0, 1.0)
     return make_result(
         "hash_balanced_table_zipf", passed=p <= ALPHA, seed=seed, profile=profile, n=batches,
         test="one-sided exact sign test on paired batches (ties dropped)", predicted=0.5,
         measured=wins / pairs if pairs else 0.0, ci=(lo, hi), p_value=p,
         margin="prediction: P(balanced max < random max) > 1/2 among non-tied pairs",
-        params={"T": T, "E": E, "batches": batches, "vocab": cases.ZIPF_VOCAB, "exponent": cases.ZIPF_EXPONENT},
+        params={"T": T, "E": E, "batches": batches, "vocab": cases.ZIPF_VOCAB,
+                "exponent": cases.ZIPF_EXPONENT},
         details={"mean_max_random": random_max.mean(), "mean_max_balanced": balanced_max.mean(),
                  "balanced_limit": T / E}, started=started,
     )
@@ -258,22 +251,20 @@ def pair_at_angle(gen: torch.Generator, d: int, theta: float) -> torch.Tensor:
 
 
 @register_check(
-    name="lsh_routing_angle_collision",
-    source=SOURCE,
-    area="routing",
-    prediction="two tokens at angle theta share an expert of a SimHash LSHRouter (E = 2^m experts, m bits) with "
-    "probability (1 - theta/pi)^m: close tokens share more than far ones",
+    name="lsh_routing_angle_collision", source=SOURCE, area=AREA,
+    prediction="two tokens at angle theta share an expert of a SimHash LSHRouter (E = 2^m experts, m bits) "
+    "with probability (1 - theta/pi)^m: close tokens share more than far ones",
     controls={
         "repeated_hyperplane": lambda: {"make_router": broken.repeated_hyperplane_lsh},
         "locality_free_input_hash": lambda: {"make_router": broken.input_hash_lsh},
     },
 )
 def check_lsh_routing_angle_collision(seed: int, profile: str = "quick", make_router=_simhash_router):
-    """Each pair gets a freshly drawn router (new seed), so the m hyperplanes are iid Gaussian for that pair and
-    the law is exact. Exact binomial test per angle, Holm over the angles. (The hash-level SimHash laws of
+    """Each pair gets a freshly drawn router (new seed), so the m hyperplanes are iid Gaussian for that pair
+    and the law is exact. Exact binomial test per angle, Holm over the angles. (The hash-level SimHash laws of
     sparse_bench.hashing belong to the paper checks; this one goes through LSHRouter and its RoutingPlan.)"""
     started = time.perf_counter()
-    gen = _gen(seed)
+    gen = generator(seed)
     d, E = cases.LSH_D_MODEL, cases.ROUTING_EXPERTS
     bits = int(math.log2(E))
     pairs = by_profile(profile, quick=cases.LSH_PAIRS[0], full=cases.LSH_PAIRS[1])
@@ -293,7 +284,8 @@ def check_lsh_routing_angle_collision(seed: int, profile: str = "quick", make_ro
     reject = holm(p_values, ALPHA)
     r = rows[int(np.argmin(p_values))]
     return make_result(
-        "lsh_routing_angle_collision", passed=not any(reject), seed=seed, profile=profile, n=pairs * len(rows),
+        "lsh_routing_angle_collision", passed=not any(reject), seed=seed, profile=profile,
+        n=pairs * len(rows),
         test=f"exact binomial per angle, Holm over {len(rows)} angles", predicted=r["predicted"],
         measured=r["measured"], ci=tuple(r["ci"]), p_value=min(holm_adjusted(p_values)),
         params={"d_model": d, "E": E, "bits": bits, "pairs_per_angle": pairs, "angles": cases.LSH_ANGLES},

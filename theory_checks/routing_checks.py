@@ -1,8 +1,8 @@
 """Routing checks of THEORY.md §C for token-choice top-k and expert-choice routers.
 
 "Uniformly random routing" here always means: iid continuous logits fed to ``plan_from_logits``. For iid
-continuous logits the top-k set of each token is a uniformly random k-subset of the experts, independently across
-tokens (exchangeability; ties have probability 0), so one expert's load is Binomial(T, k/E).
+continuous logits the top-k set of each token is a uniformly random k-subset of the experts, independently
+across tokens (exchangeability; ties have probability 0), so one expert's load is Binomial(T, k/E).
 """
 
 from __future__ import annotations
@@ -17,20 +17,27 @@ from sparse_bench.routing import ExpertChoiceRouter, TopKRouter
 
 from . import cases
 from . import routing_controls as broken
-from .framework import ALPHA, by_profile, chisquare_gof, holm, holm_adjusted, make_result, one_sample_t, register_check
-from .routing_math import capacity_for, expected_dropped, multinomial_max_pmf
+from .framework import ALPHA, by_profile, holm, holm_adjusted, make_result, one_sample_t, register_check
+from .routing_math import capacity_for, expected_dropped, max_load_goodness_of_fit
 
 SOURCE = "routing §C"
+AREA = "routing"
 GATE_DIM = 4  # d_model of routers driven through plan_from_logits (their gate weight is unused)
 F64_EPS = 2.0**-52
+
+
+def generator(seed: int) -> torch.Generator:
+    """The one CPU generator a check draws everything from."""
+    return torch.Generator().manual_seed(int(seed))
 
 
 def _topk(num_experts, k, capacity_factor=None):
     return TopKRouter(GATE_DIM, num_experts, k=k, capacity_factor=capacity_factor)
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(seed))
+def _headline(rows: list[dict], p_values: list[float]) -> dict:
+    """The cell a one-line summary reports: the one with the smallest p-value."""
+    return rows[int(np.argmin(p_values))]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -43,19 +50,16 @@ def _balanced_logits(gen, T, E, k):
 
 
 def _collapsed_logits(gen, T, E, k, margin):
-    """(T, E) float64 logits: the same k experts win every token by ``margin``."""
+    """(T, E) float64 logits: the same k experts win every token by at least ``margin - 1``."""
     logits = torch.rand(T, E, generator=gen, dtype=torch.float64)
-    winners = torch.randperm(E, generator=gen)[:k]
-    logits[:, winners] += margin
+    logits[:, torch.randperm(E, generator=gen)[:k]] += margin
     return logits
 
 
 @register_check(
-    name="switch_loss_balanced_and_collapsed",
-    source=SOURCE,
-    area="routing",
-    prediction="Switch loss E*sum_i f_i P_i = 1 for balanced top-k plans and E/k when all tokens pick the same "
-    "k experts (E for top-1 collapse)",
+    name="switch_loss_balanced_and_collapsed", source=SOURCE, area=AREA,
+    prediction="Switch loss E*sum_i f_i P_i = 1 for balanced top-k plans, and E/k when every token picks the "
+    "same k experts (E for top-1 collapse)",
     controls={"loss_missing_factor_E": lambda: {
         "make_router": lambda E, k: broken.MissingFactorLossTopK(GATE_DIM, E, k=k)}},
 )
@@ -63,31 +67,35 @@ def check_switch_loss_balanced_and_collapsed(seed: int, profile: str = "quick", 
     """Exact identities. Balanced: f_i = 1/E for all i, so E*sum f_i P_i = sum P_i = 1 whatever P is.
     Collapse onto a set S of k experts: f_i = 1/k on S, so the loss is (E/k) * P(S) with
     1 - P(S) <= (E - k) e^{-(margin - 1)}. Tolerance: that bound plus float64 rounding of the T-term mean
-    and E-term sum, 4 (T + E) eps relative (factor 4 = slack for the softmax's own rounding)."""
+    and E-term sum, 4 (T + E) eps relative (factor 4: slack for the softmax's own rounding)."""
     started = time.perf_counter()
-    gen = _gen(seed)
-    draws = by_profile(profile, quick=cases.SWITCH_LOSS_RANDOM_DRAWS[0], full=cases.SWITCH_LOSS_RANDOM_DRAWS[1])
+    gen = generator(seed)
+    quick, full = cases.SWITCH_LOSS_RANDOM_DRAWS
+    draws = by_profile(profile, quick=quick, full=full)
     margin = cases.SWITCH_LOSS_COLLAPSE_MARGIN
-    worst, worst_tol, rows, ok = 0.0, 0.0, [], True
+    rows = []
     for T, E, k in cases.SWITCH_LOSS_CASES:
         router = make_router(E, k)
         tol_round = 4 * (T + E) * F64_EPS
-        tol_collapse = tol_round + (E - k) * math.exp(-(margin - 1.0))
-        for kind, predicted, tol in (("balanced", 1.0, tol_round), ("collapsed", E / k, tol_collapse)):
-            devs = []
+        for kind, predicted, tol in (
+            ("balanced", 1.0, tol_round),
+            ("collapsed", E / k, tol_round + (E - k) * math.exp(-(margin - 1.0))),
+        ):
+            worst = 0.0
             for _ in range(draws):
-                logits = _balanced_logits(gen, T, E, k) if kind == "balanced" else _collapsed_logits(gen, T, E, k, margin)
+                if kind == "balanced":
+                    logits = _balanced_logits(gen, T, E, k)
+                else:
+                    logits = _collapsed_logits(gen, T, E, k, margin)
                 loss = float(router.plan_from_logits(logits).aux["load_balancing_loss"])
-                devs.append(abs(loss - predicted) / predicted)
-            dev = max(devs)
-            ok &= dev <= tol
-            rows.append({"T": T, "E": E, "k": k, "plan": kind, "predicted": predicted, "max_rel_dev": dev, "tol": tol})
-            if dev / tol >= worst / max(worst_tol, 1e-300):
-                worst, worst_tol = dev, tol
+                worst = max(worst, abs(loss - predicted) / predicted)
+            rows.append({"T": T, "E": E, "k": k, "plan": kind, "predicted": predicted, "max_rel_dev": worst,
+                         "tol": tol, "ratio": worst / tol})
+    head = max(rows, key=lambda r: r["ratio"])
     return make_result(
-        "switch_loss_balanced_and_collapsed", passed=ok, seed=seed, profile=profile,
-        n=draws * 2 * len(cases.SWITCH_LOSS_CASES), test="exact identity within a float64 rounding bound",
-        predicted=0.0, measured=worst, ci=(0.0, worst_tol),
+        "switch_loss_balanced_and_collapsed", passed=all(r["ratio"] <= 1.0 for r in rows), seed=seed,
+        profile=profile, n=draws * len(rows), test="exact identity within a float64 rounding bound",
+        predicted=0.0, measured=head["max_rel_dev"], ci=(0.0, head["tol"]),
         margin="|loss - prediction| / prediction <= 4 (T + E) eps (+ (E - k) e^-(margin-1) for collapse)",
         params={"cases": cases.SWITCH_LOSS_CASES, "draws": draws, "collapse_margin": margin},
         details={"cells": rows}, started=started,
@@ -96,21 +104,20 @@ def check_switch_loss_balanced_and_collapsed(seed: int, profile: str = "quick", 
 
 # --------------------------------------------------------------------------------------------------------
 @register_check(
-    name="switch_loss_random_expectation",
-    source=SOURCE,
-    area="routing",
-    prediction="for iid logits, E[Switch loss] = 1 + (E m_k / k - 1) / T, m_k = E[top-k softmax mass of a token]",
+    name="switch_loss_random_expectation", source=SOURCE, area=AREA,
+    prediction="for iid logits, E[Switch loss] = 1 + (E m_k / k - 1) / T, with m_k = E[top-k softmax mass of "
+    "one token]",
     controls={"loss_squared_fractions": lambda: {
         "make_router": lambda E, k: broken.SquaredFractionLossTopK(GATE_DIM, E, k=k)}},
 )
 def check_switch_loss_random_expectation(seed: int, profile: str = "quick", make_router=_topk):
     """Derivation: by exchangeability E[f_i P_i] is the same for all i, so E[loss] = E^2 E[f_1 P_1] with
     f_1 = (1/Tk) sum_t 1[1 in top_k(t)], P_1 = (1/T) sum_s p_s1. Pairs t != s are independent and give
-    (k/E)(1/E); t = s gives m_k / E. Hence E[loss] = (T-1)/T + E m_k / (T k). With m̂_b the batch's mean top-k
-    mass, D_b = loss_b - 1 - (E m̂_b / k - 1) / T has expectation exactly 0: one-sample t test on D per k,
-    Holm over the k values. Logits iid Uniform[0, SPAN)."""
+    (k/E)(1/E); t = s gives m_k / E. Hence E[loss] = (T-1)/T + E m_k / (T k). With m̂_b the batch's mean
+    top-k mass, D_b = loss_b - 1 - (E m̂_b / k - 1) / T has expectation exactly 0: one-sample t test on D
+    per k, Holm over the k values. Logits iid Uniform[0, SPAN)."""
     started = time.perf_counter()
-    gen = _gen(seed)
+    gen = generator(seed)
     T, E = cases.SWITCH_LOSS_EXPECTATION_TOKENS, cases.ROUTING_EXPERTS
     batches = by_profile(profile, quick=cases.SWITCH_LOSS_EXPECTATION_BATCHES[0],
                          full=cases.SWITCH_LOSS_EXPECTATION_BATCHES[1])
@@ -120,32 +127,28 @@ def check_switch_loss_random_expectation(seed: int, profile: str = "quick", make
         logits = torch.rand(batches, T, E, generator=gen, dtype=torch.float64) * cases.SWITCH_LOSS_LOGIT_SPAN
         mass = torch.softmax(logits, -1).topk(k, dim=-1).values.sum(-1).mean(-1).numpy()  # (batches,) m̂_b
         loss = np.array([float(router.plan_from_logits(b).aux["load_balancing_loss"]) for b in logits])
-        diff = loss - 1.0 - (E * mass / k - 1.0) / T
-        mean_d, lo, hi, p = one_sample_t(diff, 0.0)
+        mean_d, lo, hi, p = one_sample_t(loss - 1.0 - (E * mass / k - 1.0) / T, 0.0)
         predicted = 1.0 + (E * mass.mean() / k - 1.0) / T
         rows.append({"k": k, "predicted": predicted, "measured": loss.mean(), "m_k": mass.mean(),
-                     "mean_diff": mean_d, "ci_diff": [lo, hi], "p_value": p})
+                     "mean_diff": mean_d, "ci": [predicted + lo, predicted + hi], "p_value": p})
         p_values.append(p)
-    reject = holm(p_values, ALPHA)
-    head = int(np.argmin(p_values))
-    r = rows[head]
+    head = _headline(rows, p_values)
     return make_result(
-        "switch_loss_random_expectation", passed=not any(reject), seed=seed, profile=profile, n=batches * len(rows),
-        test=f"one-sample t on paired differences, Holm over {len(rows)} values of k",
-        predicted=r["predicted"], measured=r["measured"],
-        ci=(r["predicted"] + r["ci_diff"][0], r["predicted"] + r["ci_diff"][1]),
-        p_value=min(holm_adjusted(p_values)), params={"T": T, "E": E, "batches": batches,
-        "logits": f"iid Uniform[0, {cases.SWITCH_LOSS_LOGIT_SPAN})"}, details={"cells": rows}, started=started,
+        "switch_loss_random_expectation", passed=not any(holm(p_values, ALPHA)), seed=seed, profile=profile,
+        n=batches * len(rows), test=f"one-sample t on paired differences, Holm over {len(rows)} values of k",
+        predicted=head["predicted"], measured=head["measured"], ci=tuple(head["ci"]),
+        p_value=min(holm_adjusted(p_values)),
+        params={"T": T, "E": E, "batches": batches,
+                "logits": f"iid Uniform[0, {cases.SWITCH_LOSS_LOGIT_SPAN})"},
+        details={"cells": rows}, started=started,
     )
 
 
 # --------------------------------------------------------------------------------------------------------
 @register_check(
-    name="capacity_drops_uniform_random",
-    source=SOURCE,
-    area="routing",
-    prediction="dropped fraction = E * E[(Binomial(T, k/E) - C)_+] / (T k), C = ceil(cf T k / E), for top-1 and "
-    "top-2 over a grid of capacity factors; no expert keeps more than C",
+    name="capacity_drops_uniform_random", source=SOURCE, area=AREA,
+    prediction="dropped fraction = E * E[(Binomial(T, k/E) - C)_+] / (T k) with C = ceil(cf T k / E), for "
+    "top-1 and top-2 over a grid of capacity factors; no expert keeps more than C",
     controls={
         "ignores_capacity": lambda: {"make_router": lambda E, k, cf: broken.CapacityIgnoringTopK(
             GATE_DIM, E, k=k, capacity_factor=cf)},
@@ -155,11 +158,11 @@ def check_switch_loss_random_expectation(seed: int, profile: str = "quick", make
 )
 def check_capacity_drops_uniform_random(seed: int, profile: str = "quick", make_router=_topk):
     """iid N(0,1) logits -> each expert's pre-drop load is Binomial(T, k/E) (the k=1 case is THEORY.md's
-    formula), and it drops (load - C)_+, so E[dropped] is exact by linearity (``expected_dropped``). Per cell,
+    formula) and it drops (load - C)_+, so E[dropped] is exact by linearity (``expected_dropped``). Per cell,
     a one-sample t test of the per-batch dropped counts against that mean; Holm over the cells. The capacity
     contract (every expert_count <= C) is checked exactly on every batch."""
     started = time.perf_counter()
-    gen = _gen(seed)
+    gen = generator(seed)
     T, E = cases.ROUTING_TOKENS, cases.ROUTING_EXPERTS
     batches = by_profile(profile, quick=cases.DROP_BATCHES[0], full=cases.DROP_BATCHES[1])
     rows, p_values, within_capacity = [], [], True
@@ -177,17 +180,20 @@ def check_capacity_drops_uniform_random(seed: int, profile: str = "quick", make_
                 p, lo, hi = 0.0, float(dropped[0]), float(dropped[0])
             else:
                 _, lo, hi, p = one_sample_t(dropped, predicted)
-            rows.append({"k": k, "capacity_factor": cf, "capacity": capacity, "predicted_fraction": predicted / (T * k),
-                         "measured_fraction": dropped.mean() / (T * k), "ci_fraction": [lo / (T * k), hi / (T * k)],
-                         "p_value": p})
+            assignments = T * k
+            rows.append({"k": k, "capacity_factor": cf, "capacity": capacity,
+                         "predicted_fraction": predicted / assignments,
+                         "measured_fraction": dropped.mean() / assignments,
+                         "ci_fraction": [lo / assignments, hi / assignments], "p_value": p})
             p_values.append(p)
-    reject = holm(p_values, ALPHA)
-    r = rows[int(np.argmin(p_values))]
+    head = _headline(rows, p_values)
     return make_result(
-        "capacity_drops_uniform_random", passed=within_capacity and not any(reject), seed=seed, profile=profile,
-        n=batches * len(rows), test=f"one-sample t per cell, Holm over {len(rows)} cells; capacity exact",
-        predicted=r["predicted_fraction"], measured=r["measured_fraction"], ci=tuple(r["ci_fraction"]),
-        p_value=min(holm_adjusted(p_values)), margin=None if within_capacity else "an expert kept more than C",
+        "capacity_drops_uniform_random", passed=within_capacity and not any(holm(p_values, ALPHA)), seed=seed,
+        profile=profile, n=batches * len(rows),
+        test=f"one-sample t per cell, Holm over {len(rows)} cells; capacity checked exactly",
+        predicted=head["predicted_fraction"], measured=head["measured_fraction"],
+        ci=tuple(head["ci_fraction"]), p_value=min(holm_adjusted(p_values)),
+        margin=None if within_capacity else "an expert kept more than C",
         params={"T": T, "E": E, "batches_per_cell": batches, "logits": "iid N(0,1)"},
         details={"cells": rows, "within_capacity": within_capacity}, started=started,
     )
@@ -195,38 +201,33 @@ def check_capacity_drops_uniform_random(seed: int, profile: str = "quick", make_
 
 # --------------------------------------------------------------------------------------------------------
 @register_check(
-    name="max_load_uniform_random",
-    source=SOURCE,
-    area="routing",
-    prediction="max expert load of uniformly random top-1 routing follows the exact distribution of the maximum "
-    "of a Multinomial(T; 1/E, ..., 1/E) (computed by Poisson conditioning, not simulated)",
+    name="max_load_uniform_random", source=SOURCE, area=AREA,
+    prediction="the max expert load of uniformly random top-1 routing follows the exact distribution of the "
+    "maximum of a Multinomial(T; 1/E, ..., 1/E) (computed by Poisson conditioning, not simulated)",
     controls={"quantized_ties_to_first": lambda: {
         "make_router": lambda E: broken.QuantizedTieToFirstTopK(GATE_DIM, E, k=1)}},
 )
 def check_max_load_uniform_random(seed: int, profile: str = "quick", make_router=lambda E: _topk(E, 1)):
-    """Chi-square goodness of fit of the histogram of per-batch maximum loads (dropless top-1, iid N(0,1) logits)
-    to ``multinomial_max_pmf`` (tail cells pooled to expected >= 5)."""
+    """Chi-square goodness of fit of the per-batch maximum loads (dropless top-1, iid N(0,1) logits) to
+    ``multinomial_max_pmf`` (tail cells pooled to expected >= 5)."""
     started = time.perf_counter()
-    gen = _gen(seed)
+    gen = generator(seed)
     T, E = cases.ROUTING_TOKENS, cases.ROUTING_EXPERTS
     batches = by_profile(profile, quick=cases.MAX_LOAD_BATCHES[0], full=cases.MAX_LOAD_BATCHES[1])
     router = make_router(E)
-    maxima = np.array([int(router.plan_from_logits(torch.randn(T, E, generator=gen, dtype=torch.float64))
-                           .expert_counts.max()) for _ in range(batches)])
-    values, pmf = multinomial_max_pmf(T, E)
-    observed = np.array([(maxima == c).sum() for c in values], dtype=float)
-    observed[-1] += (maxima > values[-1]).sum()
-    observed[0] += (maxima < values[0]).sum()
-    stat, p, cells = chisquare_gof(observed, pmf)
-    mean_exact = float((values * pmf).sum())
-    sd = maxima.std(ddof=1) / math.sqrt(batches)
+    maxima = np.empty(batches, dtype=np.int64)
+    for b in range(batches):
+        plan = router.plan_from_logits(torch.randn(T, E, generator=gen, dtype=torch.float64))
+        maxima[b] = int(plan.expert_counts.max())
+    fit = max_load_goodness_of_fit(maxima, T, E)
+    half = 3.29 * maxima.std(ddof=1) / math.sqrt(batches)  # normal 1 - ALPHA interval of the mean
     return make_result(
-        "max_load_uniform_random", passed=p > ALPHA, seed=seed, profile=profile, n=batches,
-        test=f"chi-square goodness of fit, {cells} pooled cells", predicted=mean_exact, measured=maxima.mean(),
-        ci=(maxima.mean() - 3.29 * sd, maxima.mean() + 3.29 * sd), p_value=p,
+        "max_load_uniform_random", passed=fit["p_value"] > ALPHA, seed=seed, profile=profile, n=batches,
+        test=f"chi-square goodness of fit, {fit['cells']} pooled cells", predicted=fit["exact_mean"],
+        measured=maxima.mean(), ci=(maxima.mean() - half, maxima.mean() + half), p_value=fit["p_value"],
         params={"T": T, "E": E, "batches": batches, "logits": "iid N(0,1)"},
-        details={"values": values, "exact_pmf": pmf, "observed": observed, "chi2": stat,
-                 "concentration_point": T / E + math.sqrt(2 * T / E * math.log(E))},
+        details={"values": fit["values"], "exact_pmf": fit["pmf"], "observed": fit["observed"],
+                 "chi2": fit["chi2"], "concentration_point": T / E + math.sqrt(2 * T / E * math.log(E))},
         started=started,
     )
 
@@ -236,10 +237,29 @@ def _expert_choice(num_experts, capacity_factor):
     return ExpertChoiceRouter(GATE_DIM, num_experts, capacity_factor=capacity_factor)
 
 
+def _expert_choice_violations(plan, logits: torch.Tensor, capacity: int) -> list[str]:
+    """Contract violations of one expert-choice plan, judged against a float64 numpy softmax."""
+    T, E = logits.shape
+    if not bool((plan.expert_counts == capacity).all()):
+        return [f"T={T} E={E}: counts {plan.expert_counts.tolist()} != C={capacity}"]
+    x = logits.numpy()
+    probs = np.exp(x - x.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    offsets = plan.expert_offsets.tolist()
+    problems = []
+    for e in range(E):
+        tokens = plan.token_index[offsets[e]:offsets[e + 1]].numpy()
+        kept = np.zeros(T, dtype=bool)
+        kept[tokens] = True
+        if kept.sum() != capacity:
+            problems.append(f"T={T} E={E}: expert {e} repeats a token")
+        elif (~kept).any() and probs[kept, e].min() < probs[~kept, e].max():
+            problems.append(f"T={T} E={E}: expert {e} kept a token below an unkept one")
+    return problems
+
+
 @register_check(
-    name="expert_choice_exact_capacity",
-    source=SOURCE,
-    area="routing",
+    name="expert_choice_exact_capacity", source=SOURCE, area=AREA,
     prediction="expert choice gives every expert exactly C = min(ceil(cf T / E), T) distinct tokens, its C "
     "highest-probability ones; experts per token has mean c = C E / T",
     controls={
@@ -250,11 +270,11 @@ def _expert_choice(num_experts, capacity_factor):
     },
 )
 def check_expert_choice_exact_capacity(seed: int, profile: str = "quick", make_router=_expert_choice):
-    """Exact identities on random N(0, 4) logit matrices: counts == C; tokens of an expert distinct; each
-    expert's smallest kept probability >= its largest unkept one (float64 softmax computed here in numpy);
-    total assignments == E C (so mean experts per token == C E / T exactly)."""
+    """Exact identities on random N(0, 4) logit matrices: counts == C; an expert's tokens are distinct; each
+    expert's smallest kept probability >= its largest unkept one; total assignments == E C (so the mean
+    number of experts per token is C E / T exactly). The histogram of experts per token goes to details."""
     started = time.perf_counter()
-    gen = _gen(seed)
+    gen = generator(seed)
     draws = by_profile(profile, quick=cases.EXPERT_CHOICE_DRAWS[0], full=cases.EXPERT_CHOICE_DRAWS[1])
     failures, rows = [], []
     for T, E, cf in cases.EXPERT_CHOICE_CASES:
@@ -264,31 +284,18 @@ def check_expert_choice_exact_capacity(seed: int, profile: str = "quick", make_r
         for _ in range(draws):
             logits = 2.0 * torch.randn(T, E, generator=gen, dtype=torch.float64)
             plan = router.plan_from_logits(logits)
-            x = logits.numpy()
-            probs = np.exp(x - x.max(1, keepdims=True))
-            probs /= probs.sum(1, keepdims=True)
-            if not bool((plan.expert_counts == capacity).all()):
-                failures.append(f"T={T} E={E}: counts {plan.expert_counts.tolist()} != C={capacity}")
-                continue
-            for e, (a, b) in enumerate(zip(plan.expert_offsets[:-1].tolist(), plan.expert_offsets[1:].tolist())):
-                tokens = plan.token_index[a:b].numpy()
-                kept = np.zeros(T, dtype=bool)
-                kept[tokens] = True
-                if len(set(tokens.tolist())) != capacity:
-                    failures.append(f"T={T} E={E}: expert {e} repeats a token")
-                elif (~kept).any() and probs[kept, e].min() < probs[~kept, e].max():
-                    failures.append(f"T={T} E={E}: expert {e} kept a token below an unkept one")
-            histogram += np.bincount(plan.token_counts().numpy(), minlength=E + 1)
-        mean_per_token = float((np.arange(E + 1) * histogram).sum() / histogram.sum()) if histogram.sum() else float("nan")
+            failures += _expert_choice_violations(plan, logits, capacity)
+            histogram += np.bincount(plan.token_counts().numpy(), minlength=E + 1)[: E + 1]
+        measured = float((np.arange(E + 1) * histogram).sum() / histogram.sum())
+        if measured != capacity * E / T:
+            failures.append(f"T={T} E={E}: mean experts per token {measured} != C E / T = {capacity * E / T}")
         rows.append({"T": T, "E": E, "capacity_factor": cf, "C": capacity, "predicted_mean": capacity * E / T,
-                     "measured_mean": mean_per_token, "experts_per_token_histogram": histogram / max(histogram.sum(), 1)})
-        if histogram.sum() and mean_per_token != capacity * E / T:
-            failures.append(f"T={T} E={E}: mean experts per token {mean_per_token} != C E / T")
-    r = rows[0]
+                     "measured_mean": measured, "experts_per_token_histogram": histogram / histogram.sum()})
     return make_result(
         "expert_choice_exact_capacity", passed=not failures, seed=seed, profile=profile,
         n=draws * len(cases.EXPERT_CHOICE_CASES), test="exact identities on random logit matrices",
-        predicted=r["predicted_mean"], measured=r["measured_mean"], margin="exact (integer counts)",
+        predicted=rows[0]["predicted_mean"], measured=rows[0]["measured_mean"],
+        margin="exact (integer counts)",
         params={"cases": cases.EXPERT_CHOICE_CASES, "draws": draws, "logits": "iid N(0, 4)"},
         details={"cells": rows, "failures": failures[:20]}, started=started,
     )

@@ -112,8 +112,8 @@ def misaligned_balanced_router(num_experts: int, seed: int, token_frequencies: t
 
 
 def repeated_hyperplane_lsh(d_model: int, num_experts: int, seed: int) -> LSHRouter:
-    """SimHash router whose bits all reuse the first hyperplane (a per-bit seed bug): buckets are 0 or 2^m - 1,
-    and two inputs collide at rate 1 - theta/pi instead of (1 - theta/pi)^m."""
+    """SimHash router whose bits all reuse the first hyperplane (a per-bit seed bug): buckets are 0 or
+    2^m - 1, and two inputs collide at rate 1 - theta/pi instead of (1 - theta/pi)^m."""
     router = LSHRouter(d_model, num_experts, family="simhash", seed=seed)
     for table in router.tables:
         table.directions.copy_(table.directions[:, :1].expand_as(table.directions))
@@ -121,5 +121,5 @@ def repeated_hyperplane_lsh(d_model: int, num_experts: int, seed: int) -> LSHRou
 
 
 def input_hash_lsh(d_model: int, num_experts: int, seed: int) -> HashRouter:
-    """A locality-free router in the LSH slot: hashes the input bits, so near inputs share an expert at 1/E."""
+    """A locality-free router in the LSH slot: hashes input bits, so near inputs share an expert at 1/E."""
     return HashRouter(num_experts, key="input", seed=seed)

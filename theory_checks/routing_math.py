@@ -41,7 +41,7 @@ def capacity_for(capacity_factor: float, num_tokens: int, num_experts: int, k: i
 
 
 def _convolve_power(pmf: np.ndarray, power: int, length: int) -> np.ndarray:
-    """pmf^{*power} truncated to ``length`` entries, by repeated squaring (all terms >= 0: no cancellation)."""
+    """pmf^{*power} truncated to ``length`` entries, by repeated squaring (terms >= 0: no cancellation)."""
     result = np.zeros(length)
     result[0] = 1.0
     base = pmf[:length]
@@ -72,7 +72,9 @@ def multinomial_max_cdf(num_tokens: int, num_experts: int, c: int) -> float:
     return float(min(1.0, joint / stats.poisson.pmf(num_tokens, num_tokens)))
 
 
-def multinomial_max_pmf(num_tokens: int, num_experts: int, tail: float = 1e-13) -> tuple[np.ndarray, np.ndarray]:
+def multinomial_max_pmf(
+    num_tokens: int, num_experts: int, tail: float = 1e-13
+) -> tuple[np.ndarray, np.ndarray]:
     """Exact distribution of the maximum load: (values c, P(max = c)) from ceil(T/E) up to the first c with
     P(max > c) < tail; the (tiny) remaining mass is added to the last value so the pmf sums to 1."""
     _check_tokens_experts(num_tokens, num_experts)
@@ -90,8 +92,24 @@ def multinomial_max_pmf(num_tokens: int, num_experts: int, tail: float = 1e-13) 
     return np.asarray(values), pmf
 
 
+def max_load_goodness_of_fit(maxima: np.ndarray, num_tokens: int, num_experts: int) -> dict:
+    """Chi-square goodness of fit of observed maximum loads to ``multinomial_max_pmf`` (tails pooled).
+
+    maxima: (n,) int, one maximum load per trial. Returns a dict with p_value, chi2, cells, the support
+    ``values``, the exact ``pmf``, the ``observed`` histogram and the exact mean.
+    """
+    from .framework import chisquare_gof
+
+    values, pmf = multinomial_max_pmf(num_tokens, num_experts)
+    clipped = np.clip(np.asarray(maxima), values[0], values[-1])  # outside the support: counted at its ends
+    observed = np.array([(clipped == c).sum() for c in values], dtype=float)
+    chi2, p_value, cells = chisquare_gof(observed, pmf)
+    return {"p_value": p_value, "chi2": chi2, "cells": cells, "values": values, "pmf": pmf,
+            "observed": observed, "exact_mean": float((values * pmf).sum())}
+
+
 def balls_into_bins_max_approx(num_tokens: int, num_experts: int) -> float:
-    """The concentration point T/E + sqrt(2 (T/E) ln E) of THEORY.md §C (for T >> E ln E); for reports only."""
+    """The concentration point T/E + sqrt(2 (T/E) ln E) of THEORY.md §C (T >> E ln E); for reports only."""
     mean = num_tokens / num_experts
     return mean + math.sqrt(2.0 * mean * math.log(num_experts))
 

@@ -3,13 +3,13 @@
 A check is an experiment with a stated prediction, a derived tolerance, an explicit seed, and at least one
 negative control (a planted defect on which the same check must FAIL). How an area adds one::
 
-    # theory_checks/myarea_checks.py   (modules here are imported by load_all_checks(); keep tests in test_*.py)
+    # theory_checks/myarea_checks.py  (load_all_checks() imports every module here except test_*.py)
     import time
     import torch
     from theory_checks.framework import (
         ALPHA, binomial_test, by_profile, clopper_pearson, make_result, register_check)
 
-    def _fair(gen, n):                      # the implementation under test (normally imported from sparse_bench)
+    def _fair(gen, n):                      # the implementation under test (normally from sparse_bench)
         return torch.randint(0, 2, (n,), generator=gen)
 
     def _biased(gen, n):                    # planted defect: heads with probability 0.6
@@ -83,14 +83,49 @@ from .stats import (
     loglog_slope,
     one_sample_t,
     pool_sparse_cells,
+    sign_test_less,
     wilson,
 )
 
 __all__ = [
-    "ALPHA", "CHECKS_FILE", "DEFAULT_SEED", "PROFILES", "PROFILE_ENV", "REGISTRY", "RESULTS_ENV", "CheckResult",
-    "CorruptResultsError", "RegisteredCheck", "RunSpec", "append_records", "binomial_test", "bootstrap_ci",
-    "by_profile", "checks_in_area", "chisquare_gof", "clopper_pearson", "current_profile", "default_results_path",
-    "get_check", "holm", "holm_adjusted", "ks_test", "library_versions", "load_all_checks", "loglog_slope",
-    "make_result", "one_sample_t", "pool_sparse_cells", "read_check_results", "read_records", "register_check",
-    "results_dir", "run_check", "run_control", "to_jsonable", "validate_profile", "wilson",
+    "ALPHA",
+    "CHECKS_FILE",
+    "CheckResult",
+    "CorruptResultsError",
+    "DEFAULT_SEED",
+    "PROFILES",
+    "PROFILE_ENV",
+    "REGISTRY",
+    "RESULTS_ENV",
+    "RegisteredCheck",
+    "RunSpec",
+    "append_records",
+    "binomial_test",
+    "bootstrap_ci",
+    "by_profile",
+    "checks_in_area",
+    "chisquare_gof",
+    "clopper_pearson",
+    "current_profile",
+    "default_results_path",
+    "get_check",
+    "holm",
+    "holm_adjusted",
+    "ks_test",
+    "library_versions",
+    "load_all_checks",
+    "loglog_slope",
+    "make_result",
+    "one_sample_t",
+    "pool_sparse_cells",
+    "read_check_results",
+    "read_records",
+    "register_check",
+    "results_dir",
+    "run_check",
+    "run_control",
+    "sign_test_less",
+    "to_jsonable",
+    "validate_profile",
+    "wilson",
 ]

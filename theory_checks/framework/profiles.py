@@ -1,7 +1,8 @@
-"""Profiles: ``quick`` (default, for ``make test``) and ``full`` (larger samples, for the report and the audit).
+"""Profiles: ``quick`` (default, for ``make test``) and ``full`` (larger samples, for the report and the
+audit).
 
-Selected by the pytest option ``--profile`` (registered in ``theory_checks/conftest.py``) or, outside pytest, by
-the environment variable ``SPARSE_BENCH_PROFILE``.
+Selected by the pytest option ``--profile`` (registered in ``theory_checks/conftest.py``) or, outside pytest,
+by the environment variable ``SPARSE_BENCH_PROFILE``.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """pytest adapter: parametrize an area's checks and controls; run them; record them; assert the verdicts.
 
 The only module of the framework that imports pytest. An area's ``test_<area>.py`` imports its check module
-(which registers the checks), then parametrizes ``test_check`` with ``check_params(area)`` and ``test_control``
-with ``control_params(area)``; test ids are the check name (and ``name-control``), so ``pytest -k NAME`` works.
-Every run is appended to ``default_results_path()``.
+(which registers the checks), then parametrizes ``test_check`` with ``check_params(area)`` and
+``test_control`` with ``control_params(area)``; test ids are the check name (and ``name-control``), so
+``pytest -k NAME`` works. Every run is appended to ``default_results_path()``.
 """
 
 from __future__ import annotations
@@ -19,19 +19,22 @@ def _marks(entry) -> list:
     return [pytest.mark.slow] if entry.slow else []
 
 
-def check_params(area: str) -> list:
-    """``pytest.param(name, id=name)`` for every registered check of ``area`` (slow ones marked slow)."""
+def _entries(area: str) -> list:
     entries = checks_in_area(area)
     if not entries:
-        raise ValueError(f"no checks registered in area {area!r}: import the module that registers them first")
+        raise ValueError(f"no checks registered in area {area!r}: import the module that registers them")
+    return entries
+
+
+def check_params(area: str) -> list:
+    """``pytest.param(name, id=name)`` for every registered check of ``area`` (slow ones marked slow)."""
+    entries = _entries(area)
     return [pytest.param(e.name, id=e.name, marks=_marks(e)) for e in entries]
 
 
 def control_params(area: str) -> list:
-    """``pytest.param(name, control, id=f"{name}-{control}")`` for every control of every check of ``area``."""
-    entries = checks_in_area(area)
-    if not entries:
-        raise ValueError(f"no checks registered in area {area!r}: import the module that registers them first")
+    """``pytest.param(name, control, id=f"{name}-{control}")`` for each control of each check of ``area``."""
+    entries = _entries(area)
     return [
         pytest.param(e.name, control, id=f"{e.name}-{control}", marks=_marks(e))
         for e in entries
@@ -58,7 +61,8 @@ def assert_control_fails(name: str, control: str, profile: str) -> CheckResult:
     result = record(run_control(name, control, profile=profile))
     if result.passed:
         pytest.fail(
-            f"negative control passed: the check cannot see the planted defect {control!r}\n{result.summary()}",
+            f"negative control passed: the check cannot see the planted defect {control!r}\n"
+            f"{result.summary()}",
             pytrace=False,
         )
     return result

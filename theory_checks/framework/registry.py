@@ -1,7 +1,8 @@
 """The registry of checks: ``register_check`` declares one, ``run_check`` / ``run_control`` run it by name.
 
-A check is a plain function ``check_<name>(seed, profile="quick", **impl_kwargs) -> CheckResult``. Its controls
-are zero-argument callables returning the ``impl_kwargs`` overrides that plant a defect; a control run must FAIL.
+A check is a plain function ``check_<name>(seed, profile="quick", **impl_kwargs) -> CheckResult``. Its
+controls are zero-argument callables returning the ``impl_kwargs`` overrides that plant a defect; a control
+run must FAIL.
 """
 
 from __future__ import annotations

@@ -66,7 +66,8 @@ class CheckResult:
     def spec(self) -> RunSpec:
         import json
 
-        return RunSpec(self.name, self.control, self.profile, self.seed, json.dumps(self.params, sort_keys=True))
+        params = json.dumps(self.params, sort_keys=True)
+        return RunSpec(self.name, self.control, self.profile, self.seed, params)
 
     def to_dict(self) -> dict:
         """A plain dict of JSON types (non-finite floats become the strings 'nan', 'inf', '-inf')."""
@@ -90,8 +91,9 @@ class CheckResult:
         ci = f"[{_fmt(self.ci_low)}, {_fmt(self.ci_high)}]"
         return (
             f"{self.name}{f' (control {self.control})' if self.control else ''}: {self.verdict.upper()}\n"
-            f"  prediction: {self.prediction}\n  predicted={_fmt(self.predicted)} measured={_fmt(self.measured)} "
-            f"CI={ci}\n  test: {self.test}; p={_fmt(self.p_value)}; alpha={self.alpha}\n  margin: {self.margin}\n"
+            f"  prediction: {self.prediction}\n"
+            f"  predicted={_fmt(self.predicted)} measured={_fmt(self.measured)} CI={ci}\n"
+            f"  test: {self.test}; p={_fmt(self.p_value)}; alpha={self.alpha}\n  margin: {self.margin}\n"
             f"  n={self.n} seed={self.seed} profile={self.profile} params={self.params}"
         )
 
@@ -106,7 +108,7 @@ def to_jsonable(value: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_jsonable(v) for v in value]
-    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy arrays/scalars, torch tensors
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy/torch arrays and scalars
         return to_jsonable(value.tolist())
     if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
         return value
@@ -157,7 +159,8 @@ def make_result(
     source: str | None = None,
     prediction: str | None = None,
 ) -> CheckResult:
-    """Build a CheckResult; ``source`` and ``prediction`` default to what ``register_check`` declared for ``name``.
+    """Build a CheckResult; ``source`` and ``prediction`` default to what ``register_check`` declared for
+    ``name``.
 
     passed: the check's verdict (True -> "pass"). started: ``time.perf_counter()`` at the start of the check
     (``run_check`` overwrites wall_time_s with its own measurement anyway).

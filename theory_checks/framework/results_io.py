@@ -1,10 +1,10 @@
 """Results files: JSON lines, appended atomically, read back with corruption detected.
 
 ``append_records`` rewrites the whole file: existing bytes + new lines go to a temporary file in the same
-directory, which is flushed, fsync'ed and moved over the old file with ``os.replace`` (atomic on POSIX), under an
-advisory lock so concurrent writers do not lose each other's records. A crash at any point leaves either the old
-file or the new one, never a mix. ``read_records`` refuses a file with a bad line (including a last line without
-its newline, the mark of a torn write from a non-atomic writer) and names the file and line.
+directory, which is flushed, fsync'ed and moved over the old file with ``os.replace`` (atomic on POSIX), under
+an advisory lock so concurrent writers do not lose each other's records. A crash at any point leaves either
+the old file or the new one, never a mix. ``read_records`` refuses a file with a bad line (including a last
+line without its newline, the mark of a torn write from a non-atomic writer) and names the file and line.
 """
 
 from __future__ import annotations

@@ -40,6 +40,20 @@ def binomial_test(k: int, n: int, p: float, alternative: str = "two-sided") -> f
     return float(stats.binomtest(int(k), int(n), float(p), alternative=alternative).pvalue)
 
 
+def sign_test_less(x: Sequence[float], y: Sequence[float]) -> tuple[float, int, int]:
+    """One-sided exact sign test that paired x tends to be below y (ties dropped; binomial test, p = 1/2).
+
+    Returns (p_value, pairs with x < y, non-tied pairs); p = 1 when every pair is tied.
+    """
+    xa, ya = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if xa.shape != ya.shape or xa.ndim != 1:
+        raise ValueError(f"x and y must be 1-D and paired (equal length), got {xa.shape} and {ya.shape}")
+    wins, losses = int((xa < ya).sum()), int((xa > ya).sum())
+    if wins + losses == 0:
+        return 1.0, 0, 0
+    return binomial_test(wins, wins + losses, 0.5, alternative="greater"), wins, wins + losses
+
+
 def clopper_pearson(k: int, n: int, conf: float = DEFAULT_CONF) -> tuple[float, float]:
     """Exact (Clopper-Pearson) two-sided confidence interval for a binomial proportion."""
     _check_counts(k, n)
@@ -166,7 +180,8 @@ def bootstrap_ci(
     paired: bool = False,
     method: str = "BCa",
 ) -> tuple[float, float, float]:
-    """scipy.stats.bootstrap interval. data: 1-D array, or a tuple of arrays (set paired=True for paired samples).
+    """scipy.stats.bootstrap interval. data: 1-D array, or a tuple of arrays (set paired=True for paired
+    samples).
 
     statistic must accept ``axis=`` (numpy reductions do). Returns (estimate on the data, ci_low, ci_high).
     """
@@ -185,7 +200,9 @@ def bootstrap_ci(
     )
 
 
-def loglog_slope(x: Sequence[float], y: Sequence[float], conf: float = DEFAULT_CONF) -> tuple[float, float, float]:
+def loglog_slope(
+    x: Sequence[float], y: Sequence[float], conf: float = DEFAULT_CONF
+) -> tuple[float, float, float]:
     """Least-squares slope of log(y) on log(x) (scipy.stats.linregress) with a Student-t interval (n - 2 dof).
 
     Returns (slope, ci_low, ci_high).
