@@ -25,6 +25,7 @@ from .framework import (
     register_check,
     sign_test_less,
 )
+from .paper_checks_common import pair_at_angle  # one definition of 'a random pair at angle theta'
 from .routing_checks import AREA, F64_EPS, GATE_DIM, SOURCE, generator
 from .routing_math import max_load_goodness_of_fit, simhash_bucket_collision
 
@@ -240,16 +241,6 @@ def _simhash_router(d_model, num_experts, seed):
     return LSHRouter(d_model, num_experts, family="simhash", seed=seed)
 
 
-def pair_at_angle(gen: torch.Generator, d: int, theta: float) -> torch.Tensor:
-    """(2, d) float64: a uniformly random unit vector x and a unit vector y at angle exactly theta from it."""
-    x = torch.randn(d, generator=gen, dtype=torch.float64)
-    x = x / x.norm()
-    u = torch.randn(d, generator=gen, dtype=torch.float64)
-    u = u - (u @ x) * x
-    u = u / u.norm()
-    return torch.stack([x, math.cos(theta) * x + math.sin(theta) * u])
-
-
 @register_check(
     name="lsh_routing_angle_collision", source=SOURCE, area=AREA,
     prediction="two tokens at angle theta share an expert of a SimHash LSHRouter (E = 2^m experts, m bits) "
@@ -273,7 +264,7 @@ def check_lsh_routing_angle_collision(seed: int, profile: str = "quick", make_ro
         same = 0
         for _ in range(pairs):
             router = make_router(d, E, int(torch.randint(0, 2**31, (1,), generator=gen)))
-            plan = router(pair_at_angle(gen, d, theta))
+            plan = router(pair_at_angle(d, theta, gen))
             expert_of_token = plan.expert_index[torch.argsort(plan.token_index)]
             same += int(expert_of_token[0] == expert_of_token[1])
         predicted = simhash_bucket_collision(theta, bits)
