@@ -126,3 +126,22 @@ def test_check_must_return_its_own_record(registry):
 
     with pytest.raises(ValueError, match="returned a record named 'other'"):
         run_check("unit_misnamed")
+
+
+def test_check_runs_with_pinned_threads_and_restores_them(registry):
+    import torch
+
+    seen = []
+
+    @register_check(name="unit_threads", source="unit", prediction="p", area="unit_area", controls={"c": dict})
+    def check_unit_threads(seed, profile="quick"):
+        seen.append(torch.get_num_threads())
+        return make_result("unit_threads", passed=True, seed=seed, profile=profile, n=1, test="t")
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run_check("unit_threads")
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
