@@ -56,7 +56,9 @@ def build_case(name: str, world_size: int):
         router = TopKRouter(D_MODEL, NUM_EXPERTS, k=2, capacity_factor=0.5, generator=gen)
     else:
         router = ExpertChoiceRouter(D_MODEL, NUM_EXPERTS, capacity_factor=1.0, generator=gen)
-    bank = ExpertBank(NUM_EXPERTS, D_MODEL, D_HIDDEN, activation=activation, bias=bias, generator=torch.Generator().manual_seed(12))
+    bank = ExpertBank(
+        NUM_EXPERTS, D_MODEL, D_HIDDEN, activation=activation, bias=bias, generator=torch.Generator().manual_seed(12)
+    )
     tokens = torch.randn(sum(splits), D_MODEL, generator=torch.Generator().manual_seed(13))
     upstream = torch.randn(sum(splits), D_MODEL, generator=torch.Generator().manual_seed(14))
     if kind == "top1_idle_last_rank":  # x[:, 0] = 4 and weight[idle, 0] = -10: idle logits < -35, others > -3

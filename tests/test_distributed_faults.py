@@ -4,6 +4,7 @@ and an uninitialised process group give clear errors."""
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 
@@ -104,10 +105,11 @@ def bad_input_worker(rank: int, world_size: int) -> dict:
     """Each bad input on 2 ranks; every rank must raise (so none is left waiting), then the group still works."""
     router6 = TopKRouter(D_MODEL, 6, k=1)
     local2 = ExpertBank(2, D_MODEL, D_HIDDEN)
+    router5, bank5, bank6 = TopKRouter(D_MODEL, 5, k=1), ExpertBank(5, D_MODEL, D_HIDDEN), ExpertBank(6, D_MODEL, D_HIDDEN)
     errors = {
-        "indivisible_layer": error_of(lambda: MoELayer(TopKRouter(D_MODEL, 5, k=1), ExpertBank(2, D_MODEL, D_HIDDEN), dispatch="expert_parallel")),
-        "indivisible_shard": error_of(lambda: shard_experts(ExpertBank(5, D_MODEL, D_HIDDEN), rank, world_size)),
-        "wrong_local_count": error_of(lambda: MoELayer(router6, ExpertBank(6, D_MODEL, D_HIDDEN), dispatch="expert_parallel")),
+        "indivisible_layer": error_of(lambda: MoELayer(router5, local2, dispatch="expert_parallel")),
+        "indivisible_shard": error_of(lambda: shard_experts(bank5, rank, world_size)),
+        "wrong_local_count": error_of(lambda: MoELayer(router6, bank6, dispatch="expert_parallel")),
         "plan_expert_count": error_of(lambda: ExpertParallelDispatch(NUM_EXPERTS)(tokens(rank), router6(tokens(rank)), local2)),
     }
     uneven = make_layer(rank, world_size, d_hidden=D_HIDDEN + rank)  # rank 1's experts are wider
@@ -118,6 +120,7 @@ def bad_input_worker(rank: int, world_size: int) -> dict:
     y = layer(tokens(rank))  # the group is still usable: both ranks raised at the same point
     y.sum().backward()
     errors["after"] = tuple(y.shape)
+    errors["deepcopy_equal"] = torch.equal(copy.deepcopy(layer)(tokens(rank)), y)  # a copy shares the group
     return errors
 
 
@@ -131,7 +134,7 @@ def bad_input_errors():
     [
         ("indivisible_layer", "ValueError: num_experts=5 is not divisible by the process group's world size 2"),
         ("indivisible_shard", "ValueError: num_experts=5 is not divisible by the process group's world size 2"),
-        ("wrong_local_count", "ValueError: the local expert bank holds 6 experts but num_experts=6 over world size 2 gives 3"),
+        ("wrong_local_count", "ValueError: the local expert bank holds 6 experts but num_experts=6 over world size 2"),
         ("plan_expert_count", "ValueError: plan routes to 6 experts but the dispatch expects 4"),
         ("mismatched_hidden", "ValueError: expert-parallel ranks disagree on in_width"),
         ("grad_mode", "ValueError: expert-parallel ranks disagree on grad_mode"),
@@ -149,6 +152,10 @@ def test_mismatch_message_names_both_ranks(bad_input_errors):
 
 def test_group_usable_after_bad_input(bad_input_errors):
     assert [errors["after"] for errors in bad_input_errors] == [(5, D_MODEL), (5, D_MODEL)]
+
+
+def test_deepcopied_layer_shares_the_group(bad_input_errors):
+    assert [errors["deepcopy_equal"] for errors in bad_input_errors] == [True, True]
 
 
 def test_uninitialised_process_group_is_a_clear_error():

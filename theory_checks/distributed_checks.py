@@ -56,7 +56,9 @@ def local_copy_counted(send_splits: list[int], recv_splits: list[int], rank: int
     return sum(send_splits), sum(recv_splits)
 
 
-def bytes_per_rank(plans, d_model: int, element_size: int, split_rule=rows_per_owner, crossing=rows_crossing) -> list[int]:
+def bytes_per_rank(
+    plans, d_model: int, element_size: int, split_rule=rows_per_owner, crossing=rows_crossing
+) -> list[int]:
     """Bytes each of the W ranks sends in one forward, given the W ranks' plans (rank order)."""
     world_size = len(plans)
     sends = [split_rule(plan.expert_counts, world_size).tolist() for plan in plans]  # sends[src][dst]
@@ -86,7 +88,9 @@ def ratio_test(ratios: np.ndarray) -> tuple[float, float, float, float]:
         "local_copy_counted": lambda: {"crossing": local_copy_counted},
     },
 )
-def check_expert_parallel_bytes_sent(seed: int, profile: str = "quick", split_rule=rows_per_owner, crossing=rows_crossing):
+def check_expert_parallel_bytes_sent(
+    seed: int, profile: str = "quick", split_rule=rows_per_owner, crossing=rows_crossing
+):
     started = time.perf_counter()
     draws = by_profile(profile, quick=BYTES_DRAWS[0], full=BYTES_DRAWS[1])
     gen = torch.Generator().manual_seed(int(seed))
@@ -100,7 +104,8 @@ def check_expert_parallel_bytes_sent(seed: int, profile: str = "quick", split_ru
                 router.plan_from_logits(torch.rand(BYTES_TOKENS, BYTES_EXPERTS, generator=gen, dtype=torch.float64))
                 for _ in range(world_size)
             ]
-            ratios[draw] = np.asarray(bytes_per_rank(plans, BYTES_D_MODEL, BYTES_ELEMENT, split_rule, crossing)) / predicted
+            sent = bytes_per_rank(plans, BYTES_D_MODEL, BYTES_ELEMENT, split_rule, crossing)
+            ratios[draw] = np.asarray(sent) / predicted
         for rank in range(world_size):
             mean, low, high, p = ratio_test(ratios[:, rank])
             cells.append({"world_size": world_size, "rank": rank, "predicted_bytes": predicted,

@@ -5,8 +5,11 @@ backward) and bytes sent per rank.
 
 Every rank holds ``--tokens`` tokens and E/W experts; the router (top-k, same weights everywhere) routes locally.
 Times are medians (and IQRs) over ``--iters`` timed iterations after ``--warmup``; each phase ends with a CUDA
-synchronise on GPUs. Exchange time is wall time inside the two all-to-alls and the counts exchange, so it includes
-waiting for the slowest rank. Rank 0 prints a table and appends one JSON record per rank to ``--out``.
+synchronise on GPUs. Phases: route = the router; exchange = counts exchange, gathering the rows to send and both
+row all-to-alls (wall time, so it includes waiting for the slowest rank); expert_compute = regrouping received rows
+by expert, the grouped FFN and the inverse regroup; combine = weighting and the per-token sum; forward = all of
+these; backward = the whole backward pass (it runs the two all-to-alls again, reversed). Rank 0 prints a table and
+appends one JSON record per rank to ``--out``.
 Without torchrun's environment the script runs as a single process (W = 1).
 """
 
@@ -133,16 +136,17 @@ def format_table(records: list[dict]) -> str:
     """One line per rank: median ms per phase, MB sent (measured and the uniform-routing expectation)."""
     head = records[0]
     lines = [
-        f"W={head['world_size']} backend={head['backend']} device={head['device']} tokens/rank={head['tokens_per_rank']} "
-        f"d={head['d_model']} h={head['d_hidden']} E={head['num_experts']} k={head['k']} threads/rank={head['threads_per_rank']} "
-        f"iters={head['iters']}",
+        f"W={head['world_size']} backend={head['backend']} device={head['device']} "
+        f"tokens/rank={head['tokens_per_rank']} d={head['d_model']} h={head['d_hidden']} E={head['num_experts']} "
+        f"k={head['k']} threads/rank={head['threads_per_rank']} iters={head['iters']}",
         "rank " + " ".join(f"{p + '_ms':>17}" for p in TIMED) + "   MB_sent  MB_uniform_pred",
     ]
     for rec in records:
         cells = " ".join(
             f"{rec['seconds'][p]['median'] * 1e3:9.2f}±{rec['seconds'][p]['iqr'] * 1e3:7.2f}" for p in TIMED
         )
-        lines.append(f"{rec['rank']:>4} {cells} {rec['bytes_sent'] / 1e6:9.3f} {rec['predicted_bytes_uniform'] / 1e6:9.3f}")
+        sent, predicted = rec["bytes_sent"] / 1e6, rec["predicted_bytes_uniform"] / 1e6
+        lines.append(f"{rec['rank']:>4} {cells} {sent:9.4g} {predicted:9.4g}")
     lines.append("(median ± IQR over iterations; MB = 1e6 bytes of token rows sent to other ranks in one forward)")
     return "\n".join(lines)
 

@@ -18,7 +18,9 @@ import torch.distributed as dist
 from ..experts import ACTIVATIONS, ExpertBank
 
 DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
-HEADER_FIELDS = ("num_experts", "local_experts", "d_model", "in_width", "d_hidden", "bias", "activation", "dtype", "grad_mode")
+HEADER_FIELDS = (
+    "num_experts", "local_experts", "d_model", "in_width", "d_hidden", "bias", "activation", "dtype", "grad_mode",
+)
 INT64_BYTES = 8
 
 
@@ -79,7 +81,9 @@ def check_headers_agree(headers: torch.Tensor, rank: int) -> None:
                 )
 
 
-def exchange_counts(header: list[int], expert_counts: torch.Tensor, world_size: int, group) -> tuple[torch.Tensor, torch.Tensor]:
+def exchange_counts(
+    header: list[int], expert_counts: torch.Tensor, world_size: int, group
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Send every peer this rank's header and its counts for the peer's experts; receive theirs.
 
     expert_counts: (E,) int64 on the compute device. Returns (headers (W, H), recv_counts (W, E/W)) on the CPU:
@@ -87,7 +91,7 @@ def exchange_counts(header: list[int], expert_counts: torch.Tensor, world_size: 
     """
     device = expert_counts.device
     head = torch.tensor(header, dtype=torch.int64, device=device).expand(world_size, -1)  # (W, H)
-    block = torch.cat([head, expert_counts.reshape(world_size, -1)], dim=1).contiguous()  # (W, H + E/W): row j -> rank j
+    block = torch.cat([head, expert_counts.reshape(world_size, -1)], dim=1).contiguous()  # (W, H + E/W), row j to rank j
     received = torch.empty_like(block)
     dist.all_to_all_single(received, block, group=group)
     received = received.cpu()

@@ -21,6 +21,7 @@ fit one process). Then ``MoELayer(router, local_bank, dispatch="expert_parallel"
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 
@@ -111,6 +112,12 @@ class ExpertParallelDispatch:
         self.local_experts = local_expert_count(self.num_experts, self.info.world_size)
         self.timed = bool(timed)
         self.last_stats: ExchangeStats | None = None
+
+    def __deepcopy__(self, memo) -> "ExpertParallelDispatch":
+        """A copy shares the process group (a communicator is a handle, it cannot be copied); stats start empty."""
+        clone = copy.copy(self)
+        clone.last_stats = None
+        return clone
 
     @property
     def world_size(self) -> int:

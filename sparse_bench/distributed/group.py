@@ -43,7 +43,9 @@ def resolve_group(process_group=None) -> GroupInfo:
             )
         process_group = dist.group.WORLD
     elif not isinstance(process_group, dist.ProcessGroup):
-        raise TypeError(f"process_group must be a torch.distributed.ProcessGroup or None, got {type(process_group).__name__}")
+        raise TypeError(
+            f"process_group must be a torch.distributed.ProcessGroup or None, got {type(process_group).__name__}"
+        )
     return GroupInfo(process_group, dist.get_rank(process_group), dist.get_world_size(process_group))
 
 
