@@ -13,7 +13,8 @@ real gloo runs send exactly what these functions count). The bytes are linear in
 random part is the row count; d = BYTES_D_MODEL, float32.
 
 Test. For every world size and rank, the ratio measured/predicted over independent draws is t-tested against 1
-(two-sided); the family of (W, rank) tests is Holm-corrected at ALPHA. Controls: a dispatch that sends every row
+(two-sided); the family of (W, rank) tests is Holm-corrected at ALPHA (at W = 2 both ranks send the same bytes,
+each returning what the other sent, so two of the tests coincide; Holm stays valid, only conservative). Controls: a dispatch that sends every row
 to every rank (ratio W) and one that counts the local copy as communication (ratio W/(W-1)).
 """
 

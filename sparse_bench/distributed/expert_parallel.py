@@ -104,6 +104,10 @@ class ExpertParallelDispatch:
     timed: record per-phase wall times in ``last_stats.seconds`` (synchronises CUDA at each phase boundary).
     x: (T, d_model) on this rank (T may differ between ranks, and be 0); plan: over those T tokens and E experts;
     bank: this rank's E/W experts. Returns y: (T, d_model). ``last_stats`` describes the latest call.
+
+    Errors: disagreements between ranks (expert shapes, activation, dtype, E, grad mode) are found in the counts
+    exchange and raised on every rank, before any row moves. A bad input seen by one rank only is raised there
+    before any collective; its peers then fail when the group's timeout expires (or at once if that rank exits).
     """
 
     def __init__(self, num_experts: int, process_group=None, timed: bool = False):
