@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from sparse_bench import ExpertBank, MoELayer
-from sparse_bench.distributed import all_to_all_rows, run_workers, shard_experts
+from sparse_bench.distributed import WorkerFailure, all_to_all_rows, run_workers, shard_experts
 from sparse_bench.routing import ExpertChoiceRouter, TopKRouter
 
 pytestmark = pytest.mark.timeout(120)  # outer guard; run_workers has its own deadline below it
@@ -119,8 +119,19 @@ def adjoint_products(rank: int, world_size: int) -> tuple[float, float]:
 
 
 @functools.lru_cache(maxsize=None)
+def _run_once(world_size: int) -> tuple[list[dict] | None, WorkerFailure | None]:
+    try:
+        return run_workers(equivalence_worker, world_size, timeout_s=RUN_TIMEOUT_S), None
+    except WorkerFailure as failure:
+        return None, failure
+
+
 def distributed_run(world_size: int) -> list[dict]:
-    return run_workers(equivalence_worker, world_size, timeout_s=RUN_TIMEOUT_S)
+    """Every rank's results at this world size; a failed run is cached too, so it is not repeated by each test."""
+    ranks, failure = _run_once(world_size)
+    if failure is not None:
+        raise failure
+    return ranks
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
