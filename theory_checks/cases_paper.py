@@ -38,13 +38,14 @@ COUNT_WIDTHS = (1.0, 0.7, 0.5, 0.35, 0.25)
 COUNT_SAMPLES = (150_000, 1_500_000)
 COUNT_REPLICATES = (3, 12)
 
-# 6. bucket-constant approximation: (k, widths) on a k-dim subspace of R^16, target degree-3 polynomial
+# 6. bucket-constant approximation: (k, widths) on a k-dim subspace of R^16, target a bump family (L = 1)
 APPROX_D = 16
-APPROX_CASES = ((1, (0.4, 0.2, 0.1, 0.05)), (2, (0.8, 0.56, 0.4, 0.28)))
+APPROX_CASES = ((1, (0.4, 0.28, 0.2, 0.14)), (2, (1.0, 0.7, 0.5, 0.35)))
+APPROX_BUMP_SPACING = 2.0  # one cone of radius and height 1 at the origin of the subspace
 APPROX_HASHES_PER_K = 3  # D = 3 k
-APPROX_TRAIN = (60_000, 300_000)
+APPROX_TRAIN = (40_000, 200_000)
 APPROX_TEST = (5_000, 20_000)
-APPROX_REPLICATES = (3, 10)
+APPROX_REPLICATES = (6, 20)
 
 # 7. random-hash routing vs LSH: inputs on a k = 2 subspace of R^8, degree-4 polynomial target
 ROUTING_D, ROUTING_K = 8, 2
@@ -52,7 +53,7 @@ ROUTING_BUCKETS = (16, 64, 256, 1024)  # random-hash table sizes
 ROUTING_WIDTHS = (1.6, 0.8, 0.4, 0.2)  # p-stable widths (D = 4 hashes) for the LSH model
 ROUTING_TRAIN = (20_000, 100_000)
 ROUTING_TEST = (5_000, 20_000)
-ROUTING_REPLICATES = (5, 20)
+ROUTING_REPLICATES = (8, 20)
 
 # 8. coverage: 1-D p-stable buckets on [-1, 1], training sizes as multiples of the bucket count
 COVERAGE_HASHES = 6

@@ -2,7 +2,8 @@
 
 import pytest
 
-import theory_checks.paper_checks_cost  # noqa: F401  (these imports register the checks)
+import theory_checks.paper_checks_approx  # noqa: F401  (these imports register the checks)
+import theory_checks.paper_checks_cost  # noqa: F401
 import theory_checks.paper_checks_geometry  # noqa: F401
 import theory_checks.paper_checks_hashing  # noqa: F401
 import theory_checks.paper_checks_table1  # noqa: F401
