@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(120)  # outer guard; every run_workers call has
 
 D_MODEL, D_HIDDEN, NUM_EXPERTS = 6, 5, 4
 PG_TIMEOUT_S = 3.0  # a collective waiting for a stalled peer raises after this long
-GRACE_S = 2.0
+GRACE_S = PG_TIMEOUT_S + 2.0  # long enough for a survivor to raise its own (timeout) error before it is killed
 DEADLINE_S = 45.0  # run_workers deadline for the fault runs
 FAULT_BOUND_S = 25.0  # a fault must be reported well before the deadline (gloo timeout + grace + start-up)
 
