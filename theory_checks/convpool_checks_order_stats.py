@@ -1,0 +1,102 @@
+"""A planted pattern among n Gaussian scores, seen through global max pooling (THEORY.md §B).
+
+Scores are an (h, w) map of iid N(0, 1) (n = h*w), one position (uniform) shifted by mu. Exact predictions by
+scipy quadrature: P(argmax = planted) = int phi(x - mu) Phi(x)^(n-1) dx and E[max] = int x n phi(x) Phi(x)^(n-1) dx.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import torch
+from scipy import integrate, stats
+
+from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, holm, make_result,
+                                     one_sample_t, register_check)
+
+from .convpool_checks_common import AREA, SOURCE, crop_last_row, global_argmax, global_max
+
+ARGMAX_CELLS = [((8, 8), 1.5), ((8, 8), 3.0), ((16, 16), 3.0)]  # (score map shape, mu)
+MAX_CELLS = [(8, 8), (16, 16)]
+
+
+def p_argmax_planted(n: int, mu: float) -> float:
+    """P(the planted N(mu,1) score is the largest of n), by quadrature."""
+    integrand = lambda x: stats.norm.pdf(x - mu) * stats.norm.cdf(x) ** (n - 1)  # noqa: E731
+    return integrate.quad(integrand, -np.inf, np.inf, epsabs=1e-12)[0]
+
+
+def expected_max(n: int) -> float:
+    """E[max of n iid N(0,1)], by quadrature (64 -> 2.3437, 256 -> 2.8269)."""
+    integrand = lambda x: x * n * stats.norm.pdf(x) * stats.norm.cdf(x) ** (n - 1)  # noqa: E731
+    return integrate.quad(integrand, -np.inf, np.inf, epsabs=1e-12)[0]
+
+
+def _planted_scores(gen, trials, shape, mu):
+    h, w = shape
+    x = torch.randn(trials, 1, h, w, generator=gen, dtype=torch.float64)
+    where = torch.randint(0, h * w, (trials,), generator=gen)
+    x.view(trials, -1)[torch.arange(trials), where] += mu
+    return x, where
+
+
+@register_check(
+    name="planted_argmax_probability", source=SOURCE, area=AREA,
+    prediction="P(max pooling routes to the planted score) = int phi(x-mu) Phi(x)^(n-1) dx",
+    controls={"window_misses_last_row": lambda: {"argmax": crop_last_row(global_argmax)}},
+)
+def check_planted_argmax_probability(seed: int, profile: str = "quick", argmax=global_argmax):
+    started = time.perf_counter()
+    trials = by_profile(profile, quick=3000, full=100_000)
+    gen = torch.Generator().manual_seed(seed)
+    cells, p_values = [], []
+    for shape, mu in ARGMAX_CELLS:
+        x, where = _planted_scores(gen, trials, shape, mu)
+        hits = int((argmax(x) == where).sum())
+        predicted = p_argmax_planted(shape[0] * shape[1], mu)
+        p = binomial_test(hits, trials, predicted)
+        p_values.append(p)
+        cells.append({"n": shape[0] * shape[1], "mu": mu, "predicted": predicted, "measured": hits / trials,
+                      "ci": clopper_pearson(hits, trials), "p_value": p})
+    rejected = holm(p_values, ALPHA)
+    head = cells[1]
+    return make_result("planted_argmax_probability", passed=not any(rejected), seed=seed, profile=profile,
+                       n=trials * len(cells), test=f"exact binomial per cell, Holm over {len(cells)} cells",
+                       predicted=head["predicted"], measured=head["measured"], ci=head["ci"], p_value=min(p_values),
+                       margin=f"family-wise alpha {ALPHA}; quadrature error < 1e-10", params={"trials": trials},
+                       details={"cells": cells}, started=started)
+
+
+def _sqrt_two_log_n(n: int) -> float:
+    """Planted defect in the prediction: the upper bound sqrt(2 ln n) used as if it were E[max]."""
+    return math.sqrt(2 * math.log(n))
+
+
+@register_check(
+    name="expected_max_gaussian", source=SOURCE, area=AREA,
+    prediction="E[global max pool of n iid N(0,1)] = int x n phi Phi^(n-1) dx (2.3437 for n=64, 2.8269 for 256) "
+               "< sqrt(2 ln n)",
+    controls={"sqrt_2_ln_n_formula": lambda: {"formula": _sqrt_two_log_n},
+              "window_misses_last_row": lambda: {"pool": crop_last_row(global_max)}},
+)
+def check_expected_max_gaussian(seed: int, profile: str = "quick", pool=global_max, formula=expected_max):
+    started = time.perf_counter()
+    trials = by_profile(profile, quick=6000, full=200_000)
+    gen = torch.Generator().manual_seed(seed)
+    cells, p_values = [], []
+    for h, w in MAX_CELLS:
+        maxima = pool(torch.randn(trials, 1, h, w, generator=gen, dtype=torch.float64)).numpy()
+        predicted = formula(h * w)
+        mean, lo, hi, p = one_sample_t(maxima, predicted)
+        p_values.append(p)
+        cells.append({"n": h * w, "predicted": predicted, "measured": mean, "ci": [lo, hi], "p_value": p,
+                      "sqrt_2_ln_n": _sqrt_two_log_n(h * w)})
+    rejected = holm(p_values, ALPHA)
+    head = cells[0]
+    return make_result("expected_max_gaussian", passed=not any(rejected), seed=seed, profile=profile,
+                       n=trials * len(cells), test="one-sample t per n, Holm over n in {64, 256}",
+                       predicted=head["predicted"], measured=head["measured"], ci=tuple(head["ci"]),
+                       p_value=min(p_values), margin=f"family-wise alpha {ALPHA}", params={"trials": trials},
+                       details={"cells": cells}, started=started)
