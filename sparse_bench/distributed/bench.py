@@ -32,6 +32,7 @@ from .expert_parallel import PHASES
 from .group import DEFAULT_TIMEOUT_S, device_for_backend, free_port, init_from_env
 
 TIMED = ("route",) + PHASES + ("forward", "backward")
+RESULTS_FILE = "distributed.jsonl"
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,7 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--backend", default=None, choices=("gloo", "nccl"), help="default: nccl with CUDA, else gloo")
     p.add_argument("--threads", type=int, default=None, help="torch threads per rank (default: cores / local ranks)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="collective timeout in seconds")
-    p.add_argument("--out", default="results/distributed.jsonl", help="JSON-lines file for the records ('' = none)")
+    p.add_argument("--out", default=None,
+                   help="JSON-lines file for the records (default $SPARSE_BENCH_RESULTS/distributed.jsonl, "
+                   "else results/distributed.jsonl; '' = none)")
     args = p.parse_args(argv)
     for name in ("tokens", "d_model", "d_hidden", "experts", "k", "iters"):
         if getattr(args, name) < 1:
@@ -168,10 +171,11 @@ def main(argv=None) -> int:
         if info.rank == 0:
             records = make_records(args, gathered, info.world_size, backend, device)
             print(format_table(records), flush=True)
-            if args.out:
-                from theory_checks.framework import append_records
+            if args.out != "":
+                from theory_checks.framework import append_records, results_dir
 
-                print(f"appended {len(records)} records to {append_records(args.out, records)}", flush=True)
+                path = append_records(args.out or results_dir() / RESULTS_FILE, records)
+                print(f"appended {len(records)} records to {path}", flush=True)
     finally:
         dist.destroy_process_group()
     return 0
