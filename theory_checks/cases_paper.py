@@ -68,9 +68,13 @@ FLOPS_DENSE_WIDTHS = (256, 512, 1024, 2048, 4096)
 FLOPS_INPUTS = 512
 
 # 10. dense frozen random features on bump families: spacings per k (epsilon = bump height / 2)
-BUMP_CASES = ((1, (0.5, 0.25, 0.125, 0.0625)), (2, (1.0, 0.5, 0.25)))
-BUMP_WIDTH_STEPS = 2 ** 0.25  # widths searched on a geometric grid of this ratio
-BUMP_REPLICATES = (3, 10)
+BUMP_CASES = ((2, (1.0, 0.5, 0.25)),)  # (k, spacings): 4, 16, 64 bumps
+BUMP_TRAIN = 4_096  # training samples per fit (a quarter as many more pick the ridge)
+BUMP_GRID = 101  # sup-error on a BUMP_GRID^k grid of [-1, 1]^k
+BUMP_FIRST_WIDTH = 8
+BUMP_WIDTH_STEP = 2 ** 0.25  # widths searched on a geometric grid of this ratio
+BUMP_MAX_WIDTH = 4_096
+BUMP_REPLICATES = (3, 8)
 
 # 11. Table 1: active units of the dense / 50% / 25% models (paper: 2048, 4096, 8192 -> 18,432 ... FLOPs)
 TABLE1_D = 8
@@ -86,12 +90,13 @@ TABLE1_PAPER = {  # eval MSE from the paper's Table 1, columns FLOPs 18,432 / 36
 
 # 12. LSH vs dense crossover on the degree-4 polynomial in 8 dimensions
 CROSSOVER_D = 8
-CROSSOVER_WIDTHS = (8.0, 5.66, 4.0, 2.83, 2.0, 1.41)
-CROSSOVER_HASHES = 8
-CROSSOVER_DENSE_WIDTH = (256, 2048)
+CROSSOVER_HASHES = 12
+CROSSOVER_WIDTHS = (16.0, 11.3, 8.0, 5.66, 4.0)  # >= ~15 training samples per bucket at the narrowest
+CROSSOVER_DENSE_WIDTH = (256, 2_048)
+CROSSOVER_DENSE_TRAIN = (4_096, 8_192)  # ridge readout of the dense model (a quarter as many more pick the ridge)
 CROSSOVER_TRAIN = (50_000, 200_000)
 CROSSOVER_TEST = (5_000, 20_000)
-CROSSOVER_SEEDS = (3, 5)
+CROSSOVER_SEEDS = (4, 8)
 CROSSOVER_PAPER_BUCKETS = 2048
 
 # 13. k-NN regression == knn_as_dsm

@@ -4,6 +4,7 @@ import pytest
 
 import theory_checks.paper_checks_approx  # noqa: F401  (these imports register the checks)
 import theory_checks.paper_checks_cost  # noqa: F401
+import theory_checks.paper_checks_dense  # noqa: F401
 import theory_checks.paper_checks_geometry  # noqa: F401
 import theory_checks.paper_checks_hashing  # noqa: F401
 import theory_checks.paper_checks_table1  # noqa: F401
