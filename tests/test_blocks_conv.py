@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from sparse_bench.blocks import compose_conv_kernels, conv2d_im2col, conv2d_toeplitz_matrix, receptive_field
 
-GRID = list(itertools.product([1, 2, (2, 3)], [0, 1, (2, 0)], [1, 2, (1, 3)], [1, 2]))  # stride, pad, dil, groups
+# (stride, padding, dilation, groups)
+GRID = list(itertools.product([1, 2, (2, 3)], [0, 1, (2, 0)], [1, 2, (1, 3)], [1, 2]))
 
 
 def _case(seed, dtype=torch.float64, n=2, c_in=4, c_out=6, size=(9, 10), kernel=(3, 2), groups=1):

@@ -1,4 +1,4 @@
-"""Pooling plans, lse_pool, patch classifiers and ConvPoolBlock against torch.nn.functional and scikit-learn."""
+"""Pooling plans, lse_pool, patch classifiers and ConvPoolBlock against torch.nn.functional and sklearn."""
 
 import numpy as np
 import pytest
@@ -35,7 +35,8 @@ def test_maxpool_plan_reproduces_max_pool2d_and_its_indices(kernel, stride, padd
     assert torch.equal(pool_from_plan(x, plan), y)
     plane_size = x.shape[2] * x.shape[3]
     assert torch.equal(plan.token_index.reshape(y.shape) % plane_size, idx)  # same tie-breaking as PyTorch
-    assert torch.equal(plan.token_index.reshape(y.shape) // plane_size, torch.arange(6).reshape(2, 3, 1, 1).expand_as(y))
+    planes = torch.arange(6).reshape(2, 3, 1, 1).expand_as(y)
+    assert torch.equal(plan.token_index.reshape(y.shape) // plane_size, planes)
 
 
 def test_maxpool_tie_goes_to_first_in_row_major_order():
@@ -50,7 +51,8 @@ def test_maxpool_plan_assignments_are_exactly_where_the_gradient_goes(kernel, st
     upstream = torch.randn(y.shape, generator=torch.Generator().manual_seed(2), dtype=x.dtype)
     (grad,) = torch.autograd.grad(y, x, upstream)
     plan = maxpool_plan(x, kernel, stride, padding)
-    routed = torch.zeros(x.numel(), dtype=x.dtype).index_add_(0, plan.token_index, upstream.reshape(-1)[plan.expert_index])
+    routed = torch.zeros(x.numel(), dtype=x.dtype)
+    routed.index_add_(0, plan.token_index, upstream.reshape(-1)[plan.expert_index])
     assert torch.equal(grad.reshape(-1), routed)
     (grad_plan,) = torch.autograd.grad(pool_from_plan(x, plan), x, upstream)
     assert torch.equal(grad_plan, grad)
@@ -59,12 +61,14 @@ def test_maxpool_plan_assignments_are_exactly_where_the_gradient_goes(kernel, st
 @pytest.mark.parametrize("count_include_pad", [True, False])
 @pytest.mark.parametrize("kernel,stride,padding", WINDOWS)
 def test_avgpool_plan_reproduces_avg_pool2d_forward_and_backward(kernel, stride, padding, count_include_pad):
-    x = torch.randn(2, 3, 7, 8, generator=torch.Generator().manual_seed(3), dtype=torch.float64, requires_grad=True)
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, 7, 8, generator=gen, dtype=torch.float64, requires_grad=True)
     plan = avgpool_plan(x, kernel, stride, padding, count_include_pad).validate()
     y = pool_from_plan(x, plan)
     ref = F.avg_pool2d(x, kernel, stride, padding, count_include_pad=count_include_pad)
     torch.testing.assert_close(y, ref, rtol=0, atol=1e-14)
-    torch.testing.assert_close(torch.autograd.grad(y.sum(), x)[0], torch.autograd.grad(ref.sum(), x)[0], rtol=0, atol=1e-15)
+    (grad,), (ref_grad,) = torch.autograd.grad(y.sum(), x), torch.autograd.grad(ref.sum(), x)
+    torch.testing.assert_close(grad, ref_grad, rtol=0, atol=1e-15)
 
 
 def test_avgpool_plan_weights_are_uniform_over_each_window():
@@ -99,7 +103,8 @@ def test_lse_pool_limits_and_bounds():
         (lambda: avgpool_plan(torch.zeros(1, 1, 4, 4, dtype=torch.long), 2), TypeError, "floating"),
         (lambda: lse_pool(torch.zeros(1, 1, 4, 4), 2, 0.0), ValueError, "temperature"),
         (lambda: lse_pool(torch.zeros(1, 1, 4, 4), 2, 1.0, stride=-1), ValueError, "stride"),
-        (lambda: pool_from_plan(torch.zeros(1, 1, 4, 5), maxpool_plan(torch.zeros(1, 1, 4, 4), 2)), ValueError, "tokens"),
+        (lambda: pool_from_plan(torch.zeros(1, 1, 4, 5), maxpool_plan(torch.zeros(1, 1, 4, 4), 2)),
+         ValueError, "tokens"),
     ],
 )
 def test_pooling_bad_input_names_the_argument(call, exc, match):
@@ -116,11 +121,13 @@ def test_patch_classifier_round_trip_with_scikit_learn():
     labels = (patches @ np.linspace(-1, 1, 18) > 0).astype(int)
     model = LogisticRegression(max_iter=500).fit(patches, labels)
     conv = from_linear_classifier(model.coef_, model.intercept_, 3, 2)
-    scores = conv(x).detach().permute(0, 2, 3, 1).reshape(-1).numpy()  # rows ordered (n, i, j) like the patches
+    scores = conv(x).detach().permute(0, 2, 3, 1).reshape(-1).numpy()  # rows ordered (n, i, j) like patches
     np.testing.assert_allclose(scores, model.decision_function(patches), rtol=0, atol=1e-10)
     back = patch_classifier(conv.weight, conv.bias)
     np.testing.assert_array_equal(back.coef_, model.coef_)
-    np.testing.assert_allclose(back.decision_function(patches), model.decision_function(patches), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        back.decision_function(patches), model.decision_function(patches), rtol=0, atol=1e-12
+    )
     with pytest.raises(ValueError, match="coef must have"):
         from_linear_classifier(model.coef_, model.intercept_, 3, 1)
     with pytest.raises(ValueError, match="intercept"):
@@ -133,13 +140,18 @@ def test_patch_classifier_round_trip_with_scikit_learn():
 def test_conv_pool_block_native_and_im2col_agree(pool):
     gen = torch.Generator().manual_seed(6)
     x = torch.randn(3, 2, 10, 9, generator=gen, dtype=torch.float64, requires_grad=True)
-    native = ConvPoolBlock(2, 4, 3, pool=pool, padding=1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    im2col = ConvPoolBlock(2, 4, 3, pool=pool, impl="im2col", padding=1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    blocks = [
+        ConvPoolBlock(2, 4, 3, pool=pool, impl=impl, padding=1, generator=torch.Generator().manual_seed(0),
+                      dtype=torch.float64)
+        for impl in ("native", "im2col")
+    ]
+    native, im2col = blocks
     assert torch.equal(native.weight, im2col.weight)
     y, y2 = native(x), im2col(x)
     assert y.shape == (3, 4, 5, 4)
     torch.testing.assert_close(y, y2, rtol=0, atol=1e-12)
-    torch.testing.assert_close(torch.autograd.grad(y.sum(), x)[0], torch.autograd.grad(y2.sum(), x)[0], rtol=0, atol=1e-12)
+    (grad,), (grad2,) = torch.autograd.grad(y.sum(), x), torch.autograd.grad(y2.sum(), x)
+    torch.testing.assert_close(grad, grad2, rtol=0, atol=1e-12)
     if pool != "lse":
         assert native.routing_plan(x).num_experts == y.numel()
 

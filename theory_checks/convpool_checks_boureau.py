@@ -3,9 +3,9 @@
 A binary feature is present at each of P locations independently with probability alpha_c in class c. The
 separability of a pooled feature is |mean_1 - mean_2| / (sd_1 + sd_2). Predictions:
 average pooling psi_avg = |a1 - a2| sqrt(P) / (sqrt(a1(1-a1)) + sqrt(a2(1-a2))) (grows like sqrt P);
-max pooling psi_max = |q1 - q2| / sum_c sqrt((1 - q_c) q_c), q_c = (1 - a_c)^P, which rises then falls, with its
-optimal pool size P* = argmax_P psi_max. Empirical separabilities get a delta-method standard error from the
-per-class sample moments (mean, variance, their covariance from the 2nd-4th central moments).
+max pooling psi_max = |q1 - q2| / sum_c sqrt((1 - q_c) q_c), q_c = (1 - a_c)^P, which rises then falls,
+with its optimal pool size P* = argmax_P psi_max. Empirical separabilities get a delta-method standard
+error from the per-class sample moments (mean, variance, their covariance from the 2nd-4th central moments).
 """
 
 from __future__ import annotations
@@ -68,12 +68,18 @@ def _bernoulli_maps(gen, samples, pool_size, alpha):
     return (torch.rand(samples, 1, 1, pool_size, generator=gen, dtype=torch.float64) < alpha).double()
 
 
+def _avg_over_half_window(x):
+    """Planted defect: average pooling over only the first half of the locations."""
+    return global_avg(x[..., : max(1, x.shape[3] // 2)])
+
+
 @register_check(
     name="boureau_separability", source="Boureau-Ponce-LeCun 2010; " + SOURCE, area=AREA,
-    prediction="empirical separability of max and average pooling equals psi_max(P) and psi_avg(P) (Bernoulli "
+    prediction="empirical separability of max and average pooling equals psi_max(P) and psi_avg(P) "
+               "(Bernoulli "
                "model, a = 0.1 vs 0.2); psi_max peaks at P* = 10: psi(P*) > psi(1) and psi(P*) > psi(20)",
     controls={"psi_max_variances_not_sds": lambda: {"max_formula": _psi_max_without_sqrt},
-              "avg_pools_half_the_window": lambda: {"avg_pool": lambda x: global_avg(x[..., : max(1, x.shape[3] // 2)])}},
+              "avg_pools_half_the_window": lambda: {"avg_pool": _avg_over_half_window}},
 )
 def check_boureau_separability(seed: int, profile: str = "quick", max_pool=global_max, avg_pool=global_avg,
                                max_formula=psi_max, avg_formula=psi_avg):
@@ -105,9 +111,11 @@ def check_boureau_separability(seed: int, profile: str = "quick", max_pool=globa
     z_crit = stats.norm.isf(ALPHA / (2 * len(p_values)))
     return make_result("boureau_separability", passed=agree and peaked and best in POOL_SIZES, seed=seed,
                        profile=profile, n=2 * samples * len(POOL_SIZES),
-                       test=f"delta-method z per cell, Holm over {len(p_values)}; peak: one-sided z, Holm over 2",
+                       test=f"delta-method z per cell, Holm over {len(p_values)}; "
+                            "peak: one-sided z, Holm over 2",
                        predicted=head["predicted"], measured=head["measured"],
                        ci=(head["measured"] - z_crit * head["se"], head["measured"] + z_crit * head["se"]),
-                       p_value=min(p_values), margin=f"family-wise alpha {ALPHA}; CI = Bonferroni-level normal",
+                       p_value=min(p_values),
+                       margin=f"family-wise alpha {ALPHA}; CI = Bonferroni-level normal",
                        params={"alphas": ALPHAS, "samples_per_class": samples, "optimal_P": best},
                        details={"cells": cells, "peak_tests": peak_tests}, started=started)

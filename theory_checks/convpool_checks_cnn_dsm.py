@@ -1,13 +1,13 @@
 """A small experiment joining the two halves: a CNN whose penultimate dense layer is a top-K DSM.
 
 The paper's CIFAR-10 setting scaled down to a CPU: synthetic 12 x 12 images of a Gaussian blob at a latent
-position z in [-1, 1]^2 plus pixel noise; the target is the smooth function f(z) = sin(3 z_1) cos(3 z_2). The CNN
-is a frozen random ConvPoolBlock (conv 3x3 -> ReLU -> 2x2 max pool, the library's block), standardised and
+position z in [-1, 1]^2 plus pixel noise; the target is the smooth function f(z) = sin(3 z_1) cos(3 z_2).
+The CNN is a frozen random ConvPoolBlock (conv 3x3 -> ReLU -> 2x2 max pool, the library's block), centred and
 flattened; its penultimate layer is either ``TopKDSM(d, total_units=t, active_units=K)`` or a dense random
 ReLU layer of width K (``RandomFeaturesDense``), i.e. equal active units, each with a ridge readout
-(sparse_bench.dsm). Following the formal model, hidden layers are frozen random and only the readout is fitted.
-Prediction (THEORY.md §A.11 in the CNN setting): the DSM's test MSE is below the dense layer's at equal active
-units, and it falls as t grows (the full profile sweeps t).
+(sparse_bench.dsm). Following the formal model, hidden layers are frozen random; only the readout is fitted.
+Prediction (THEORY.md §A.11 in the CNN setting): the DSM's test MSE is below the dense layer's at equal
+active units, and it falls as t grows (the full profile sweeps t).
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def blob_images(gen, samples: int):
     grid = torch.linspace(-1.2, 1.2, IMAGE, dtype=torch.float64)
     dy = grid.reshape(1, -1, 1) - z[:, 0].reshape(-1, 1, 1)
     dx = grid.reshape(1, 1, -1) - z[:, 1].reshape(-1, 1, 1)
-    images = torch.exp(-(dy**2 + dx**2) / (2 * 0.25**2)) + NOISE * torch.randn(samples, IMAGE, IMAGE, generator=gen,
-                                                                                dtype=torch.float64)
+    noise = torch.randn(samples, IMAGE, IMAGE, generator=gen, dtype=torch.float64)
+    images = torch.exp(-(dy**2 + dx**2) / (2 * 0.25**2)) + NOISE * noise
     target = torch.sin(3 * z[:, 0]) * torch.cos(3 * z[:, 1])
     return images.unsqueeze(1), target
 
@@ -51,7 +51,9 @@ class BottomKDSM(TopKDSM):
 
 
 def squared_errors(seed: int, samples: tuple[int, int], widths: list[int], dsm_class=TopKDSM) -> dict:
-    """Per-test-point squared errors of the dense-K model and of the DSM at each total width t: name -> (n_test,)."""
+    """Per-test-point squared errors of the dense-K model and of the DSM at each total width t.
+
+    Returns {"dense": (n_test,), "dsm_t<t>": (n_test,) for t in widths}."""
     gen = torch.Generator().manual_seed(seed)
     n_train, n_test = samples
     images, target = blob_images(gen, n_train + n_test)
@@ -73,7 +75,8 @@ def _paired_greater(worse: np.ndarray, better: np.ndarray) -> float:
 
 @register_check(
     name="cnn_topk_dsm_beats_dense", source="paper Table 1 / THEORY.md §A.11, CNN setting", area=AREA,
-    prediction="at equal active units K=32, a CNN whose penultimate layer is a top-K DSM (t=512 units) has lower "
+    prediction="at equal active units K=32, a CNN whose penultimate layer is a top-K DSM (t=512 units) has "
+               "lower "
                "test MSE than with a dense K-unit layer, and the DSM's MSE falls from t=64 to the largest t, "
                "on every seed",
     controls={"mask_keeps_bottom_k": lambda: {"dsm_class": BottomKDSM}},
@@ -104,5 +107,6 @@ def check_cnn_topk_dsm_beats_dense(seed: int, profile: str = "quick", dsm_class=
                        predicted=None, measured=float(ratios.mean()), ci=ci, p_value=max(p_values),
                        margin=f"family-wise alpha {ALPHA}; measured = MSE(DSM t=512) / MSE(dense K=32), "
                               f"t-interval over seeds at level {1 - ALPHA}",
-                       params={"active_units": ACTIVE, "widths": widths, "seeds": seeds, "train_test": samples},
+                       params={"active_units": ACTIVE, "widths": widths, "seeds": seeds,
+                               "train_test": samples},
                        details={"runs": runs}, started=started)

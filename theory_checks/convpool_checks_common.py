@@ -1,7 +1,7 @@
-"""Shared pieces of the conv/pool checks (THEORY.md §B): rounding bounds, seeded hypothesis draws, pooling maps.
+"""Shared pieces of the conv/pool checks (THEORY.md §B): rounding bounds, seeded hypothesis draws, pool maps.
 
-Nothing here registers a check. Pooling maps take (trials, 1, H, W) and return (trials,) or pooled tensors, and
-are what the checks put under test: by default the library's RoutingPlan path, in controls a planted defect.
+Nothing here registers a check. Pooling maps take (trials, 1, H, W) and return (trials,) or pooled tensors,
+and are what the checks put under test: by default the library's RoutingPlan path, in controls a defect.
 """
 
 from __future__ import annotations

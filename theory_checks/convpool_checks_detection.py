@@ -29,7 +29,9 @@ FLIP_MU, FLIP_KS = 2.0, (1, 16)  # ranking flip: max wins at K = 1, average wins
 def max_pool_error(n: int, mu: float, copies: int = 1) -> tuple[float, float]:
     """(min over t of e_max(t), argmin t) for K = copies planted scores among n."""
     def error(t):
-        return 0.5 * (1 - stats.norm.cdf(t) ** n) + 0.5 * stats.norm.cdf(t) ** (n - copies) * stats.norm.cdf(t - mu) ** copies
+        false_alarm = 1 - stats.norm.cdf(t) ** n
+        miss = stats.norm.cdf(t) ** (n - copies) * stats.norm.cdf(t - mu) ** copies
+        return 0.5 * false_alarm + 0.5 * miss
 
     best = optimize.minimize_scalar(error, bounds=(-3.0, 10.0), method="bounded", options={"xatol": 1e-10})
     return float(best.fun), float(best.x)
@@ -100,16 +102,22 @@ def check_pooling_detection_error(seed: int, profile: str = "quick", max_pool=gl
                        n=2 * trials * len(MUS),
                        test="exact binomial per cell (max, avg two-sided; lse one-sided 'greater' than min), "
                             f"Holm over {len(cells)}",
-                       predicted=head["predicted"], measured=head["measured"], ci=head["ci"], p_value=min(p_values),
-                       margin=f"family-wise alpha {ALPHA}", params={"trials_per_class": trials, "n": n},
+                       predicted=head["predicted"], measured=head["measured"], ci=head["ci"],
+                       p_value=min(p_values), margin=f"family-wise alpha {ALPHA}",
+                       params={"trials_per_class": trials, "n": n},
                        details={"cells": cells}, started=started)
+
+
+def _avg_routed_like_max(x):
+    """Planted defect: 'average' pooling whose plan keeps only each window's maximum (scaled by 1/n)."""
+    return global_max(x) / (x.shape[2] * x.shape[3])
 
 
 @register_check(
     name="detection_ranking_flip", source=SOURCE, area=AREA,
     prediction="n=64, mu=2: max pooling beats average pooling with K=1 planted copy, average beats max with "
                "K=16 (closed forms cross near K=9)",
-    controls={"average_routed_like_max": lambda: {"avg_pool": lambda x: global_max(x) / (x.shape[2] * x.shape[3])}},
+    controls={"average_routed_like_max": lambda: {"avg_pool": _avg_routed_like_max}},
 )
 def check_detection_ranking_flip(seed: int, profile: str = "quick", max_pool=global_max, avg_pool=global_avg):
     started = time.perf_counter()
@@ -131,13 +139,17 @@ def check_detection_ranking_flip(seed: int, profile: str = "quick", max_pool=glo
         p = binomial_test(only_loser, discordant, 0.5, alternative="greater") if discordant else 1.0
         p_values.append(p)
         cells.append({"K": copies, "predicted_max": e_max, "predicted_avg": e_avg,
-                      "measured_max": float(err_max.double().mean()), "measured_avg": float(err_avg.double().mean()),
+                      "measured_max": float(err_max.double().mean()),
+                      "measured_avg": float(err_avg.double().mean()),
                       "predicted_winner": "max" if max_should_win else "avg", "p_value": p})
-    crossover = next(k for k in range(1, n + 1) if avg_pool_error(n, FLIP_MU, k) < max_pool_error(n, FLIP_MU, k)[0])
+    crossover = next(
+        k for k in range(1, n + 1) if avg_pool_error(n, FLIP_MU, k) < max_pool_error(n, FLIP_MU, k)[0]
+    )
     rejected = holm(p_values, ALPHA)
     diff = [c["measured_avg"] - c["measured_max"] for c in cells]
     return make_result("detection_ranking_flip", passed=all(rejected), seed=seed, profile=profile,
-                       n=2 * trials * len(FLIP_KS), test="exact one-sided McNemar per K, Holm; both must reject",
+                       n=2 * trials * len(FLIP_KS),
+                       test="exact one-sided McNemar per K, Holm; both must reject",
                        predicted=cells[0]["predicted_avg"] - cells[0]["predicted_max"], measured=diff[0],
                        p_value=max(p_values), margin=f"family-wise alpha {ALPHA}",
                        params={"mu": FLIP_MU, "n": n, "trials_per_class": trials},

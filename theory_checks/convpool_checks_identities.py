@@ -29,8 +29,8 @@ def conv_shapes(draw):
     p = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
     d = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     size = tuple(max(1, d[a] * (k[a] - 1) + 1 - 2 * p[a] + draw(st.integers(0, 5))) for a in range(2))
-    return (draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 3)),
-            k, s, p, d, size, draw(st.booleans()))
+    n, groups, c_g, o_g = (draw(st.integers(1, 3)) for _ in range(4))
+    return n, groups, c_g, o_g, k, s, p, d, size, draw(st.booleans())
 
 
 def _problem(shape, gen, dtype):
@@ -59,7 +59,8 @@ def _flattened_column_major(x, w, b=None, **kw):
 
 @register_check(
     name="im2col_identity", source=SOURCE, area=AREA,
-    prediction="conv2d_im2col == F.conv2d (forward, grad x, grad w) on hypothesis-drawn shapes, within fp32 rounding",
+    prediction="conv2d_im2col == F.conv2d (forward, grad x, grad w) on hypothesis-drawn shapes, "
+               "within fp32 rounding",
     controls={"kernel_flattened_transposed": lambda: {"conv": _flattened_column_major}},
 )
 def check_im2col_identity(seed: int, profile: str = "quick", conv=conv2d_im2col):
@@ -80,12 +81,15 @@ def check_im2col_identity(seed: int, profile: str = "quick", conv=conv2d_im2col)
         grads = torch.autograd.grad(out, (x, w), up)
         ref_grads = torch.autograd.grad(ref, (x, w), up)
         x64, w64, u64 = (t.detach().abs().double().requires_grad_(True) for t in (x, w, up))
-        mag = F.conv2d(x64, w64, None if b is None else b.abs().double(), **kw)  # sum |w||x| (+|b|) per output
-        mag_x, mag_w = torch.autograd.grad(mag, (x64, w64), u64)  # sum |g||w| per input, sum |g||x| per weight
+        b64 = None if b is None else b.abs().double()
+        mag = F.conv2d(x64, w64, b64, **kw)  # sum |w||x| (+|b|) per output
+        mag_x, mag_w = torch.autograd.grad(mag, (x64, w64), u64)  # sum |g||w| per input, |g||x| per weight
         k_out = w.shape[1] * w.shape[2] * w.shape[3] + 1
+        k_x = w.shape[0] * w.shape[2] * w.shape[3]  # terms per input gradient
+        k_w = ref.shape[0] * ref.shape[2] * ref.shape[3]  # terms per weight gradient
         ratios = [_ratio(out - ref, mag.detach(), k_out, torch.float32),
-                  _ratio(grads[0] - ref_grads[0], mag_x, w.shape[0] * w.shape[2] * w.shape[3], torch.float32),
-                  _ratio(grads[1] - ref_grads[1], mag_w, ref.shape[0] * ref.shape[2] * ref.shape[3], torch.float32)]
+                  _ratio(grads[0] - ref_grads[0], mag_x, k_x, torch.float32),
+                  _ratio(grads[1] - ref_grads[1], mag_w, k_w, torch.float32)]
         if max(ratios) > worst["ratio"]:
             worst.update(ratio=max(ratios), shape=repr(shape), forward_grad_x_grad_w=ratios)
 
@@ -133,7 +137,8 @@ def _correlated_composition(first, second, first_stride=1):
 
 @register_check(
     name="conv_composition", source=SOURCE, area=AREA,
-    prediction="conv(conv(x, w1, s1), w2, s2) == conv(x, w1 * w2 (full convolution, w2 dilated by s1), s1*s2)",
+    prediction="conv(conv(x, w1, s1), w2, s2) == conv(x, w1 * w2 (full convolution, w2 dilated by s1), "
+               "s1*s2)",
     controls={"composed_by_correlation": lambda: {"compose": _correlated_composition},
               "first_stride_ignored": lambda: {"compose": lambda a, b, s=1: compose_conv_kernels(a, b, 1)}},
 )
@@ -143,7 +148,8 @@ def check_conv_composition(seed: int, profile: str = "quick", compose=compose_co
     gen = torch.Generator().manual_seed(seed)
     worst = {"ratio": 0.0}
     for _ in range(cases):
-        c_in, c_mid, c_out, k1h, k1w, k2h, k2w, s1h, s1w, s2 = (int(v) for v in torch.randint(1, 4, (10,), generator=gen))
+        draws = torch.randint(1, 4, (10,), generator=gen).tolist()
+        c_in, c_mid, c_out, k1h, k1w, k2h, k2w, s1h, s1w, s2 = draws
         w1 = torch.randn(c_mid, c_in, k1h, k1w, generator=gen, dtype=torch.float64)
         w2 = torch.randn(c_out, c_mid, k2h, k2w, generator=gen, dtype=torch.float64)
         size = (k1h + s1h * (k2h - 1) + int(torch.randint(0, 6, (1,), generator=gen)),
@@ -158,13 +164,15 @@ def check_conv_composition(seed: int, profile: str = "quick", compose=compose_co
         mag = F.conv2d(F.conv2d(x.abs(), w1.abs(), stride=(s1h, s1w)), w2.abs(), stride=s2)
         k1, k2 = c_in * k1h * k1w, c_mid * k2h * k2w  # terms per output of each layer
         k_one = c_in * kernel.shape[2] * kernel.shape[3]
-        bound = (gamma(k1 + k2, torch.float64) + 2 * gamma(k_one + k2, torch.float64)) * mag  # Higham lemma 3.3
+        # Higham's lemma 3.3 (gamma_a + gamma_b + gamma_a gamma_b <= gamma_{a+b}) for each side
+        bound = (gamma(k1 + k2, torch.float64) + 2 * gamma(k_one + k2, torch.float64)) * mag
         ratio = float(((one - two).abs() / (bound + torch.finfo(torch.float64).tiny)).max())
         if ratio > worst["ratio"]:
             worst.update(ratio=ratio, case=[c_in, c_mid, c_out, k1h, k1w, k2h, k2w, s1h, s1w, s2])
     return make_result("conv_composition", passed=worst["ratio"] <= 1.0, seed=seed, profile=profile, n=cases,
                        test="max |diff|/rounding bound over random chains <= 1", predicted=0.0,
-                       measured=worst["ratio"], margin="bound: gamma_{K1+K2} M + 2 gamma_{K+K2} M, M = |w2|*(|w1|*|x|)",
+                       measured=worst["ratio"],
+                       margin="bound: gamma_{K1+K2} M + 2 gamma_{K+K2} M, M = |w2|*(|w1|*|x|)",
                        details={"worst_case": worst}, started=started)
 
 
@@ -186,8 +194,9 @@ def check_receptive_field_gradient_support(seed: int, profile: str = "quick", fo
     for chain in range(chains):
         layers = int(torch.randint(1, 5, (1,), generator=gen))
         ks, ss, ds = (torch.randint(1, hi, (layers, 2), generator=gen).tolist() for hi in (6, 4, 4))
-        predicted = [formula([k[a] for k in ks], [s[a] for s in ss], [d[a] for d in ds]) for a in range(2)]
-        true_extent = [receptive_field([k[a] for k in ks], [s[a] for s in ss], [d[a] for d in ds]) for a in range(2)]
+        per_axis = [([k[a] for k in ks], [s[a] for s in ss], [d[a] for d in ds]) for a in range(2)]
+        predicted = [formula(*axis) for axis in per_axis]
+        true_extent = [receptive_field(*axis) for axis in per_axis]  # sizes the input; the formula is tested
         x = torch.randn(1, 2, true_extent[0] + 3, true_extent[1] + 3, generator=gen, dtype=torch.float64,
                         requires_grad=True)
         h = x
@@ -199,8 +208,10 @@ def check_receptive_field_gradient_support(seed: int, profile: str = "quick", fo
         rows, cols = support.any(dim=1).nonzero(), support.any(dim=0).nonzero()
         measured = [int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)]
         if measured != predicted:
-            mismatches.append({"chain": chain, "k": ks, "s": ss, "d": ds, "measured": measured, "formula": predicted})
+            mismatches.append({"chain": chain, "k": ks, "s": ss, "d": ds, "measured": measured,
+                               "formula": predicted})
     return make_result("receptive_field_gradient_support", passed=not mismatches, seed=seed, profile=profile,
                        n=chains, test="exact equality on every random chain", predicted=1.0,
-                       measured=1 - len(mismatches) / chains, margin="exact (random weights: no cancellation a.s.)",
+                       measured=1 - len(mismatches) / chains,
+                       margin="exact (random weights: no cancellation a.s.)",
                        details={"mismatches": mismatches[:5]}, started=started)

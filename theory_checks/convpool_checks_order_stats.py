@@ -1,7 +1,8 @@
 """A planted pattern among n Gaussian scores, seen through global max pooling (THEORY.md §B).
 
 Scores are an (h, w) map of iid N(0, 1) (n = h*w), one position (uniform) shifted by mu. Exact predictions by
-scipy quadrature: P(argmax = planted) = int phi(x - mu) Phi(x)^(n-1) dx and E[max] = int x n phi(x) Phi(x)^(n-1) dx.
+scipy quadrature: P(argmax = planted) = int phi(x - mu) Phi(x)^(n-1) dx and
+E[max] = int x n phi(x) Phi(x)^(n-1) dx.
 """
 
 from __future__ import annotations
@@ -64,8 +65,9 @@ def check_planted_argmax_probability(seed: int, profile: str = "quick", argmax=g
     head = cells[1]
     return make_result("planted_argmax_probability", passed=not any(rejected), seed=seed, profile=profile,
                        n=trials * len(cells), test=f"exact binomial per cell, Holm over {len(cells)} cells",
-                       predicted=head["predicted"], measured=head["measured"], ci=head["ci"], p_value=min(p_values),
-                       margin=f"family-wise alpha {ALPHA}; quadrature error < 1e-10", params={"trials": trials},
+                       predicted=head["predicted"], measured=head["measured"], ci=head["ci"],
+                       p_value=min(p_values), margin=f"family-wise alpha {ALPHA}; quadrature error < 1e-10",
+                       params={"trials": trials},
                        details={"cells": cells}, started=started)
 
 
@@ -76,7 +78,8 @@ def _sqrt_two_log_n(n: int) -> float:
 
 @register_check(
     name="expected_max_gaussian", source=SOURCE, area=AREA,
-    prediction="E[global max pool of n iid N(0,1)] = int x n phi Phi^(n-1) dx (2.3437 for n=64, 2.8269 for 256) "
+    prediction="E[global max pool of n iid N(0,1)] = int x n phi Phi^(n-1) dx (2.3437 for n=64, "
+               "2.8269 for 256) "
                "< sqrt(2 ln n)",
     controls={"sqrt_2_ln_n_formula": lambda: {"formula": _sqrt_two_log_n},
               "window_misses_last_row": lambda: {"pool": crop_last_row(global_max)}},

@@ -1,7 +1,7 @@
 """Each convolution kernel is a linear classifier on patches (THEORY.md §B).
 
-1. A scikit-learn logistic regression trained on labelled patches, loaded into a one-channel convolution, gives
-   its decision function at every location (exact; float64 rounding bound).
+1. A scikit-learn logistic regression trained on labelled patches, loaded into a one-channel convolution,
+   gives its decision function at every location (exact; float64 rounding bound).
 2. One kernel + global max pooling trained on image labels only (which image holds a planted pattern, never
    where) learns the pattern: the cosine between kernel and pattern is far above the null spread of a random
    direction in R^D, D = k^2, for which cos^2 ~ Beta(1/2, (D-1)/2) exactly.
@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 
-from sparse_bench.blocks import conv2d_im2col, from_linear_classifier, image_patches, maxpool_plan, pool_from_plan
+from sparse_bench.blocks import (conv2d_im2col, from_linear_classifier, image_patches, maxpool_plan,
+                                  pool_from_plan)
 from theory_checks.framework import ALPHA, by_profile, make_result, register_check
 
 from .convpool_checks_common import AREA, SOURCE, gamma
@@ -38,11 +39,11 @@ def planted_pattern() -> torch.Tensor:
 
 
 def planted_images(gen, images: int, amplitude: float):
-    """(images, 1, IMAGE, IMAGE) N(0,1) noise; the second half hold amplitude * pattern in a uniform tile of the
-    5 x 5 grid (the detector's conv has stride 5, so a patch holds the whole pattern or none of it)."""
+    """(images, 1, IMAGE, IMAGE) N(0,1) noise; the second half hold amplitude * pattern in a uniform tile of
+    the 5 x 5 grid (the detector's conv has stride 5, so a patch holds the whole pattern or none of it)."""
     x = torch.randn(images, 1, IMAGE, IMAGE, generator=gen, dtype=torch.float64)
     labels = torch.arange(images) >= images // 2
-    spots = torch.randint(0, IMAGE // KERNEL, (images, 2), generator=gen) * KERNEL  # a tile of the stride grid
+    spots = torch.randint(0, IMAGE // KERNEL, (images, 2), generator=gen) * KERNEL  # a tile of the grid
     pattern = planted_pattern()
     for i in torch.nonzero(labels).reshape(-1).tolist():
         r, c = spots[i].tolist()
@@ -59,7 +60,8 @@ def _column_major_loader(coef, intercept, kernel_size, channels):
 
 @register_check(
     name="logreg_patch_classifier_is_conv", source=SOURCE, area=AREA,
-    prediction="a LogisticRegression fitted on patches, loaded into a one-channel conv, gives decision_function "
+    prediction="a LogisticRegression fitted on patches, loaded into a one-channel conv, gives "
+               "decision_function "
                "at every location (|diff| within float64 rounding)",
     controls={"coef_loaded_column_major": lambda: {"loader": _column_major_loader}},
 )
@@ -79,9 +81,11 @@ def check_logreg_patch_classifier_is_conv(seed: int, profile: str = "quick", loa
         out = conv(x).permute(0, 2, 3, 1).reshape(-1).numpy()  # (n, i, j) order, like the patches
     reference = model.decision_function(patches)
     magnitude = np.abs(patches) @ np.abs(model.coef_.ravel()) + abs(float(model.intercept_[0]))
-    ratio = float((np.abs(out - reference) / (2 * gamma(KERNEL * KERNEL + 1, torch.float64) * magnitude)).max())
+    bound = 2 * gamma(KERNEL * KERNEL + 1, torch.float64) * magnitude
+    ratio = float((np.abs(out - reference) / bound).max())
     return make_result("logreg_patch_classifier_is_conv", passed=ratio <= 1.0, seed=seed, profile=profile,
-                       n=len(reference), test="max |conv - decision_function| / rounding bound <= 1", predicted=0.0,
+                       n=len(reference), test="max |conv - decision_function| / rounding bound <= 1",
+                       predicted=0.0,
                        measured=ratio, margin="bound: 2*gamma_26*(|coef||patch| + |intercept|)",
                        params={"images": images, "positive_patches": int(patch_labels.sum())},
                        details={"train_accuracy": float(model.score(patches, patch_labels))}, started=started)
@@ -106,8 +110,8 @@ def null_cosine_p_value(cosine: float, dim: int) -> float:
 
 
 def train_max_pool_detector(x, labels, gen, pool, steps: int) -> tuple[torch.Tensor, float]:
-    """Fit logit = pool(conv(x, kernel, stride=5)) + bias by full-batch Adam on the logistic loss, from a small
-    random kernel. x: (N, 1, H, W); labels: (N,) bool. Returns the (25,) kernel and the final training loss."""
+    """Fit logit = pool(conv(x, kernel, stride=5)) + bias by full-batch Adam on the logistic loss, from a
+    small random kernel. x: (N, 1, H, W); labels: (N,) bool. Returns the (25,) kernel and the final loss."""
     kernel = (0.1 * torch.randn(1, 1, KERNEL, KERNEL, generator=gen, dtype=x.dtype)).requires_grad_(True)
     bias = torch.zeros(1, dtype=x.dtype, requires_grad=True)
     optimizer = torch.optim.Adam([kernel, bias], lr=0.05)
@@ -122,7 +126,8 @@ def train_max_pool_detector(x, labels, gen, pool, steps: int) -> tuple[torch.Ten
 
 @register_check(
     name="global_maxpool_learns_planted_pattern", source=SOURCE, area=AREA,
-    prediction="one 5x5 kernel + global max pooling, trained (logistic loss) on image labels only, has cosine with "
+    prediction="one 5x5 kernel + global max pooling, trained (logistic loss) on image labels only, has "
+               "cosine with "
                "the planted pattern far above a random direction's (one-sided null p < alpha)",
     controls={"pooled_values_detached": lambda: {"pool": detached_global_max}},
 )
@@ -137,8 +142,10 @@ def check_global_maxpool_learns_planted_pattern(seed: int, profile: str = "quick
     p = null_cosine_p_value(cosine, dim)
     threshold = math.sqrt(stats.beta.isf(2 * ALPHA, 0.5, (dim - 1) / 2))
     return make_result("global_maxpool_learns_planted_pattern", passed=p < ALPHA, seed=seed, profile=profile,
-                       n=images, test="one-sided p of the cosine under the exact null cos^2 ~ Beta(1/2, (D-1)/2)",
+                       n=images,
+                       test="one-sided p of the cosine under the exact null cos^2 ~ Beta(1/2, (D-1)/2)",
                        predicted=1.0, measured=cosine, p_value=p,
-                       margin=f"pass iff null p < {ALPHA} (cosine > {threshold:.3f}); null sd = {1 / math.sqrt(dim):.3f}",
+                       margin=f"pass iff null p < {ALPHA} (cosine > {threshold:.3f}); "
+                              f"null sd = {1 / math.sqrt(dim):.3f}",
                        params={"images": images, "steps": steps, "amplitude": AMPLITUDE},
                        details={"final_training_loss": loss}, started=started)

@@ -9,12 +9,15 @@ import torch
 import torch.nn.functional as F
 
 from sparse_bench.blocks import avgpool_plan, maxpool_plan, pool_from_plan
-from theory_checks.framework import ALPHA, binomial_test, by_profile, clopper_pearson, holm, make_result, register_check
+from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, holm, make_result,
+                                     register_check)
 
 from .convpool_checks_common import AREA, SOURCE, gamma
 
-MONOTONE = {"relu": F.relu, "leaky_relu": lambda z: F.leaky_relu(z, 0.1), "hardtanh": F.hardtanh, "relu6": F.relu6}
-WINDOWS = [(2, 2, 0), (3, 3, 0), (3, 2, 1), (2, 1, 1)]  # (kernel, stride, padding): disjoint, overlapping, padded
+MONOTONE = {"relu": F.relu, "leaky_relu": lambda z: F.leaky_relu(z, 0.1), "hardtanh": F.hardtanh,
+            "relu6": F.relu6}
+# (kernel, stride, padding): disjoint windows, overlapping, padded
+WINDOWS = [(2, 2, 0), (3, 3, 0), (3, 2, 1), (2, 1, 1)]
 
 
 def plan_max_pool(z, kernel, stride=None, padding=0):
@@ -29,7 +32,8 @@ def plan_avg_pool(z, kernel, stride=None, padding=0):
 
 @register_check(
     name="maxpool_commutes_with_monotone_activation", source=SOURCE, area=AREA,
-    prediction="maxpool(g(z)) == g(maxpool(z)) exactly for non-decreasing g (relu, leaky_relu, hardtanh, relu6)",
+    prediction="maxpool(g(z)) == g(maxpool(z)) exactly for non-decreasing g "
+               "(relu, leaky_relu, hardtanh, relu6)",
     controls={"average_in_place_of_max": lambda: {"pool": plan_avg_pool}},
 )
 def check_maxpool_commutes(seed: int, profile: str = "quick", pool=plan_max_pool):
@@ -46,7 +50,8 @@ def check_maxpool_commutes(seed: int, profile: str = "quick", pool=plan_max_pool
             per_case[f"{g_name} k={kernel} s={stride} p={padding}"] = bad
     return make_result("maxpool_commutes_with_monotone_activation", passed=mismatched == 0, seed=seed,
                        profile=profile, n=outputs, test="bitwise equality on every output", predicted=0.0,
-                       measured=mismatched, margin="exact: a monotone g maps the selected element, fp rounding is monotone",
+                       measured=mismatched,
+                       margin="exact: a monotone g maps the selected element, fp rounding is monotone",
                        details={"mismatches_per_case": per_case}, started=started)
 
 
@@ -78,14 +83,17 @@ def check_avgpool_jensen(seed: int, profile: str = "quick", pool=plan_avg_pool):
         predicted = 1 - 2.0 ** (1 - k * k)
         p = binomial_test(strict, windows, predicted)
         p_values.append(p)
-        cells[f"k={k}"] = {"predicted": predicted, "measured": strict / windows, "ci": clopper_pearson(strict, windows),
-                           "p_value": p, "windows": windows}
+        cells[f"k={k}"] = {"predicted": predicted, "measured": strict / windows,
+                           "ci": clopper_pearson(strict, windows), "p_value": p, "windows": windows}
     rejected = holm(p_values, ALPHA)
     first = cells["k=2"]
-    return make_result("avgpool_jensen", passed=violations == 0 and not any(rejected), seed=seed, profile=profile,
+    passed = violations == 0 and not any(rejected)
+    return make_result("avgpool_jensen", passed=passed, seed=seed, profile=profile,
                        n=sum(c["windows"] for c in cells.values()),
-                       test="no violation beyond rounding; exact binomial on strict fraction, Holm over k in {2,3}",
-                       predicted=first["predicted"], measured=first["measured"], ci=first["ci"], p_value=min(p_values),
+                       test="no violation beyond rounding; exact binomial on strict fraction, "
+                            "Holm over k in {2,3}",
+                       predicted=first["predicted"], measured=first["measured"], ci=first["ci"],
+                       p_value=min(p_values),
                        margin=f"violations counted beyond 2*gamma_k2*avg|z|; CI level {1 - ALPHA}",
                        details={"cells": cells, "violations": violations}, started=started)
 
@@ -108,12 +116,14 @@ def _avg_plan_wrong_weight(x, kernel, stride=None, padding=0):
 
 @register_check(
     name="pooling_gradient_routing", source=SOURCE, area=AREA,
-    prediction="k x k stride-k max pool: gradient on exactly one input per window (fraction 1/k^2), exactly at "
+    prediction="k x k stride-k max pool: gradient on exactly one input per window (fraction 1/k^2), "
+               "exactly at "
                "maxpool_plan's token; average pool: grad/k^2 on every input, as avgpool_plan's weights say",
     controls={"max_routes_to_corner": lambda: {"max_plan": _corner_plan},
               "avg_weight_one_over_k": lambda: {"avg_plan": _avg_plan_wrong_weight}},
 )
-def check_pooling_gradient_routing(seed: int, profile: str = "quick", max_plan=maxpool_plan, avg_plan=avgpool_plan):
+def check_pooling_gradient_routing(seed: int, profile: str = "quick", max_plan=maxpool_plan,
+                                   avg_plan=avgpool_plan):
     started = time.perf_counter()
     images = by_profile(profile, quick=32, full=1024)
     gen = torch.Generator().manual_seed(seed)
@@ -141,6 +151,7 @@ def check_pooling_gradient_routing(seed: int, profile: str = "quick", max_plan=m
     bad = {k: e for k, e in errors.items() if e["windows_without_exactly_one"] or e["max_grad_off_plan"]
            or e["fraction_minus_1_over_k2"] > 0 or e["avg_grad_relative_error"] > avg_tol}
     return make_result("pooling_gradient_routing", passed=not bad, seed=seed, profile=profile,
-                       n=images * 2 * 16 * len(errors), test="exact counts; avg gradient within 2 ulp (relative)",
-                       predicted=0.25, measured=fractions[2], margin="exact for continuous inputs (no ties a.s.)",
+                       n=images * 2 * 16 * len(errors),
+                       test="exact counts; avg gradient within 2 ulp (relative)", predicted=0.25,
+                       measured=fractions[2], margin="exact for continuous inputs (no ties a.s.)",
                        details={"per_k": errors, "fraction_nonzero": fractions}, started=started)

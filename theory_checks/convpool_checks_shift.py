@@ -1,9 +1,9 @@
 """Shift invariance of pooling (THEORY.md §B).
 
-k x k stride-k max pooling of iid continuous inputs: a window's output survives a shift iff the maximum of the
-union of the old and new windows lies in their intersection, so P(unchanged) = Jaccard index = |A & B| / |A | B|:
-(k - s)/(k + s) for an axial shift s, (k-1)^2 / (2k^2 - (k-1)^2) for the diagonal shift (1, 1). Each trial is one
-window on its own iid map, so the count of unchanged outputs is exactly binomial.
+k x k stride-k max pooling of iid continuous inputs: a window's output survives a shift iff the maximum of
+the union of the old and new windows lies in their intersection, so P(unchanged) = Jaccard index
+|A & B| / |A | B|: (k - s)/(k + s) for an axial shift s, (k-1)^2 / (2k^2 - (k-1)^2) for the diagonal shift
+(1, 1). Each trial is one window on its own iid map, so the count of unchanged outputs is exactly binomial.
 A convolution with circular padding followed by global pooling is exactly invariant to circular shifts.
 """
 
@@ -42,7 +42,8 @@ def shift_cells() -> list[tuple[int, tuple[int, int]]]:
 
 @register_check(
     name="maxpool_shift_invariance", source=SOURCE, area=AREA,
-    prediction="P(k x k stride-k max-pool output unchanged by a shift) = Jaccard index of the windows: (k-s)/(k+s) "
+    prediction="P(k x k stride-k max-pool output unchanged by a shift) = Jaccard index of the windows: "
+               "(k-s)/(k+s) "
                "axial, (k-1)^2/(2k^2-(k-1)^2) diagonal, k in {2,3,4}",
     controls={"average_in_place_of_max": lambda: {"pool": global_avg},
               "overlap_over_window_formula": lambda: {"formula": _overlap_fraction}},
@@ -65,7 +66,8 @@ def check_maxpool_shift_invariance(seed: int, profile: str = "quick", pool=globa
     head = cells[0]
     return make_result("maxpool_shift_invariance", passed=not any(rejected), seed=seed, profile=profile,
                        n=trials * len(cells), test=f"exact binomial per (k, shift), Holm over {len(cells)}",
-                       predicted=head["predicted"], measured=head["measured"], ci=head["ci"], p_value=min(p_values),
+                       predicted=head["predicted"], measured=head["measured"], ci=head["ci"],
+                       p_value=min(p_values),
                        margin=f"family-wise alpha {ALPHA}", params={"trials_per_cell": trials},
                        details={"cells": cells}, started=started)
 
@@ -85,7 +87,8 @@ def zero_padded_conv(x, weight):
 
 @register_check(
     name="global_pool_circular_invariance", source=SOURCE, area=AREA,
-    prediction="global max and average pooling of a circularly padded convolution are invariant to circular shifts "
+    prediction="global max and average pooling of a circularly padded convolution are invariant to "
+               "circular shifts "
                "of the input (exact; difference within fp32 rounding)",
     controls={"zero_padding": lambda: {"conv": zero_padded_conv}},
 )
@@ -100,10 +103,11 @@ def check_global_pool_circular_invariance(seed: int, profile: str = "quick", con
         shift = [int(v) for v in torch.randint(1, 9, (2,), generator=gen)]
         z, z_shifted = conv(x, w), conv(torch.roll(x, shift, dims=(2, 3)), w)
         magnitude = conv(x.abs().double(), w.abs().double())  # sum |w||x| of every conv output
-        per_channel = lambda t: t.reshape(images * 3, 1, *t.shape[2:])  # noqa: E731  (T, 1, H, W) for the pools
+        per_channel = lambda t: t.reshape(images * 3, 1, *t.shape[2:])  # noqa: E731  (T, 1, H, W) maps
         terms = 2 * k * k
         bound_max = 2 * gamma(terms, torch.float32) * magnitude.amax(dim=(2, 3)).reshape(-1)
-        bound_avg = 2 * gamma(terms + z.shape[2] * z.shape[3], torch.float32) * magnitude.mean(dim=(2, 3)).reshape(-1)
+        gamma_avg = 2 * gamma(terms + z.shape[2] * z.shape[3], torch.float32)
+        bound_avg = gamma_avg * magnitude.mean(dim=(2, 3)).reshape(-1)
         for pooled, bound in ((global_max, bound_max), (global_avg, bound_avg)):
             diff = (pooled(per_channel(z)) - pooled(per_channel(z_shifted))).abs().double()
             worst = max(worst, float((diff / bound).max()))

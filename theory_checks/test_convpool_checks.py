@@ -1,4 +1,4 @@
-"""pytest adapter for the conv/pool checks (THEORY.md §B): every check passes, every negative control fails."""
+"""pytest adapter for the conv/pool checks (THEORY.md §B): each check passes, each negative control fails."""
 
 import pytest
 
@@ -26,3 +26,43 @@ def test_check(name, check_profile):
 @pytest.mark.parametrize("name,control", control_params("convpool"))
 def test_control(name, control, check_profile):
     assert_control_fails(name, control, check_profile)
+
+
+def test_closed_forms_against_independent_values():
+    import numpy as np
+    from scipy import stats
+
+    from theory_checks.convpool_checks_boureau import optimal_max_pool_size, psi_avg, psi_max
+    from theory_checks.convpool_checks_detection import avg_pool_error, max_pool_error
+    from theory_checks.convpool_checks_order_stats import expected_max, p_argmax_planted
+    from theory_checks.convpool_checks_shift import jaccard
+
+    assert abs(expected_max(64) - 2.3437) < 1e-4 and abs(expected_max(256) - 2.8269) < 1e-4  # THEORY.md §B
+    assert abs(p_argmax_planted(8, 0.0) - 1 / 8) < 1e-10  # no signal: every position equally likely
+    assert jaccard(2, (1, 0)) == 1 / 3 and jaccard(3, (1, 1)) == 4 / 14 and jaccard(4, (0, 3)) == 1 / 7
+    t = np.linspace(-2.0, 6.0, 80_001)  # brute-force threshold search of the same error curve
+    curve = 0.5 * (1 - stats.norm.cdf(t) ** 64) + 0.5 * stats.norm.cdf(t) ** 63 * stats.norm.cdf(t - 2)
+    brute = curve.min()
+    assert abs(max_pool_error(64, 2.0)[0] - brute) < 1e-6
+    assert abs(avg_pool_error(64, 2.0, 4) - stats.norm.cdf(-0.5)) < 1e-12
+    assert abs(psi_max(1, 0.1, 0.2) - psi_avg(1, 0.1, 0.2)) < 1e-14  # one location: max == average
+    assert optimal_max_pool_size(0.1, 0.2) == 10
+
+
+def test_null_cosine_p_value_matches_monte_carlo():
+    import torch
+
+    from theory_checks.convpool_checks_patches import null_cosine_p_value
+
+    directions = torch.randn(200_000, 25, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    cosines = directions[:, 0] / directions.norm(dim=1)  # cosine with a fixed unit vector
+    for c in (-0.2, 0.1, 0.3):
+        assert abs(null_cosine_p_value(c, 25) - float((cosines >= c).double().mean())) < 0.005
+
+
+def test_checks_are_deterministic():
+    from theory_checks.framework import run_check
+
+    for name in ("boureau_separability", "im2col_identity"):
+        first, second = run_check(name, seed=5), run_check(name, seed=5)
+        assert first.measured == second.measured and first.details == second.details

@@ -21,8 +21,8 @@ class ConvPoolBlock(nn.Module):
     """y = pool(relu(conv2d(x))). x: (N, in_ch, H, W) -> (N, out_ch, H_pool, W_pool).
 
     pool: "max" | "avg" | "lse" (log-mean-exp with ``temperature``), over ``pool_size`` windows with stride
-    ``pool_size``. impl: "native" (torch.nn.functional, the fast default) or "im2col" (conv as unfold + matmul,
-    max/avg pooling through their RoutingPlan); both give the same outputs. Parameters are drawn as in
+    ``pool_size``. impl: "native" (torch.nn.functional, the fast default) or "im2col" (conv as unfold +
+    matmul, max/avg pooling through their RoutingPlan); both give the same outputs. Parameters are drawn as in
     ``nn.Conv2d`` (uniform in +-1/sqrt(fan_in)) from ``generator`` when one is given.
     """
 
@@ -53,7 +53,8 @@ class ConvPoolBlock(nn.Module):
         self.pool_size = pair(pool_size, "pool_size", 1)
         self.pool, self.impl = pool, impl
         self.temperature = check_positive_float(temperature, "temperature")
-        bound = 1.0 / math.sqrt(in_ch * self.kernel_size[0] * self.kernel_size[1])  # nn.Conv2d's default range
+        fan_in = in_ch * self.kernel_size[0] * self.kernel_size[1]
+        bound = 1.0 / math.sqrt(fan_in)  # nn.Conv2d's default range
         weight = torch.rand(out_ch, in_ch, *self.kernel_size, generator=generator, dtype=dtype) * 2 - 1
         bias = torch.rand(out_ch, generator=generator, dtype=dtype) * 2 - 1
         self.weight = nn.Parameter(weight * bound)
@@ -69,9 +70,9 @@ class ConvPoolBlock(nn.Module):
         return F.relu(z)
 
     def routing_plan(self, x: torch.Tensor):
-        """The pooling layer's RoutingPlan over the activations (tokens = activation positions); max/avg only."""
+        """The pooling layer's RoutingPlan over the activations (tokens = activation positions); max/avg."""
         if self.pool == "lse":
-            raise ValueError("routing_plan needs pool='max' or 'avg'; log-sum-exp pooling is not a sparse routing")
+            raise ValueError("routing_plan needs pool='max' or 'avg'; log-sum-exp pooling is not sparse")
         z = self.activations(x)
         build = maxpool_plan if self.pool == "max" else avgpool_plan
         return build(z, self.pool_size)

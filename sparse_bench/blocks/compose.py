@@ -23,7 +23,9 @@ def receptive_field(kernel_sizes, strides=None, dilations=None) -> int:
         raise ValueError("kernel_sizes, strides and dilations must have one entry per layer")
     field, jump = 1, 1  # jump: input pixels between neighbouring units of the current layer
     for k, s, d in zip(kernel_sizes, strides, dilations):
-        k, s, d = (check_int_in_range(v, n, 1) for v, n in ((k, "kernel_sizes"), (s, "strides"), (d, "dilations")))
+        check_int_in_range(k, "kernel_sizes", 1)
+        check_int_in_range(s, "strides", 1)
+        check_int_in_range(d, "dilations", 1)
         field += (d * (k - 1)) * jump
         jump *= s
     return field
@@ -41,7 +43,9 @@ def compose_conv_kernels(first: torch.Tensor, second: torch.Tensor, first_stride
         if not isinstance(kernel, torch.Tensor) or kernel.dim() != 4:
             raise ValueError(f"{name} must be a 4-D kernel (C_out, C_in, kH, kW)")
     if second.shape[1] != first.shape[0]:
-        raise ValueError(f"second expects {second.shape[1]} input channels but first has {first.shape[0]} outputs")
+        raise ValueError(
+            f"second expects {second.shape[1]} input channels but first has {first.shape[0]} outputs"
+        )
     s_h, s_w = pair(first_stride, "first_stride", 1)
     c_out, c_mid, k2h, k2w = second.shape
     _, c_in, k1h, k1w = first.shape

@@ -35,7 +35,8 @@ def check_conv_args(x: torch.Tensor, weight: torch.Tensor, bias, stride, padding
         )
     if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != (c_out,)):
         raise ValueError(f"bias must be a tensor of shape ({c_out},), got {getattr(bias, 'shape', bias)!r}")
-    stride, padding, dilation = pair(stride, "stride", 1), pair(padding, "padding", 0), pair(dilation, "dilation", 1)
+    stride, padding = pair(stride, "stride", 1), pair(padding, "padding", 0)
+    dilation = pair(dilation, "dilation", 1)
     kernel = (weight.shape[2], weight.shape[3])
     out_hw = output_size((x.shape[2], x.shape[3]), kernel, stride, padding, dilation, name="weight kernel")
     return stride, padding, dilation, out_hw
@@ -47,7 +48,9 @@ def conv2d_im2col(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=
     x: (N, C_in, H, W); weight: (C_out, C_in/groups, kH, kW); bias: (C_out,) or None.
     Returns (N, C_out, H_out, W_out). Differentiable in x, weight and bias.
     """
-    stride, padding, dilation, (h_out, w_out) = check_conv_args(x, weight, bias, stride, padding, dilation, groups)
+    stride, padding, dilation, (h_out, w_out) = check_conv_args(
+        x, weight, bias, stride, padding, dilation, groups
+    )
     n = x.shape[0]
     c_out = weight.shape[0]
     kernel = (weight.shape[2], weight.shape[3])

@@ -2,7 +2,8 @@
 
 Patch layout (shared with ``conv2d_im2col``): a patch of a (C, kH, kW) window is flattened in the order
 (channel, row, column), i.e. ``patch.reshape(C, kH, kW)`` recovers the window. A scikit-learn linear model
-fitted on such rows has ``coef_`` of shape (classes or 1, C*kH*kW) and ``intercept_`` of shape (classes or 1,);
+fitted on such rows has ``coef_`` of shape (classes or 1, C*kH*kW) and ``intercept_`` of shape
+(classes or 1,);
 ``decision_function`` is ``patches @ coef_.T + intercept_`` (raveled when there is one row), which is exactly
 the convolution's output at the patch's location.
 """
@@ -69,7 +70,8 @@ def from_linear_classifier(coef, intercept, kernel_size, channels, dtype=torch.f
     coef = np.atleast_2d(np.asarray(coef, dtype=np.float64))
     if coef.ndim != 2 or coef.shape[1] != channels * k_h * k_w:
         raise ValueError(
-            f"coef must have {channels}*{k_h}*{k_w} = {channels * k_h * k_w} features per row, got shape {coef.shape}"
+            f"coef must have {channels}*{k_h}*{k_w} = {channels * k_h * k_w} features per row, "
+            f"got shape {coef.shape}"
         )
     intercept = np.asarray(intercept, dtype=np.float64).reshape(-1)
     if intercept.size not in (1, coef.shape[0]):

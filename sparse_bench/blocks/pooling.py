@@ -38,8 +38,8 @@ def _window_args(x, kernel_size, stride, padding):
 def _window_positions(x, kernel, stride, padding, out_hw):
     """Input rows and columns covered by every window offset: two (H_out*W_out, kH*kW) int64 tensors."""
     dev = x.device
-    out_i, out_j = torch.meshgrid(torch.arange(out_hw[0], device=dev), torch.arange(out_hw[1], device=dev), indexing="ij")
-    off_p, off_q = torch.meshgrid(torch.arange(kernel[0], device=dev), torch.arange(kernel[1], device=dev), indexing="ij")
+    out_i, out_j = torch.meshgrid(*(torch.arange(v, device=dev) for v in out_hw), indexing="ij")
+    off_p, off_q = torch.meshgrid(*(torch.arange(v, device=dev) for v in kernel), indexing="ij")
     rows = out_i.reshape(-1, 1) * stride[0] - padding[0] + off_p.reshape(1, -1)  # (L, kH*kW)
     cols = out_j.reshape(-1, 1) * stride[1] - padding[1] + off_q.reshape(1, -1)
     return rows, cols
@@ -48,7 +48,8 @@ def _window_positions(x, kernel, stride, padding, out_hw):
 def _plan(x, tokens, experts, weights, out_hw, kind) -> RoutingPlan:
     n, c, h, w = x.shape
     aux = {"output_shape": (n, c, out_hw[0], out_hw[1]), "pool": kind}
-    return plan_from_assignments(tokens, experts, weights, n * c * h * w, n * c * out_hw[0] * out_hw[1], aux=aux)
+    num_experts = n * c * out_hw[0] * out_hw[1]
+    return plan_from_assignments(tokens, experts, weights, n * c * h * w, num_experts, aux=aux)
 
 
 def maxpool_plan(x, kernel_size, stride=None, padding=0) -> RoutingPlan:
@@ -60,7 +61,8 @@ def maxpool_plan(x, kernel_size, stride=None, padding=0) -> RoutingPlan:
     kernel, stride, padding, out_hw = _window_args(x, kernel_size, stride, padding)
     n, c, h, w = x.shape
     with torch.no_grad():
-        padded = F.pad(x.reshape(n * c, 1, h, w), (padding[1], padding[1], padding[0], padding[0]), value=-math.inf)
+        pads = (padding[1], padding[1], padding[0], padding[0])
+        padded = F.pad(x.reshape(n * c, 1, h, w), pads, value=-math.inf)
         windows = F.unfold(padded, kernel, stride=stride)  # (N*C, kH*kW, L), row-major inside the window
         first_max = windows.argmax(dim=1)  # (N*C, L): argmax returns the first maximal index
         rows, cols = _window_positions(x, kernel, stride, padding, out_hw)  # (L, kH*kW)
@@ -95,8 +97,8 @@ def avgpool_plan(x, kernel_size, stride=None, padding=0, count_include_pad=True)
 def pool_from_plan(x: torch.Tensor, plan: RoutingPlan) -> torch.Tensor:
     """The pooled output of a pooling plan: ``y[e] = sum_a weight[a] * x.reshape(-1)[token[a]]``.
 
-    x: (N, C, H, W), the tensor the plan was built from. Returns ``plan.aux["output_shape"]``. Differentiable in
-    x (and in the weights); the segment sum is a dense (E, max assignments per window) sum, with no atomics.
+    x: (N, C, H, W), the tensor the plan was built from. Returns ``plan.aux["output_shape"]``. Differentiable
+    in x (and in the weights); the segment sum is a dense (E, max assignments per window) sum, no atomics.
     """
     if x.numel() != plan.num_tokens:
         raise ValueError(f"x has {x.numel()} entries but the plan routes {plan.num_tokens} tokens")
