@@ -1,0 +1,89 @@
+"""The GEMM floor of a routed SwiGLU expert FFN, and the grouped floor at realised per-expert row counts.
+
+For A routed rows, model width d and expert width h (SwiGLU: w_in is d x 2h), the forward is two GEMMs per row
+block, ``pre = rows @ w_in`` (2·A·d·2h FLOPs) and ``out = act @ w_out`` (2·A·h·d FLOPs); the backward is four more
+of the same sizes (input and weight gradients of each). The **floor** times that GEMM sequence on well-shaped
+blocks of ``FLOOR_BLOCK_ROWS`` rows and scales to A rows (one huge GEMM over all A rows is slower than
+cache-sized blocks on CPU, so it is not the floor). The **grouped floor** runs the same GEMMs at the realised
+per-expert counts, one expert's weights per segment: the cost of uneven small GEMMs, which belongs to the
+routing outcome. Only GEMMs are timed: every operand and output is preallocated, nothing else runs.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+
+FLOOR_BLOCK_ROWS = 1024  # rows per well-shaped GEMM block (the issue's example shape: 1024 x d x 2h)
+
+
+def routed_flops(num_rows: int, d_model: int, d_hidden: int, backward: bool) -> float:
+    """FLOPs of the SwiGLU expert GEMMs for ``num_rows`` routed rows: F forward, 3F forward+backward."""
+    forward = 2.0 * num_rows * d_model * (2 * d_hidden) + 2.0 * num_rows * d_hidden * d_model
+    return 3.0 * forward if backward else forward
+
+
+class _GemmBlock:
+    """Preallocated operands of the expert GEMMs for one block of ``rows`` rows and one expert's weights."""
+
+    def __init__(self, rows: int, w_in: torch.Tensor, w_out: torch.Tensor, generator: torch.Generator):
+        d_model, in_width = w_in.shape
+        d_hidden = w_out.shape[0]
+        opts = {"dtype": w_in.dtype, "device": w_in.device}
+
+        def rand(*shape):
+            return torch.randn(*shape, generator=generator, dtype=w_in.dtype).to(w_in.device)
+
+        self.w_in, self.w_out = w_in, w_out
+        self.x, self.act, self.grad_out, self.grad_pre = rand(rows, d_model), rand(rows, d_hidden), rand(rows, d_model), rand(rows, in_width)
+        self.pre, self.out = torch.empty(rows, in_width, **opts), torch.empty(rows, d_model, **opts)
+        self.grad_act, self.grad_x = torch.empty(rows, d_hidden, **opts), torch.empty(rows, d_model, **opts)
+        self.grad_w_in, self.grad_w_out = torch.empty_like(w_in), torch.empty_like(w_out)
+
+    def forward(self) -> None:
+        torch.mm(self.x, self.w_in, out=self.pre)  # (rows, 2h)
+        torch.mm(self.act, self.w_out, out=self.out)  # (rows, d)
+
+    def backward(self) -> None:
+        torch.mm(self.grad_out, self.w_out.t(), out=self.grad_act)  # (rows, h)
+        torch.mm(self.act.t(), self.grad_out, out=self.grad_w_out)  # (h, d)
+        torch.mm(self.grad_pre, self.w_in.t(), out=self.grad_x)  # (rows, d)
+        torch.mm(self.x.t(), self.grad_pre, out=self.grad_w_in)  # (d, 2h)
+
+
+def floor_block_fn(w_in: torch.Tensor, w_out: torch.Tensor, backward: bool, seed: int = 0) -> Callable[[], None]:
+    """A callable running the GEMMs of one FLOOR_BLOCK_ROWS block; time it and scale by A / FLOOR_BLOCK_ROWS.
+
+    w_in: (d, 2h), w_out: (h, d), one expert's weights.
+    """
+    block = _GemmBlock(FLOOR_BLOCK_ROWS, w_in.detach(), w_out.detach(), torch.Generator().manual_seed(seed))
+
+    def run() -> None:
+        block.forward()
+        if backward:
+            block.backward()
+
+    return run
+
+
+def grouped_floor_fn(
+    w_in: torch.Tensor, w_out: torch.Tensor, counts: Sequence[int], backward: bool, seed: int = 0
+) -> Callable[[], None]:
+    """A callable running the expert GEMMs at the realised per-expert row ``counts`` (empty experts skipped).
+
+    w_in: (E, d, 2h), w_out: (E, h, d); counts: E row counts.
+    """
+    if len(counts) != w_in.shape[0]:
+        raise ValueError(f"counts has {len(counts)} entries but there are {w_in.shape[0]} experts")
+    gen = torch.Generator().manual_seed(seed)
+    blocks = [_GemmBlock(n, w_in[e].detach(), w_out[e].detach(), gen) for e, n in enumerate(counts) if n > 0]
+
+    def run() -> None:
+        for block in blocks:
+            block.forward()
+        if backward:
+            for block in blocks:
+                block.backward()
+
+    return run

@@ -1,0 +1,206 @@
+"""The ratio table: our MoE layer against the GEMM floor and against peers, measured side by side in one process.
+
+For each grid point and direction (forward; forward+backward) it times, with the same thread count:
+the floor (expert GEMMs on well-shaped blocks, scaled to A rows), the grouped floor (the same GEMMs at the
+realised per-expert counts), our layer, and each peer; it measures peak memory of our layer and HF's block.
+``R = t_layer / t_floor`` splits as ``shape = t_grouped / t_floor`` times ``overhead = t_layer / t_grouped``.
+Records go to ``<results_dir>/bench.jsonl`` through the atomic JSON-lines writer.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from .floor import FLOOR_BLOCK_ROWS, floor_block_fn, grouped_floor_fn, routed_flops
+from .grid import PROFILES, GridPoint, grid_for
+from .peers import STRATEGY_PEERS, Case, build_case, forward_backward_fn, forward_fn
+from .timing import peak_bytes, pinned_threads, time_call
+
+BENCH_FILE = "bench.jsonl"
+DIRECTIONS = ("forward", "forward_backward")
+# The issue's targets (CPU, fp32, 2 threads), recorded next to each measurement.
+TARGET_R = {"forward": 1.15, "forward_backward": 1.3}
+TARGET_GSHARD_SPEEDUP = 2.0
+TARGET_HF_SPEEDUP_WHERE_SLOW = 1.5  # wherever HF's own R >= HF_SLOW_R
+HF_SLOW_R = 1.7
+TARGET_MEMORY_RATIO = 1.5
+MIN_RUN_TIME = {"quick": 0.05, "full": 0.3}  # seconds of timed calls per measurement
+QUICK_PEERS = ("hf_mixtral", "gshard_einsum", "loop")
+FULL_PEERS = ("hf_mixtral", "gshard_einsum", *STRATEGY_PEERS)
+
+
+def memory_budget(point: GridPoint, itemsize: int, backward: bool, weight_bytes: int) -> int:
+    """Bytes of x + y + routed activations (gathered rows, 2h pre-activation, h activation per routed row).
+
+    With backward: twice that (a gradient per activation) plus the weight gradients.
+    """
+    T, d, h, A = point.num_tokens, point.d_model, point.d_hidden, point.num_assignments
+    forward = (2 * T * d + A * (d + 3 * h)) * itemsize
+    return 2 * forward + weight_bytes if backward else forward
+
+
+def _timed(fn: Callable[[], None], num_threads: int, min_run_time: float, label: str) -> dict:
+    return time_call(fn, num_threads, min_run_time, label).to_dict()
+
+
+def measure_point(case: Case, direction: str, num_threads: int, min_run_time: float, memory: str | None) -> dict:
+    """One record: floor, grouped floor, our layer, peers and peak memory (memory: "ours", "all" or None)."""
+    point, plan, layer = case.point, case.plan, case.layer
+    backward = direction == "forward_backward"
+    bank = layer.experts
+    A = plan.num_assignments
+    label = f"{point.label} {direction}"
+
+    def fn_for(module):
+        return forward_backward_fn(module, case.x, case.upstream) if backward else forward_fn(module, case.x)
+
+    block = _timed(floor_block_fn(bank.w_in[0], bank.w_out[0], backward), num_threads, min_run_time, f"floor {label}")
+    t_floor = block["median_s"] * A / FLOOR_BLOCK_ROWS
+    counts = plan.expert_counts.tolist()
+    grouped = _timed(grouped_floor_fn(bank.w_in, bank.w_out, counts, backward), num_threads, min_run_time, f"grouped {label}")
+    ours = _timed(fn_for(layer), num_threads, min_run_time, f"ours {label}")
+    peers = {name: {"skipped": reason} for name, reason in case.skipped.items()}
+    for name, module in case.modules.items():
+        timing = _timed(fn_for(module), num_threads, min_run_time, f"{name} {label}")
+        timing["ratio_to_floor"] = timing["median_s"] / t_floor
+        timing["speedup_of_ours"] = timing["median_s"] / ours["median_s"]
+        peers[name] = timing
+    R = ours["median_s"] / t_floor
+    record = {
+        "kind": "moe_ratio_table",
+        "name": f"moe_ratio_table/{direction}/{point.label.replace(' ', '/')}",
+        "direction": direction,
+        "point": point.to_dict(),
+        "dispatch": layer.dispatch_name,
+        "chosen_strategy": _chosen(layer, plan),
+        "num_threads": num_threads,
+        "device": str(case.x.device),
+        "dtype": str(case.x.dtype).replace("torch.", ""),
+        "num_assignments": A,
+        "max_load_over_mean": max(counts) * len(counts) / A,
+        "flops": routed_flops(A, point.d_model, point.d_hidden, backward),
+        "gemm_gflops": routed_flops(FLOOR_BLOCK_ROWS, point.d_model, point.d_hidden, backward) / block["median_s"] / 1e9,
+        "floor_block": block,
+        "t_floor_s": t_floor,
+        "grouped": grouped,
+        "ours": ours,
+        "R": R,
+        "shape": grouped["median_s"] / t_floor,
+        "overhead": ours["median_s"] / grouped["median_s"],
+        "peers": peers,
+    }
+    if memory:
+        record["memory"] = _memory(case, fn_for, backward, compare_hf=memory == "all")
+    record["targets"] = _targets(record, direction)
+    return record
+
+
+def _chosen(layer, plan) -> str:
+    from ..dispatch import choose_dispatch
+
+    return choose_dispatch(plan, plan.token_index.device) if layer.dispatch_name == "auto" else layer.dispatch_name
+
+
+def _memory(case: Case, fn_for, backward: bool, compare_hf: bool) -> dict:
+    itemsize = case.x.element_size()
+    weight_bytes = sum(p.numel() * p.element_size() for p in case.layer.parameters())
+    budget = memory_budget(case.point, itemsize, backward, weight_bytes)
+    ours = peak_bytes(fn_for(case.layer), case.x.device)
+    out = {"peak_bytes": ours, "budget_bytes": budget, "ratio": ours / budget}
+    if "hf_mixtral" in case.modules and compare_hf:
+        out["hf_mixtral_peak_bytes"] = peak_bytes(fn_for(case.modules["hf_mixtral"]), case.x.device)
+    return out
+
+
+def _targets(record: dict, direction: str) -> dict:
+    peers = record["peers"]
+    out = {"R_max": TARGET_R[direction], "R_ok": record["R"] <= TARGET_R[direction]}
+    hf = peers.get("hf_mixtral", {})
+    if "speedup_of_ours" in hf:
+        need = TARGET_HF_SPEEDUP_WHERE_SLOW if hf["ratio_to_floor"] >= HF_SLOW_R else 1.0
+        out.update({"hf_speedup_needed": need, "hf_ok": hf["speedup_of_ours"] >= need})
+    gshard = peers.get("gshard_einsum", {})
+    if "speedup_of_ours" in gshard:
+        out["gshard_ok"] = gshard["speedup_of_ours"] >= TARGET_GSHARD_SPEEDUP
+    if "memory" in record:
+        out["memory_ok"] = record["memory"]["ratio"] <= TARGET_MEMORY_RATIO
+    return out
+
+
+def run_ratio_table(
+    profile: str = "quick",
+    results_dir: str | Path | None = "results",
+    *,
+    points: Sequence[GridPoint] | None = None,
+    directions: Sequence[str] = DIRECTIONS,
+    peers: Sequence[str] | None = None,
+    num_threads: int = 2,
+    min_run_time: float | None = None,
+    memory: str | None = "default",
+    seed: int = 0,
+    dispatch: str = "auto",
+    device: str = "cpu",
+    echo: Callable[[str], None] | None = print,
+) -> list[dict]:
+    """Measure the ratio table for ``profile`` ("quick" or "full"); append records to results_dir/bench.jsonl.
+
+    points, peers, min_run_time default by profile; memory: "ours" (peak of our layer), "all" (and HF's block),
+    None (skip), "default" ("ours" for quick, "all" for full). results_dir=None writes nothing. Returns the records.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    points = list(points) if points is not None else grid_for(profile)
+    peers = tuple(peers) if peers is not None else (QUICK_PEERS if profile == "quick" else FULL_PEERS)
+    min_run_time = MIN_RUN_TIME[profile] if min_run_time is None else min_run_time
+    if memory == "default":
+        memory = "ours" if profile == "quick" else "all"
+    if memory not in ("ours", "all", None):
+        raise ValueError(f"memory must be 'ours', 'all', 'default' or None, got {memory!r}")
+    for direction in directions:
+        if direction not in DIRECTIONS:
+            raise ValueError(f"directions must be drawn from {DIRECTIONS}, got {direction!r}")
+    records = []
+    with pinned_threads(num_threads):
+        for point in points:
+            case = build_case(point, seed=seed, dispatch=dispatch, peers=peers, device=device)
+            for direction in directions:
+                record = measure_point(case, direction, num_threads, min_run_time, memory)
+                record.update({"profile": profile, "seed": seed, "timestamp": time.time()})
+                records.append(record)
+                if echo is not None:
+                    echo(format_row(record))
+    if results_dir is not None:
+        write_records(records, results_dir)
+    return records
+
+
+def write_records(records: list[dict], results_dir: str | Path) -> Path:
+    """Append records (with library versions) to ``results_dir/bench.jsonl`` atomically."""
+    from theory_checks.framework.result import library_versions
+    from theory_checks.framework.results_io import append_records
+
+    versions = library_versions()
+    return append_records(Path(results_dir) / BENCH_FILE, [{**r, "versions": versions} for r in records])
+
+
+def format_row(record: dict) -> str:
+    """One table line: shape, direction, R = shape x overhead, chosen strategy, peers' ratios, memory."""
+    p = record["point"]
+    arrow = "fwd" if record["direction"] == "forward" else "fwd+bwd"
+    head = f"E={p['num_experts']:<3d} k={p['k']} T={p['num_tokens']:<5d} h={p['d_hidden']:<5d} {arrow:7s}"
+    body = f"R={record['R']:5.2f} shape={record['shape']:5.2f} ovh={record['overhead']:5.2f} [{record['chosen_strategy']}]"
+    peers = []
+    for name, peer in record["peers"].items():
+        peers.append(f"{name}={peer['ratio_to_floor']:.2f}" if "ratio_to_floor" in peer else f"{name}=skip")
+    mem = record.get("memory")
+    tail = f" mem={mem['ratio']:.2f}x" if mem else ""
+    return f"{head} {body} | {' '.join(peers)}{tail}"
+
+
+def format_table(records: list[dict]) -> str:
+    """The whole table, one line per (point, direction), peers given as their own R (time / floor)."""
+    return "\n".join(format_row(r) for r in records)

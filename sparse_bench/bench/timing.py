@@ -1,0 +1,78 @@
+"""Timing and peak-memory measurement for the ratio table: pinned threads, median and IQR, live-bytes peak.
+
+Times come from ``torch.utils.benchmark.Timer.blocked_autorange`` (which synchronises CUDA inside the clock).
+Peak memory on CUDA is ``torch.cuda.max_memory_allocated``; on CPU it is the high-water mark of live tensor
+bytes reconstructed from the profiler's memory records (allocations at their op's start, frees at their time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import torch
+from torch.utils.benchmark import Timer
+
+NOISY_IQR_FRACTION = 0.1  # warn when IQR / median exceeds this: the machine was busy or the run too short
+
+
+@dataclass(frozen=True)
+class Timing:
+    """A robust summary of repeated timings: median and interquartile range (seconds), number of blocks."""
+
+    median: float
+    iqr: float
+    blocks: int
+
+    def to_dict(self) -> dict:
+        return {"median_s": self.median, "iqr_s": self.iqr, "blocks": self.blocks}
+
+
+@contextlib.contextmanager
+def pinned_threads(num_threads: int) -> Iterator[None]:
+    """Run the body with ``torch.set_num_threads(num_threads)``, restoring the previous count afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def time_call(fn: Callable[[], object], num_threads: int, min_run_time: float, label: str = "") -> Timing:
+    """Median and IQR of ``fn()`` over blocks of calls lasting at least ``min_run_time`` seconds in all."""
+    fn()  # warm-up outside the clock (allocator, lazy init, first-touch of buffers)
+    timer = Timer("fn()", globals={"fn": fn}, num_threads=num_threads, label=label)
+    measurement = timer.blocked_autorange(min_run_time=min_run_time)
+    result = Timing(median=float(measurement.median), iqr=float(measurement.iqr), blocks=len(measurement.times))
+    if result.median > 0 and result.iqr / result.median > NOISY_IQR_FRACTION:
+        warnings.warn(f"{label}: IQR is {result.iqr / result.median:.0%} of the median; timings are noisy", stacklevel=2)
+    return result
+
+
+def peak_bytes(fn: Callable[[], object], device: torch.device) -> int:
+    """Peak bytes of tensors allocated while ``fn()`` runs, above what was live before it (results dropped)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        fn()
+        torch.cuda.synchronize(device)
+        return int(torch.cuda.max_memory_allocated(device) - base)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    changes = []
+    for event in prof.events():
+        if event.name == "[memory]":  # frees (and allocations made outside any op)
+            changes.append((event.time_range.start, event.cpu_memory_usage))
+        elif event.self_cpu_memory_usage:
+            changes.append((event.time_range.start, event.self_cpu_memory_usage))
+    live = peak = 0
+    for _, delta in sorted(changes, key=lambda c: c[0]):
+        live += delta
+        peak = max(peak, live)
+    return int(peak)
