@@ -1,0 +1,47 @@
+"""Measure the crossover behind ``dispatch="auto"``: forward time of "sorted" over "padded" per shape and thread count.
+
+``python -m sparse_bench.bench.calibrate [--threads 1 2] [--min-run-time S]`` prints one line per grid point with
+the padding waste (E * C_max / A) and ``sorted / padded`` (> 1: padded is faster). The constants
+``AUTO_PADDED_MIN_THREADS`` and ``AUTO_PADDED_MAX_WASTE`` in ``sparse_bench/dispatch.py`` quote its output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+from ..dispatch import padding_waste
+from .grid import GridPoint, issue_grid
+from .peers import build_case, forward_fn
+from .timing import pinned_threads, time_call
+
+
+def crossover_rows(points: list[GridPoint], num_threads: int, min_run_time: float, seed: int = 0) -> list[dict]:
+    """For each point: padding waste and the forward medians of the sorted and padded strategies."""
+    rows = []
+    with pinned_threads(num_threads):
+        for point in points:
+            case = build_case(point, seed=seed, dispatch="sorted", peers=("padded",))
+            sorted_t = time_call(forward_fn(case.layer, case.x), num_threads, min_run_time).median
+            padded_t = time_call(forward_fn(case.modules["padded"], case.x), num_threads, min_run_time).median
+            rows.append(
+                {"point": point.label, "threads": num_threads, "waste": padding_waste(case.plan),
+                 "sorted_s": sorted_t, "padded_s": padded_t, "sorted_over_padded": sorted_t / padded_t}
+            )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m sparse_bench.bench.calibrate", description=__doc__)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--min-run-time", type=float, default=0.3)
+    args = parser.parse_args(argv)
+    warnings.simplefilter("ignore", UserWarning)
+    for threads in args.threads:
+        for row in crossover_rows(issue_grid(), threads, args.min_run_time):
+            print(f"{row['point']:34s} threads={threads} waste={row['waste']:.2f} sorted/padded={row['sorted_over_padded']:.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
