@@ -161,7 +161,7 @@ def bump_family(k: int, spacing: float, seed: int = 0) -> BumpFamily:
     return BumpFamily(k, spacing, seed)
 
 
-def lipschitz_estimate(f: nn.Module, x: torch.Tensor) -> float:
+def lipschitz_constant(f: nn.Module, x: torch.Tensor) -> float:
     """Largest gradient norm of f over the rows of x: (n, d) float. A lower bound on the Lipschitz constant."""
     check_tokens(x, name="x")
     if x.shape[0] == 0:

@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy import stats
 
-from sparse_bench.targets import (bump_family, hypercube_function, lipschitz_estimate, random_polynomial,
+from sparse_bench.targets import (bump_family, hypercube_function, lipschitz_constant, random_polynomial,
                                   random_subspace, uniform_cube, uniform_sphere, uniform_subspace_cube)
 
 
@@ -25,7 +25,7 @@ def test_random_polynomial_matches_python_loop_and_l1_norm():
                for c, exps in zip(f.coefs.tolist(), f.exponents.tolist())) for row in x.tolist()]
     np.testing.assert_allclose(f(x).numpy(), ref, rtol=1e-12, atol=1e-14)
     assert f(x).abs().max() < 1
-    assert lipschitz_estimate(f, uniform_cube(2000, 3, _gen(2))) <= f.lipschitz_bound
+    assert lipschitz_constant(f, uniform_cube(2000, 3, _gen(2))) <= f.lipschitz_bound
 
 
 def test_hypercube_function_interpolates_corners():
@@ -38,7 +38,7 @@ def test_hypercube_function_interpolates_corners():
                * np.prod([(1 + y * xi) / 2 for y, xi in zip(c, row)]) for c in itertools.product([-1, 1], repeat=4))
            for row in x.tolist()]
     np.testing.assert_allclose(f(x).numpy(), ref, rtol=1e-12, atol=1e-14)
-    assert lipschitz_estimate(f, uniform_cube(2000, 4, _gen(4))) <= f.lipschitz_bound
+    assert lipschitz_constant(f, uniform_cube(2000, 4, _gen(4))) <= f.lipschitz_bound
 
 
 def test_bump_family_height_lipschitz_and_signs():
@@ -46,7 +46,7 @@ def test_bump_family_height_lipschitz_and_signs():
     assert f.num_bumps == 16
     torch.testing.assert_close(f(f.centres).abs(), torch.full((16,), 0.25, dtype=torch.float64))
     torch.testing.assert_close(f(f.centres), f.signs * 0.25)
-    est = lipschitz_estimate(f, uniform_cube(4000, 2, _gen(6)))
+    est = lipschitz_constant(f, uniform_cube(4000, 2, _gen(6)))
     assert 0.99 < est <= 1.0 + 1e-12
     with pytest.raises(ValueError, match="spacing"):
         bump_family(2, 3.0)
