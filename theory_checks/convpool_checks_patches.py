@@ -133,7 +133,7 @@ def train_max_pool_detector(x, labels, gen, pool, steps: int) -> tuple[torch.Ten
 )
 def check_global_maxpool_learns_planted_pattern(seed: int, profile: str = "quick", pool=plan_global_max):
     started = time.perf_counter()
-    images, steps = by_profile(profile, quick=(200, 100), full=(1000, 300))
+    images, steps = by_profile(profile, quick=(200, 200), full=(1000, 300))
     gen = torch.Generator().manual_seed(seed)
     x, labels = planted_images(gen, images, amplitude=AMPLITUDE)
     w, loss = train_max_pool_detector(x, labels, gen, pool, steps)
