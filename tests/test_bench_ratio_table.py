@@ -1,0 +1,122 @@
+"""The ratio-table runner on a tiny grid: record structure, identities, written JSON, peers verified, bad input.
+
+No timing is asserted: only that the table is computed from its parts consistently and that peers which compute a
+different function are refused (the negative control of the peer check).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from sparse_bench.bench import BENCH_FILE, GridPoint, format_table, run_ratio_table
+from sparse_bench.bench.floor import grouped_floor_fn, routed_flops
+from sparse_bench.bench.gshard import GShardEinsumMoE
+from sparse_bench.bench.peers import build_case, check_agrees
+from sparse_bench.bench.timing import peak_bytes
+from sparse_bench.dispatch import AUTO_PADDED_MAX_WASTE, choose_dispatch, padding_waste
+from sparse_bench.routing import plan_from_assignments
+from theory_checks.framework.results_io import read_records
+
+TINY = GridPoint(num_experts=4, k=2, num_tokens=64, d_model=32, d_hidden=16)
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # noisy-IQR warnings: sub-millisecond calls on a busy machine
+        recs = run_ratio_table(
+            "quick", out, points=[TINY], peers=("hf_mixtral", "gshard_einsum", "loop", "einsum"),
+            min_run_time=0.001, memory="all", echo=None,
+        )
+    return out, recs
+
+
+def test_one_record_per_direction_with_consistent_ratios(records):
+    _, recs = records
+    assert [r["direction"] for r in recs] == ["forward", "forward_backward"]
+    for r in recs:
+        assert r["point"] == TINY.to_dict()
+        assert math.isclose(r["R"], r["shape"] * r["overhead"], rel_tol=1e-12)
+        assert math.isclose(r["R"], r["ours"]["median_s"] / r["t_floor_s"], rel_tol=1e-12)
+        assert r["flops"] == routed_flops(TINY.num_assignments, 32, 16, r["direction"] == "forward_backward")
+        for name, peer in r["peers"].items():
+            if "skipped" in peer:
+                assert name == "hf_mixtral"  # only when transformers is missing
+                continue
+            assert math.isclose(peer["speedup_of_ours"], peer["median_s"] / r["ours"]["median_s"], rel_tol=1e-12)
+        assert r["memory"]["peak_bytes"] > 0 and r["memory"]["budget_bytes"] > 0
+        assert set(r["targets"]) >= {"R_max", "R_ok", "gshard_ok", "memory_ok"}
+
+
+def test_records_are_written_as_json_lines(records):
+    out, recs = records
+    written = read_records(out / BENCH_FILE)
+    assert [w["name"] for w in written] == [r["name"] for r in recs]
+    assert all("torch" in w["versions"] for w in written)
+    assert len(format_table(recs).splitlines()) == len(recs)
+
+
+def test_no_results_dir_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default results dir is relative: a stray write would land here
+    run_ratio_table("quick", None, points=[TINY], peers=(), directions=("forward",), min_run_time=0.001,
+                    memory=None, echo=None)
+    assert not any(tmp_path.iterdir())
+
+
+def test_peer_computing_another_function_is_refused():
+    """Negative control: a GShard layer with raw (not renormalised) top-2 weights must fail the agreement check."""
+    case = build_case(TINY, peers=("gshard_einsum",))
+    wrong = GShardEinsumMoE(case.layer.router.weight, case.layer.experts, k=2, normalize=False)
+    with torch.no_grad():
+        y = case.layer(case.x)
+        check_agrees("gshard_einsum", case.modules["gshard_einsum"](case.x), y)
+        with pytest.raises(AssertionError, match="disagrees"):
+            check_agrees("broken_gshard", wrong(case.x), y)
+
+
+def test_grouped_floor_and_peak_bytes():
+    w_in, w_out = torch.zeros(3, 8, 32), torch.zeros(3, 16, 8)
+    grouped_floor_fn(w_in, w_out, [5, 0, 7], backward=True)()
+    with pytest.raises(ValueError, match="counts"):
+        grouped_floor_fn(w_in, w_out, [5, 7], backward=False)
+
+    def two_live_mebibytes():
+        a = torch.ones(2**18)  # 1 MiB of float32
+        b = torch.ones(2**18)
+        del a
+        c = torch.ones(2**18)  # reuses nothing: a is freed, so at most 2 MiB are live at once
+        return b, c
+
+    assert peak_bytes(two_live_mebibytes, torch.device("cpu")) == 2 * 2**20
+
+
+def test_auto_choice_follows_threads_and_padding_waste():
+    balanced = plan_from_assignments(torch.arange(8), torch.arange(8) % 4, torch.ones(8), 8, 4)
+    skewed = plan_from_assignments(torch.arange(8), torch.tensor([0] * 7 + [1]), torch.ones(8), 8, 4)
+    assert padding_waste(balanced) == 1.0 and padding_waste(skewed) == 3.5 > AUTO_PADDED_MAX_WASTE
+    cpu = torch.device("cpu")
+    assert choose_dispatch(balanced, cpu, num_threads=1) == "sorted"
+    assert choose_dispatch(balanced, cpu, num_threads=2) == "padded"
+    assert choose_dispatch(skewed, cpu, num_threads=2) == "sorted"
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"profile": "huge"}, "profile"), ({"directions": ("sideways",)}, "directions"), ({"memory": "some"}, "memory")],
+)
+def test_bad_arguments_name_the_argument(kwargs, match):
+    args = {"profile": "quick", "results_dir": None, "points": [TINY], "echo": None, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        run_ratio_table(**args)
+
+
+def test_grid_point_rejects_bad_shapes():
+    with pytest.raises(ValueError, match="k"):
+        GridPoint(4, 5, 64, 32, 16)
+    with pytest.raises(ValueError, match="swiglu"):
+        GridPoint(4, 2, 64, 32, 16, activation="relu")
