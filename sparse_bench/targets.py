@@ -1,9 +1,10 @@
 """Lipschitz target families and input distributions for the experiments of the formal model (THEORY.md §A).
 
-Targets are small ``nn.Module``s mapping ``x: (n, d) float`` to ``(n,)`` values of the same dtype; their random
-parameters are drawn once on the CPU from ``torch.Generator().manual_seed(seed)`` and stored as buffers, so the
-same seed gives the same function on every device. Samplers take an explicit ``torch.Generator`` (CPU) and a
-``device``, draw on the CPU and move the result, so the same generator state gives the same points everywhere.
+Targets are small ``nn.Module``s mapping ``x: (n, d) float`` to ``(n,)`` values of the same dtype; their
+random parameters are drawn once on the CPU from ``torch.Generator().manual_seed(seed)`` and stored as
+buffers, so the same seed gives the same function on every device. Samplers take an explicit
+``torch.Generator`` (CPU) and a ``device``, draw on the CPU and move the result, so the same generator state
+gives the same points everywhere.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ def _monomial_tree(d: int, degree: int) -> tuple[torch.Tensor, torch.Tensor, tor
 
 
 class RandomPolynomial(nn.Module):
-    """f(x) = sum_m c_m prod_i x_i^{e_mi} over all monomials of degree <= ``degree``, with sum |c_m| = coef_l1.
+    """f(x) = sum_m c_m prod_i x_i^{e_mi} over all monomials of degree <= ``degree``; sum |c_m| = coef_l1.
 
     Coefficients are N(0, 1) draws rescaled to the stated l1 norm (< 1), so |f| < 1 on [-1, 1]^d, and the
     gradient obeys ||grad f||_2 <= sum_m |c_m| * deg(m) <= degree * coef_l1 there (``lipschitz_bound``).
@@ -87,8 +88,8 @@ class RandomPolynomial(nn.Module):
 class HypercubeFunction(nn.Module):
     """f(x) = sum_{y in {-1,1}^d} v_y prod_i (1 + y_i x_i) / 2 with v_y uniform in {-1, +1}.
 
-    The multilinear interpolation of random corner signs: f(y) = v_y at every corner, |f| <= 1 on the cube, and
-    each partial derivative lies in [-1, 1] there, so ||grad f||_2 <= sqrt(d) (``lipschitz_bound``).
+    The multilinear interpolation of random corner signs: f(y) = v_y at every corner, |f| <= 1 on the cube,
+    and each partial derivative lies in [-1, 1] there, so ||grad f||_2 <= sqrt(d) (``lipschitz_bound``).
     Corners are indexed with bit i of the corner number set when y_i = +1.
     """
 
@@ -162,7 +163,7 @@ def bump_family(k: int, spacing: float, seed: int = 0) -> BumpFamily:
 
 
 def lipschitz_constant(f: nn.Module, x: torch.Tensor) -> float:
-    """Largest gradient norm of f over the rows of x: (n, d) float. A lower bound on the Lipschitz constant."""
+    """Largest gradient norm of f over the rows of x: (n, d) float; a lower bound on the Lipschitz const."""
     check_tokens(x, name="x")
     if x.shape[0] == 0:
         raise ValueError("x must hold at least one point")
@@ -172,7 +173,8 @@ def lipschitz_constant(f: nn.Module, x: torch.Tensor) -> float:
     return float(grad.norm(dim=1).max())
 
 
-def uniform_cube(n: int, d: int, generator: torch.Generator, device=None, dtype=torch.float64) -> torch.Tensor:
+def uniform_cube(n: int, d: int, generator: torch.Generator, device=None,
+                 dtype=torch.float64) -> torch.Tensor:
     """n points uniform on [-1, 1]^d: (n, d)."""
     check_int_in_range(n, "n", 0)
     check_int_in_range(d, "d", 1)
@@ -180,7 +182,8 @@ def uniform_cube(n: int, d: int, generator: torch.Generator, device=None, dtype=
     return (torch.rand(n, d, generator=generator, dtype=dtype) * 2 - 1).to(device)
 
 
-def uniform_sphere(n: int, d: int, generator: torch.Generator, device=None, dtype=torch.float64) -> torch.Tensor:
+def uniform_sphere(n: int, d: int, generator: torch.Generator, device=None,
+                   dtype=torch.float64) -> torch.Tensor:
     """n points uniform on the unit sphere S^{d-1}: (n, d) (normalised Gaussians)."""
     check_int_in_range(n, "n", 0)
     check_int_in_range(d, "d", 1)
@@ -198,7 +201,8 @@ def random_subspace(d: int, k: int, generator: torch.Generator, dtype=torch.floa
     return (q * torch.sign(torch.diagonal(r))).to(dtype)  # sign fix: a unique basis per draw
 
 
-def uniform_subspace_cube(n: int, basis: torch.Tensor, generator: torch.Generator, device=None) -> torch.Tensor:
+def uniform_subspace_cube(n: int, basis: torch.Tensor, generator: torch.Generator,
+                          device=None) -> torch.Tensor:
     """n points uniform on span(basis) intersected with [-1, 1]^d: (n, d), by rejection from a bounding box.
 
     basis: (d, k) with orthonormal columns. Coordinates z in R^k are drawn uniformly from the box
@@ -216,7 +220,8 @@ def uniform_subspace_cube(n: int, basis: torch.Tensor, generator: torch.Generato
     kept, total = [basis_cpu.new_empty(0, basis_cpu.shape[0])], 0
     while total < n:
         batch = max(1024, 2 * (n - total))
-        z = (torch.rand(batch, basis_cpu.shape[1], generator=generator, dtype=basis_cpu.dtype) * 2 - 1) * half_box
+        unit = torch.rand(batch, basis_cpu.shape[1], generator=generator, dtype=basis_cpu.dtype)  # (batch, k)
+        z = (unit * 2 - 1) * half_box
         x = z @ basis_cpu.T  # (batch, d)
         x = x[x.abs().amax(dim=1) <= 1]
         kept.append(x)

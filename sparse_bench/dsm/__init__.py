@@ -1,4 +1,5 @@
-"""The paper's formal model, executable: DSM, top-K DSM, random-features dense baseline, k-NN as a DSM, LSH model.
+"""The paper's formal model, executable: DSM, top-K DSM, random-features dense baseline, k-NN as a DSM,
+the LSH model.
 
 Public names: ``SimHash``, ``PStableHash`` (re-exported from ``sparse_bench.hashing``), ``LSHModel``, ``DSM``,
 ``TopKDSM``, ``RandomFeaturesDense``, ``knn_as_dsm``, ``ridge_readout``, ``select_ridge``, ``bucket_means``.

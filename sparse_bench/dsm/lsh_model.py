@@ -1,9 +1,9 @@
 """The LSH model LSH(d, s, m) of THEORY.md §A: s hash tables, one trainable constant per bucket.
 
 Output = mean over tables of the constant of x's bucket in that table (table weight 1/s). Constants are the
-training means of the targets in each bucket, computed by deterministic float64 segment sums; a bucket that holds
-no training sample returns ``default`` (the overall training mean unless given). One input touches exactly one
-bucket per table, so the work per input does not depend on how many buckets exist.
+training means of the targets in each bucket, computed by deterministic float64 segment sums; a bucket that
+holds no training sample returns ``default`` (the overall training mean unless given). One input touches
+exactly one bucket per table, so the work per input does not depend on how many buckets exist.
 """
 
 from __future__ import annotations
@@ -35,8 +35,9 @@ def bucket_means(ids: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torc
 class LSHModel(nn.Module):
     """Bucket-constant model over ``num_tables`` independent hashes of one family.
 
-    d: input dimension; family: "pstable" (``num_hashes`` hashes of ``width`` each) or "simhash" (``num_hashes``
-    sign bits, width must be None); seed: draws every table's hash. Use ``from_hashes`` to supply hash objects.
+    d: input dimension; family: "pstable" (``num_hashes`` hashes of ``width`` each) or "simhash"
+    (``num_hashes`` sign bits, width must be None); seed: draws every table's hash. Use ``from_hashes`` to
+    supply hash objects.
     """
 
     def __init__(self, d: int, family: str = "pstable", num_tables: int = 1, num_hashes: int = 8,
@@ -60,7 +61,9 @@ class LSHModel(nn.Module):
 
     @classmethod
     def from_hashes(cls, d: int, hashes: list, num_hashes: int) -> LSHModel:
-        """Build from hash objects with ``.bucket(x: (n, d)) -> (n,) int64``; num_hashes counts FLOPs per table."""
+        """Build from hash objects with ``.bucket(x: (n, d)) -> (n,) int64``.
+
+        num_hashes: projections per table, used only to count FLOPs."""
         check_int_in_range(d, "d", 1)
         check_int_in_range(num_hashes, "num_hashes", 1)
         if not hashes or not all(callable(getattr(h, "bucket", None)) for h in hashes):

@@ -1,10 +1,13 @@
-"""DSM(d, s, t): a frozen ReLU feature map whose last layer is masked per input to s of its t units (THEORY.md §A).
+"""DSM(d, s, t): a frozen ReLU feature map whose last layer is masked per input to s of its t units.
+
+See THEORY.md §A.
 
 g(x) = readout . (mask(x) * sigma(W x + b)), W: (t, d), b: (t,). The mask keeps the s units with the largest
 pre-activations (s = t: no mask, the dense model). sigma is ReLU, or the indicator of being kept (k-NN).
 FLOPs follow the paper's Table 1 convention, one multiply-add = one FLOP, routing not counted:
 (d + 1) * s per input (d for each active unit's pre-activation, 1 for its readout term), e.g. d = 8,
-s = 2048 -> 18,432. ``routing_flops_per_input`` states what choosing the top s honestly costs (d * t when s < t).
+s = 2048 -> 18,432. ``routing_flops_per_input`` states what choosing the top s honestly costs
+(d * t when s < t).
 """
 
 from __future__ import annotations
@@ -133,15 +136,16 @@ class RandomFeaturesDense(DSM):
 
 
 def knn_as_dsm(points: torch.Tensor, values: torch.Tensor, k: int) -> DSM:
-    """The DSM that computes k-NN regression: rows b_i = points, sigma = indicator of the top k, A = values / k.
+    """The DSM that computes k-NN regression: rows b_i = points, sigma = top-k indicator, A = values / k.
 
-    points: (N, d) float; values: (N,) float; k in [1, N]. Pre-activation b_i . x - ||b_i||^2 / 2 ranks points by
-    Euclidean distance for every x (||x - b||^2 = ||x||^2 - 2 (b . x - ||b||^2 / 2)); for unit-norm points the
-    bias is a constant and this is the paper's construction. Exact up to ties in distance.
+    points: (N, d) float; values: (N,) float; k in [1, N]. Pre-activation b_i . x - ||b_i||^2 / 2 ranks points
+    by Euclidean distance for every x (||x - b||^2 = ||x||^2 - 2 (b . x - ||b||^2 / 2)); for unit-norm points
+    the bias is a constant and this is the paper's construction. Exact up to ties in distance.
     """
     check_tokens(points, name="points")
     if not isinstance(values, torch.Tensor) or values.shape != (points.shape[0],):
-        raise ValueError(f"values must be a ({points.shape[0]},) tensor, got {getattr(values, 'shape', None)}")
+        got = getattr(values, "shape", None)
+        raise ValueError(f"values must be a ({points.shape[0]},) tensor, got {got}")
     check_int_in_range(k, "k", 1, points.shape[0])
     pts = points.to(torch.float64)
     bias = -0.5 * (pts * pts).sum(dim=1)  # (N,)

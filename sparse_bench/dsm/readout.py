@@ -1,7 +1,8 @@
 """Deterministic ridge least-squares readouts for the last layer of a DSM.
 
-Solves min_a (1/n) ||F a - y||^2 + ridge * ||a||^2 in float64, in whichever of the two equivalent forms is cheaper:
-primal (F^T F + n ridge I) a = F^T y when units <= samples, dual a = F^T (F F^T + n ridge I)^{-1} y otherwise.
+Solves min_a (1/n) ||F a - y||^2 + ridge * ||a||^2 in float64, in whichever of the two equivalent forms is
+cheaper: primal (F^T F + n ridge I) a = F^T y when units <= samples, dual a = F^T (F F^T + n ridge I)^{-1} y
+otherwise.
 Both are plain dense solves (no iteration, no randomness), so the same inputs give the same bits.
 """
 
@@ -15,9 +16,11 @@ from ..validation import check_finite, check_positive_float
 def _as_float64(features, targets, device=None):
     """Validate features: (n, t), n >= 1, and targets: (n,); return both as float64 on features' device."""
     if not isinstance(features, torch.Tensor) or features.dim() != 2:
-        raise ValueError(f"features must be a (n, t) tensor, got {getattr(features, 'shape', type(features))}")
+        got = getattr(features, "shape", type(features))
+        raise ValueError(f"features must be a (n, t) tensor, got {got}")
     if not isinstance(targets, torch.Tensor) or targets.dim() != 1 or targets.shape[0] != features.shape[0]:
-        raise ValueError(f"targets must be a ({features.shape[0]},) tensor, got {getattr(targets, 'shape', None)}")
+        got = getattr(targets, "shape", None)
+        raise ValueError(f"targets must be a ({features.shape[0]},) tensor, got {got}")
     if features.shape[0] == 0:
         raise ValueError("features must hold at least one sample")
     check_finite(features, "features")
@@ -41,16 +44,19 @@ def ridge_readout(features: torch.Tensor, targets: torch.Tensor, ridge: float) -
 
 
 def select_ridge(features: torch.Tensor, targets: torch.Tensor, val_features: torch.Tensor,
-                 val_targets: torch.Tensor, ridges: tuple[float, ...]) -> tuple[float, torch.Tensor, list[float]]:
+                 val_targets: torch.Tensor, ridges: tuple[float, ...],
+                 ) -> tuple[float, torch.Tensor, list[float]]:
     """Fit a readout for every ridge in ``ridges`` (features: (n, t), targets: (n,)) and keep the one with the
     least mean squared error on (val_features: (m, t), val_targets: (m,)); ties go to the larger ridge.
-    One symmetric eigendecomposition serves every ridge. Returns (ridge, (t,) float64 weights, MSE per ridge)."""
+    One symmetric eigendecomposition serves every ridge.
+    Returns (ridge, (t,) float64 weights, validation MSE per ridge)."""
     if not ridges:
         raise ValueError("ridges must name at least one value")
     for r in ridges:
         check_positive_float(r, "ridges")
     f, y = _as_float64(features, targets)
-    if not isinstance(val_features, torch.Tensor) or val_features.dim() != 2 or val_features.shape[1] != f.shape[1]:
+    if not isinstance(val_features, torch.Tensor) or val_features.dim() != 2 \
+            or val_features.shape[1] != f.shape[1]:
         raise ValueError(f"val_features must be a (m, {f.shape[1]}) tensor")
     fv, yv = _as_float64(val_features, val_targets, f.device)
     n, t = f.shape
