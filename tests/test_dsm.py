@@ -117,7 +117,8 @@ def test_models_are_deterministic_and_validate():
 
 
 def _dict_loop_lsh(hashes, x_train, y_train, x_test):
-    """Float64 python reference: per table, a dict bucket -> list of targets; empty bucket -> training mean."""
+    """Float64 python reference: per table, a dict bucket -> list of targets; empty bucket -> training mean.
+    """
     default = float(np.mean(y_train.numpy()))
     preds = np.zeros(x_test.shape[0])
     for h in hashes:
@@ -130,10 +131,12 @@ def _dict_loop_lsh(hashes, x_train, y_train, x_test):
     return preds, sum(len(set(h.bucket(x_train).tolist())) for h in hashes)
 
 
-@pytest.mark.parametrize("family,width,tables", [("pstable", 0.7, 1), ("pstable", 0.4, 3), ("simhash", None, 2)])
+@pytest.mark.parametrize("family,width,tables",
+                         [("pstable", 0.7, 1), ("pstable", 0.4, 3), ("simhash", None, 2)])
 def test_lsh_model_matches_python_dict_loop(family, width, tables):
     g = _gen(7)
-    x, y, xt = uniform_cube(400, 3, g), torch.randn(400, generator=g, dtype=torch.float64), uniform_cube(300, 3, g)
+    x, xt = uniform_cube(400, 3, g), uniform_cube(300, 3, g)
+    y = torch.randn(400, generator=g, dtype=torch.float64)
     model = LSHModel(3, family, num_tables=tables, num_hashes=4, width=width, seed=11).fit(x, y)
     ref, nonempty = _dict_loop_lsh(model.hashes, x, y, xt)
     np.testing.assert_allclose(model.predict(xt).numpy(), ref, rtol=1e-12, atol=1e-12)
@@ -189,8 +192,8 @@ def test_lsh_model_float32_input_and_default():
 def test_select_ridge_matches_ridge_readout_per_ridge():
     g = _gen(12)
     for n, t in ((60, 20), (20, 60)):
-        f, y = torch.randn(n, t, generator=g, dtype=torch.float64), torch.randn(n, generator=g, dtype=torch.float64)
-        fv, yv = torch.randn(30, t, generator=g, dtype=torch.float64), torch.randn(30, generator=g, dtype=torch.float64)
+        f, fv = (torch.randn(m, t, generator=g, dtype=torch.float64) for m in (n, 30))
+        y, yv = (torch.randn(m, generator=g, dtype=torch.float64) for m in (n, 30))
         ridges = (1e-4, 1e-2, 1.0)
         best, weights, errors = select_ridge(f, y, fv, yv, ridges)
         ref = [float(((fv @ ridge_readout(f, y, r) - yv) ** 2).mean()) for r in ridges]

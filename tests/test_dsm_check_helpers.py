@@ -10,7 +10,8 @@ from scipy import integrate, spatial, stats
 from sparse_bench.hashing import PStableHash
 from theory_checks.paper_checks_approx import farthest_in_bucket
 from theory_checks.paper_checks_common import RandomBucketHash, pair_at_angle
-from theory_checks.paper_checks_geometry import cell_diameters, expected_disk_count, interval_buckets, unit_ball_points
+from theory_checks.paper_checks_geometry import (cell_diameters, expected_disk_count, interval_buckets,
+                                                 unit_ball_points)
 from theory_checks.paper_checks_hashing import cover_count, pstable_collision_probability
 
 
@@ -54,7 +55,8 @@ def test_cell_diameters_match_convex_hull_of_halfspaces():
 
 
 def _exact_disk_regions(proj, offsets, w):
-    """Regions of the unit disk cut by the lines g_i . z = j w - b_i: 1 + chords + crossings inside (Euler)."""
+    """Regions of the unit disk cut by the lines g_i . z = j w - b_i: 1 + chords + crossings inside (Euler).
+    """
     lines = []  # (normal, value)
     for i in range(proj.shape[1]):
         g, b = proj[:, i].numpy(), float(offsets[i])
@@ -81,7 +83,8 @@ def test_expected_disk_count_matches_exact_region_counts_over_offsets():
         offsets = torch.rand(4, generator=gen, dtype=torch.float64) * 0.5
         exact.append(_exact_disk_regions(proj, offsets, 0.5))
         if draw < 10:  # sampling can miss slivers, never invent a region
-            assert torch.unique(torch.floor((pts @ proj + offsets) / 0.5).to(torch.int64), dim=0).shape[0] <= exact[-1]
+            codes = torch.floor((pts @ proj + offsets) / 0.5).to(torch.int64)  # (N, 4)
+            assert torch.unique(codes, dim=0).shape[0] <= exact[-1]
     mean, sem = np.mean(exact), np.std(exact, ddof=1) / math.sqrt(len(exact))
     assert abs(mean - expected_disk_count(proj, 0.5)) < 4 * sem
 

@@ -3,7 +3,8 @@
 Counts are (quick, full) pairs read with ``framework.by_profile``.
 """
 
-# 1. SimHash collision law: angle / pi, dimension, bits; SimHash instances per cell (each gives 60 // bits trials)
+# 1. SimHash collision law: angle / pi, dimension, bits; SimHash instances per cell
+#    (each instance gives 60 // bits independent trials)
 SIMHASH_ANGLES = (0.1, 0.25, 0.5, 0.75)
 SIMHASH_DIMS = (3, 32, 256)
 SIMHASH_BITS = (1, 3, 6)
@@ -79,7 +80,8 @@ BUMP_REPLICATES = (3, 8)
 # 11. Table 1: active units of the dense / 50% / 25% models (paper: 2048, 4096, 8192 -> 18,432 ... FLOPs)
 TABLE1_D = 8
 TABLE1_ACTIVE = ((32, 64, 128), (2048, 4096, 8192))
-TABLE1_TRAIN = (2_048, 2_048)  # training samples (CPU budget: kernel ridge at t = 32768); a quarter more pick the ridge
+# training samples (CPU budget: kernel ridge at t = 32768); a quarter as many more pick the ridge
+TABLE1_TRAIN = (2_048, 2_048)
 TABLE1_TEST = (2_048, 8_192)
 TABLE1_SEEDS = (8, 5)  # quick: more seeds of a smaller problem
 TABLE1_PAPER = {  # eval MSE from the paper's Table 1, columns FLOPs 18,432 / 36,864 / 73,728
@@ -93,7 +95,7 @@ CROSSOVER_D = 8
 CROSSOVER_HASHES = 12
 CROSSOVER_WIDTHS = (16.0, 11.3, 8.0, 5.66, 4.0)  # >= ~15 training samples per bucket at the narrowest
 CROSSOVER_DENSE_WIDTH = (256, 2_048)
-CROSSOVER_DENSE_TRAIN = (4_096, 8_192)  # ridge readout of the dense model (a quarter as many more pick the ridge)
+CROSSOVER_DENSE_TRAIN = (4_096, 8_192)  # dense model's training samples (a quarter more pick the ridge)
 CROSSOVER_TRAIN = (50_000, 200_000)
 CROSSOVER_TEST = (5_000, 20_000)
 CROSSOVER_SEEDS = (4, 8)

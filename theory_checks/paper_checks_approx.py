@@ -1,14 +1,14 @@
 """THEORY.md §A items 6 and 7: the bucket-constant model's error, and why locality matters.
 
 Item 6 (a) is a deterministic inequality: with one table, the constant of a bucket is the mean of f over its
-training points, so for a test point x in bucket B, |f(x) - constant| <= L * max_{y in B} ||x - y||. The target is
-a bump family on the subspace's coordinates (Lipschitz constant exactly 1, so the bound is tight enough to bite);
-max_y ||x - y|| is bounded above by the distance from x to the farthest corner of the bucket's bounding box.
-(b) For a Lipschitz, piecewise smooth f the within-bucket variance scales like w^2, so MSE ∝ w^2, and with
-T ∝ w^{-k} non-empty buckets MSE ∝ T^{-2/k}. T still carries its 1/w boundary term at these widths (item 5), so
-the slope against T is reported beside -2/k; the asserted relation is the determined one, MSE against w, slope 2,
-fitted within each replicate (one subspace, one hash whose cells scale exactly with w: same directions,
-offsets drawn as u * w) and tested across replicates.
+training points, so for a test point x in bucket B, |f(x) - constant| <= L * max_{y in B} ||x - y||. The
+target is a bump family on the subspace's coordinates (Lipschitz constant exactly 1, so the bound is tight
+enough to bite); max_y ||x - y|| is bounded above by the distance from x to the farthest corner of the
+bucket's bounding box. (b) For a Lipschitz, piecewise smooth f the within-bucket variance scales like w^2, so
+MSE ∝ w^2, and with T ∝ w^{-k} non-empty buckets MSE ∝ T^{-2/k}. T still carries its 1/w boundary term at
+these widths (item 5), so the slope against T is reported beside -2/k; the asserted relation is the determined
+one, MSE against w, slope 2, fitted within each replicate (one subspace, one hash whose cells scale exactly
+with w: same directions, offsets drawn as u * w) and tested across replicates.
 """
 
 from __future__ import annotations
@@ -40,8 +40,9 @@ class ShuffledConstantsLSH(LSHModel):
 
 
 def farthest_in_bucket(z_train, ids_train, z_test, ids_test) -> torch.Tensor:
-    """Upper bound on max_{y in bucket(x)} ||x - y||: distance from x to the farthest corner of the bounding box of
-    its bucket's training points. z_*: (n, k) subspace coordinates; every test id must occur in ids_train."""
+    """Upper bound on max_{y in bucket(x)} ||x - y||: distance from x to the farthest corner of the bounding
+    box of its bucket's training points. z_*: (n, k) subspace coordinates; every test id must occur in
+    ids_train."""
     uniq, inverse = torch.unique(ids_train, return_inverse=True)
     k = z_train.shape[1]
     lo = torch.full((uniq.numel(), k), float("inf"), dtype=z_train.dtype).scatter_reduce(
@@ -54,15 +55,16 @@ def farthest_in_bucket(z_train, ids_train, z_test, ids_test) -> torch.Tensor:
 
 @register_check(
     name="paper_bucket_constant_error", source=source(6), area=AREA,
-    prediction="|f(x) - bucket constant| <= L * bucket diameter; MSE ∝ w^2 (so ∝ T^{-2/k} in non-empty buckets T)",
+    prediction="|f(x) - bucket constant| <= L * bucket diameter; MSE ∝ w^2 "
+    "(so ∝ T^{-2/k} in non-empty buckets T)",
     controls={"shuffled_constants": lambda: {"lsh_class": ShuffledConstantsLSH}},
 )
 def check_bucket_constant_error(seed: int, profile: str = "quick", lsh_class=LSHModel):
-    """(a) every covered test point obeys the bound (exact, L = 1); (b) per k in {1, 2}: per-replicate slopes of
-    log MSE on log w; the t-interval of their mean (1 - ALPHA, Bonferroni over k) must meet [2 - SLOPE_BAND,
-    2 + SLOPE_BAND]. The band absorbs finite-width corrections the theory does not quantify (cells not yet small
-    against the cone's curvature) while still telling exponent 2 from 1 (a discontinuous or noise-dominated fit)
-    or 0 (no locality). Slopes against T are reported."""
+    """(a) every covered test point obeys the bound (exact, L = 1); (b) per k in {1, 2}: per-replicate slopes
+    of log MSE on log w; the t-interval of their mean (1 - ALPHA, Bonferroni over k) must meet [2 -
+    SLOPE_BAND, 2 + SLOPE_BAND]. The band absorbs finite-width corrections the theory does not quantify (cells
+    not yet small against the cone's curvature) while still telling exponent 2 from 1 (a discontinuous or
+    noise-dominated fit) or 0 (no locality). Slopes against T are reported."""
     started = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     n_train = by_profile(profile, quick=cases.APPROX_TRAIN[0], full=cases.APPROX_TRAIN[1])
@@ -97,21 +99,25 @@ def check_bucket_constant_error(seed: int, profile: str = "quick", lsh_class=LSH
         test = stats.ttest_1samp(slopes_w, 2.0)
         ci = test.confidence_interval(1 - ALPHA / len(cases.APPROX_CASES))  # Bonferroni over k
         p_values.append(float(test.pvalue))
-        per_k.append(dict(k=k, widths=list(widths), mse_vs_width_slope=[float(np.mean(slopes_w)), float(ci.low),
-                                                                         float(ci.high)],
-                          per_replicate_width_slopes=slopes_w, mse_vs_buckets_slope_mean=float(np.mean(slopes_t)),
+        per_k.append(dict(k=k, widths=list(widths),
+                          mse_vs_width_slope=[float(np.mean(slopes_w)), float(ci.low), float(ci.high)],
+                          per_replicate_width_slopes=slopes_w,
+                          mse_vs_buckets_slope_mean=float(np.mean(slopes_t)),
                           predicted_vs_buckets=-2 / k, max_reach=max_diam,
                           fewest_training_samples_in_a_bucket=min_fill))
-    slopes_ok = all(pk["mse_vs_width_slope"][1] <= 2 + SLOPE_BAND and pk["mse_vs_width_slope"][2] >= 2 - SLOPE_BAND
-                    for pk in per_k)
+    slopes_ok = all(pk["mse_vs_width_slope"][1] <= 2 + SLOPE_BAND
+                    and pk["mse_vs_width_slope"][2] >= 2 - SLOPE_BAND for pk in per_k)
     head = per_k[-1]["mse_vs_width_slope"]
     return make_result(
-        "paper_bucket_constant_error", passed=worst_ratio <= 1.0 + 1e-9 and slopes_ok, seed=seed, profile=profile,
-        n=reps * len(cases.APPROX_CASES), test="exact bound per test point; t-test over replicates of "
-        "slope(log MSE, log w) = 2 per k, Holm over k", predicted=2.0, measured=head[0], ci=(head[1], head[2]),
-        p_value=min(p_values), margin=f"max |err| / (L * reach) = {worst_ratio:.4f} must be <= 1 (L = 1 exactly); "
-        f"slope CIs must meet 2 +- {SLOPE_BAND}", params={"train": n_train, "test": n_test, "replicates": reps,
-                                          "bump_spacing": cases.APPROX_BUMP_SPACING},
+        "paper_bucket_constant_error", passed=worst_ratio <= 1.0 + 1e-9 and slopes_ok, seed=seed,
+        profile=profile, n=reps * len(cases.APPROX_CASES),
+        test="exact bound per test point; t-interval over replicates of "
+        "slope(log MSE, log w) per k, Bonferroni over k", predicted=2.0, measured=head[0],
+        ci=(head[1], head[2]), p_value=min(p_values),
+        margin=f"max |err| / (L * reach) = {worst_ratio:.4f} must be <= 1 (L = 1 exactly); "
+        f"slope CIs must meet 2 +- {SLOPE_BAND}",
+        params={"train": n_train, "test": n_test, "replicates": reps,
+                "bump_spacing": cases.APPROX_BUMP_SPACING},
         details={"per_k": per_k, "max_error_over_bound": worst_ratio}, started=started)
 
 
@@ -129,10 +135,9 @@ def _mse_ratio(model, x_test, y_test, var):
 def check_random_hash_routing(seed: int, profile: str = "quick", random_router="random", lsh_router="lsh"):
     """Inputs on a k = 2 subspace of R^8, degree-4 polynomial target. Random routing: a test point's bucket is
     independent of f(x), so E[MSE] = Var f + E[(mu - ybar_b)^2] = Var f (1 + E[1/n_b]) (empty buckets use the
-    training mean: 1/N). Per table size, a two-sided t-test over replicates of MSE / Var f - (1 + mean 1/n_b) = 0;
-    for LSH, a one-sided t-test over replicates that log MSE falls from the widest to the narrowest width.
-    The random-routing tests (Holm over table sizes) pass when none rejects; the LSH test (per replicate, slope
-    of log MSE on log w; one-sided t that the mean slope > 0) passes when it rejects at ALPHA."""
+    training mean: 1/N). Per table size, a two-sided t-test over replicates of MSE / Var f - (1 + mean 1/n_b)
+    = 0 (Holm over table sizes; passes when none rejects). LSH: per replicate, the slope of log MSE on log w;
+    one-sided t that the mean slope > 0, which must reject at ALPHA."""
     started = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     n_train = by_profile(profile, quick=cases.ROUTING_TRAIN[0], full=cases.ROUTING_TRAIN[1])
@@ -183,5 +188,6 @@ def check_random_hash_routing(seed: int, profile: str = "quick", random_router="
         params={"train": n_train, "test": n_test, "replicates": reps, "random_buckets": cases.ROUTING_BUCKETS,
                 "lsh_widths": cases.ROUTING_WIDTHS},
         details={"random_mse_over_var_minus_prediction": gaps, "lsh_mse_over_var": lsh_ratios,
-                 "lsh_mean_mse_over_var": [float(np.mean(r)) for r in lsh_ratios], "random_p_values": p_values,
+                 "lsh_mean_mse_over_var": [float(np.mean(r)) for r in lsh_ratios],
+                 "random_p_values": p_values,
                  "lsh_slopes": lsh_slopes, "lsh_slope_p_value": float(lsh_falls.pvalue)}, started=started)

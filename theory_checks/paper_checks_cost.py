@@ -23,7 +23,8 @@ from .paper_checks_common import AREA, source
 
 
 class OneHotLSHModel(LSHModel):
-    """Defect: looks bucket constants up by a one-hot matrix product, so its cost grows with the table size."""
+    """Defect: looks bucket constants up by a one-hot matrix product, so its cost grows with the table size.
+    """
 
     def table_predictions(self, x):
         rows = []
@@ -42,8 +43,8 @@ def _counted_multiply_adds(fn, x) -> float:
 
 @register_check(
     name="paper_flops_per_input", source=source(9), area=AREA,
-    prediction="LSH multiply-adds per input are the same for every table size (d * D per table); dense random "
-    "features cost (d + 1) * width",
+    prediction="LSH multiply-adds per input are the same for every table size (d * D per table); "
+    "dense random features cost (d + 1) * width",
     controls={"one_hot_lookup": lambda: {"lsh_class": OneHotLSHModel}},
 )
 def check_flops_per_input(seed: int, profile: str = "quick", lsh_class=LSHModel):
@@ -57,9 +58,11 @@ def check_flops_per_input(seed: int, profile: str = "quick", lsh_class=LSHModel)
     for w in cases.FLOPS_LSH_WIDTHS:
         model = lsh_class(d, "pstable", num_hashes=hashes, width=w, seed=seed).fit(x_train, f(x_train))
         lsh_rows.append(dict(width=w, buckets=model.num_nonempty_buckets,
-                             counted=_counted_multiply_adds(model.predict, x), declared=model.flops_per_input()))
+                             counted=_counted_multiply_adds(model.predict, x),
+                             declared=model.flops_per_input()))
     for width in cases.FLOPS_DENSE_WIDTHS:
-        model = RandomFeaturesDense(d, width, seed=seed).fit(x_train[:512], f(x_train[:512]))  # readout irrelevant
+        model = RandomFeaturesDense(d, width, seed=seed)
+        model.fit(x_train[:512], f(x_train[:512]))  # any readout: only the work is counted
         dense_rows.append(dict(width=width, counted=_counted_multiply_adds(model.predict, x),
                                declared=model.flops_per_input()))
     lsh_flat = len({r["counted"] for r in lsh_rows}) == 1 and lsh_rows[0]["counted"] == d * hashes
@@ -67,7 +70,8 @@ def check_flops_per_input(seed: int, profile: str = "quick", lsh_class=LSHModel)
     spread = max(r["counted"] for r in lsh_rows) / min(r["counted"] for r in lsh_rows)
     return make_result(
         "paper_flops_per_input", passed=lsh_flat and dense_exact, seed=seed, profile=profile,
-        n=len(lsh_rows) + len(dense_rows), test="exact count of matrix-product multiply-adds (FlopCounterMode)",
+        n=len(lsh_rows) + len(dense_rows),
+        test="exact count of matrix-product multiply-adds (FlopCounterMode)",
         predicted=1.0, measured=spread, margin="exact: max/min LSH count over table sizes must be 1",
         params={"d": d, "num_hashes": hashes, "inputs": cases.FLOPS_INPUTS},
         details={"lsh": lsh_rows, "dense": dense_rows, "lsh_flat": lsh_flat, "dense_exact": dense_exact},
@@ -75,7 +79,8 @@ def check_flops_per_input(seed: int, profile: str = "quick", lsh_class=LSHModel)
 
 
 def knn_without_bias(points, values, k):
-    """Defect: the paper's unit-vector construction (rank by b . x) applied to points that are not unit norm."""
+    """Defect: the paper's unit-vector construction (rank by b . x) applied to points that are not unit norm.
+    """
     return DSM(points.to(torch.float64), torch.zeros(points.shape[0], dtype=torch.float64), k, "indicator",
                readout=values.to(torch.float64) / k)
 
@@ -86,8 +91,9 @@ def knn_without_bias(points, values, k):
     controls={"no_distance_bias": lambda: {"build": knn_without_bias}},
 )
 def check_knn_is_dsm(seed: int, profile: str = "quick", build=knn_as_dsm):
-    """Against scikit-learn's brute-force KNeighborsRegressor, on cube and sphere points. Queries whose k-th and
-    (k+1)-th neighbour distances tie within 1e-9 are set aside; the rest must agree to 1e-9 (rounding only)."""
+    """Against scikit-learn's brute-force KNeighborsRegressor, on cube and sphere points. Queries whose k-th
+    and (k+1)-th neighbour distances tie within 1e-9 are set aside; the rest must agree to 1e-9 (rounding
+    only)."""
     started = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     queries = by_profile(profile, quick=cases.KNN_QUERIES[0], full=cases.KNN_QUERIES[1])

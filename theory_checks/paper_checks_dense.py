@@ -1,14 +1,16 @@
 """THEORY.md §A items 10 and 12: what the dense frozen-random-layer model needs, and LSH against it.
 
 Item 10 (Theorem 4.3): a dense model whose first layer is random and frozen needs width Omega((L/eps)^k) for
-sup-error eps. On bump families (L = 1, bumps of height r = spacing / 2, eps = r / 2, so 1/eps ∝ number of bumps
-per axis) the needed width should grow with slope >= k in log(width) against log(1/eps). The theorem is a lower
-bound and gives no upper bound for random features, so the test is one-sided: the (1 - ALPHA) interval of the
-slope must reach k. Log factors make finite-range slopes a little steeper; that is reported, not asserted.
+sup-error eps. On bump families (L = 1, bumps of height r = spacing / 2, eps = r / 2, so 1/eps ∝ number of
+bumps per axis) the needed width should grow with slope >= k in log(width) against log(1/eps). The theorem is
+a lower bound and gives no upper bound for random features, so the test is one-sided: the (1 - ALPHA) interval
+of the slope must reach k. Log factors make finite-range slopes a little steeper; that is reported, not
+asserted.
 
 Item 12: the paper reports the LSH model beating the dense model from about 2048 buckets on and improving
-monotonically with buckets. Asserted: monotone improvement while buckets hold enough samples (per-seed slope of
-log MSE on log buckets < 0). Measured and reported, not asserted: where (if anywhere) LSH beats our dense model.
+monotonically with buckets. Asserted: monotone improvement while buckets hold enough samples (per-seed slope
+of log MSE on log buckets < 0). Measured and reported, not asserted: where (if anywhere) LSH beats our dense
+model.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from theory_checks.framework import ALPHA, by_profile, make_result, register_che
 
 from .paper_checks_common import AREA, RandomBucketHash, source
 
-SLOPE_ALPHA = 0.01  # one-sided level of the width-slope test: the CI must be narrow enough for the control to fail
+SLOPE_ALPHA = 0.01  # one-sided level of the width-slope test (narrow enough for the control to fail)
 
 
 def diagonal_inputs(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
@@ -44,7 +46,8 @@ def _grid(k: int, sampler) -> torch.Tensor:
 
 def _needed_width(f, k, eps, start, gen, seed, sampler):
     """Smallest width on the geometric grid (from step ``start``) whose sup-error on the grid is <= eps."""
-    x, x_val, grid = sampler(cases.BUMP_TRAIN, k, gen), sampler(cases.BUMP_TRAIN // 4, k, gen), _grid(k, sampler)
+    x, x_val = sampler(cases.BUMP_TRAIN, k, gen), sampler(cases.BUMP_TRAIN // 4, k, gen)
+    grid = _grid(k, sampler)
     y, y_val, y_grid = f(x), f(x_val), f(grid)
     step = start
     while True:
@@ -57,8 +60,9 @@ def _needed_width(f, k, eps, start, gen, seed, sampler):
 
 @register_check(
     name="paper_dense_width_vs_epsilon", source=source(10), area=AREA,
-    prediction="dense frozen-random-layer width needed for sup-error eps on bump families grows with slope >= k "
-    "in log(width) vs log(1/eps)", controls={"inputs_collapsed_to_diagonal": lambda: {"sampler": diagonal_inputs}},
+    prediction="dense frozen-random-layer width needed for sup-error eps on bump families grows with "
+    "slope >= k in log(width) vs log(1/eps)",
+    controls={"inputs_collapsed_to_diagonal": lambda: {"sampler": diagonal_inputs}},
 )
 def check_dense_width_vs_epsilon(seed: int, profile: str = "quick", sampler=uniform_cube):
     started = time.perf_counter()
@@ -93,31 +97,35 @@ def check_dense_width_vs_epsilon(seed: int, profile: str = "quick", sampler=unif
 
 @register_check(
     name="paper_lsh_vs_dense_buckets", source=source(12), area=AREA,
-    prediction="LSH model MSE falls monotonically as its buckets multiply; paper: beats dense from ~2048 buckets",
+    prediction="LSH model MSE falls monotonically as its buckets multiply; "
+    "paper: beats dense from ~2048 buckets",
     controls={"random_hash_router": lambda: {"router": "random"}},
 )
 def check_lsh_vs_dense_buckets(seed: int, profile: str = "quick", router="pstable"):
     """Degree-4 random polynomial on [-1, 1]^8. Per seed: LSH models (one table of D p-stable hashes) over a
-    width sweep, the slope of log MSE on log(non-empty buckets) (one-sided t over seeds: mean slope < 0), and a
-    dense random-features model (ridge picked on validation data). The crossover bucket count against that dense
-    model, and against predicting the mean (Var f: what a flat dense column like the paper's could be), is
-    reported beside the paper's 2048."""
+    width sweep, the slope of log MSE on log(non-empty buckets) (one-sided t over seeds: mean slope < 0), and
+    a dense random-features model (ridge picked on validation data). The crossover bucket count against that
+    dense model, and against predicting the mean (Var f: what a flat dense column like the paper's could be),
+    is reported beside the paper's 2048."""
     started = time.perf_counter()
     d = cases.CROSSOVER_D
     n_seeds = by_profile(profile, quick=cases.CROSSOVER_SEEDS[0], full=cases.CROSSOVER_SEEDS[1])
     n_train = by_profile(profile, quick=cases.CROSSOVER_TRAIN[0], full=cases.CROSSOVER_TRAIN[1])
     n_test = by_profile(profile, quick=cases.CROSSOVER_TEST[0], full=cases.CROSSOVER_TEST[1])
-    dense_width = by_profile(profile, quick=cases.CROSSOVER_DENSE_WIDTH[0], full=cases.CROSSOVER_DENSE_WIDTH[1])
-    dense_train = by_profile(profile, quick=cases.CROSSOVER_DENSE_TRAIN[0], full=cases.CROSSOVER_DENSE_TRAIN[1])
+    dense_width = by_profile(profile, quick=cases.CROSSOVER_DENSE_WIDTH[0],
+                             full=cases.CROSSOVER_DENSE_WIDTH[1])
+    dense_train = by_profile(profile, quick=cases.CROSSOVER_DENSE_TRAIN[0],
+                             full=cases.CROSSOVER_DENSE_TRAIN[1])
     slopes, runs = [], []
     for r in range(n_seeds):
         gen = torch.Generator().manual_seed(seed + r)
         f = random_polynomial(d, 4, seed=seed + r)
-        x, x_val, x_test = uniform_cube(n_train, d, gen), uniform_cube(dense_train // 4, d, gen), uniform_cube(n_test, d, gen)
+        x, x_val = uniform_cube(n_train, d, gen), uniform_cube(dense_train // 4, d, gen)
+        x_test = uniform_cube(n_test, d, gen)
         y, y_val, y_test = f(x), f(x_val), f(x_test)
         var = float(y_test.var())
-        dense = RandomFeaturesDense(d, dense_width, seed=seed + r).fit_validated(x[:dense_train], y[:dense_train],
-                                                                                 x_val, y_val)
+        dense = RandomFeaturesDense(d, dense_width, seed=seed + r)
+        dense.fit_validated(x[:dense_train], y[:dense_train], x_val, y_val)
         dense_mse = float(((dense.predict(x_test) - y_test) ** 2).mean())
         buckets, mses = [], []
         for i, w in enumerate(cases.CROSSOVER_WIDTHS):
@@ -139,7 +147,8 @@ def check_lsh_vs_dense_buckets(seed: int, profile: str = "quick", router="pstabl
     ci = stats.ttest_1samp(slopes, 0.0).confidence_interval(1 - ALPHA)
     found = [run["crossover_vs_dense"] for run in runs if run["crossover_vs_dense"] is not None]
     return make_result(
-        "paper_lsh_vs_dense_buckets", passed=float(test.pvalue) <= ALPHA, seed=seed, profile=profile, n=n_seeds,
+        "paper_lsh_vs_dense_buckets", passed=float(test.pvalue) <= ALPHA, seed=seed, profile=profile,
+        n=n_seeds,
         test="one-sided t over seeds: mean slope of log MSE on log(non-empty buckets) < 0", predicted=None,
         measured=float(np.mean(slopes)), ci=(float(ci.low), float(ci.high)), p_value=float(test.pvalue),
         margin="monotone improvement asserted at level ALPHA; the crossover location is reported only",
@@ -148,6 +157,7 @@ def check_lsh_vs_dense_buckets(seed: int, profile: str = "quick", router="pstabl
         details={"runs": runs, "slopes": slopes, "paper_crossover_buckets": cases.CROSSOVER_PAPER_BUCKETS,
                  "our_crossover_vs_dense": found or "none within the sweep",
                  "lsh_best_mse_over_dense_mse": [min(run["mse"]) / run["dense_mse"] for run in runs],
-                 "paper_vs_ours": "paper: LSH beats dense from ~2048 buckets. Ours: see our_crossover_vs_dense "
-                 "(against a ridge-fitted dense model) and runs[*].crossover_vs_mean (against predicting the mean)."},
+                 "paper_vs_ours": "paper: LSH beats dense from ~2048 buckets. Ours: see "
+                 "our_crossover_vs_dense (against a ridge-fitted dense model) and "
+                 "runs[*].crossover_vs_mean (against predicting the mean)."},
         started=started)

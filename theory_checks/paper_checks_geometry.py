@@ -42,7 +42,8 @@ def cell_diameters(z: torch.Tensor, proj: torch.Tensor, offsets: torch.Tensor, w
     k, D = proj.shape
     level = torch.floor((z @ proj + offsets) / width)  # (M, D) codes l_i
     lower, upper = level * width - offsets, (level + 1) * width - offsets  # (M, D) bounds on g_i . z'
-    subsets = [(hs, sides) for hs in itertools.combinations(range(D), k) for sides in itertools.product((0, 1), repeat=k)]
+    subsets = [(hs, sides) for hs in itertools.combinations(range(D), k)
+               for sides in itertools.product((0, 1), repeat=k)]
     hs = torch.tensor([s[0] for s in subsets])  # (S, k)
     sides = torch.tensor([s[1] for s in subsets], dtype=torch.bool)  # (S, k)
     normals = proj.T[hs]  # (S, k, k): rows g_i of the chosen hashes
@@ -57,8 +58,9 @@ def cell_diameters(z: torch.Tensor, proj: torch.Tensor, offsets: torch.Tensor, w
 
 
 def _hash_on_subspace(make_hash, d, D, width, basis, z, seed):
-    """The hash, its projection (k, D) onto Gamma, and the number of points whose black-box codes disagree with
-    the parametric ones (away from cell boundaries): must be 0 for the geometry to describe the implementation."""
+    """The hash, its projection (k, D) onto Gamma, and the number of points whose black-box codes disagree
+    with the parametric ones (away from cell boundaries): must be 0 for the geometry to describe the
+    implementation."""
     h = make_hash(d, D, width, seed)
     proj = basis.T @ h.directions  # (k, D)
     raw = (z @ proj + h.offsets) / width  # (M, D)
@@ -73,10 +75,10 @@ def _hash_on_subspace(make_hash, d, D, width, basis, z, seed):
     controls={"unit_norm_directions": lambda: {"make_hash": unit_direction_pstable}},
 )
 def check_lemma42_diameter(seed: int, profile: str = "quick", make_hash=PStableHash):
-    """Per replicate and d: exact diameters of the cells holding query points uniform in the unit disk of Gamma
-    (inside Gamma ∩ [-1,1]^d for every d); statistic = max / w. Regress log(stat) on log d over all replicates:
-    pass iff the t-interval (1 - ALPHA) of the slope contains 0 and stays below the slope 0.5 of the
-    d-dependent control (directions of unit length: cells grow like sqrt(d))."""
+    """Per replicate and d: exact diameters of the cells holding query points uniform in the unit disk of
+    Gamma (inside Gamma ∩ [-1,1]^d for every d); statistic = max / w. Regress log(stat) on log d over all
+    replicates: pass iff the t-interval (1 - ALPHA) of the slope contains 0 and stays below the slope 0.5 of
+    the d-dependent control (directions of unit length: cells grow like sqrt(d))."""
     started = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     queries = by_profile(profile, quick=cases.LEMMA42_QUERIES[0], full=cases.LEMMA42_QUERIES[1])
@@ -88,7 +90,8 @@ def check_lemma42_diameter(seed: int, profile: str = "quick", make_hash=PStableH
         for _ in range(reps):
             basis = random_subspace(d, k, gen)
             z = unit_ball_points(queries, k, gen)
-            h, proj, bad = _hash_on_subspace(make_hash, d, D, w, basis, z, int(torch.randint(0, 2**62, (1,), generator=gen)))
+            hash_seed = int(torch.randint(0, 2**62, (1,), generator=gen))
+            h, proj, bad = _hash_on_subspace(make_hash, d, D, w, basis, z, hash_seed)
             disagreements += bad
             stat = float(cell_diameters(z, proj, h.offsets, w).max()) / w
             xs.append(d)
@@ -108,7 +111,8 @@ def check_lemma42_diameter(seed: int, profile: str = "quick", make_hash=PStableH
 
 def expected_disk_count(proj: torch.Tensor, width: float) -> float:
     """E over offsets of the number of cells meeting the unit disk of Gamma (k = 2), given the directions:
-    1 + (lines crossing the disk) + (crossings inside it) = 1 + sum_i 2|g_i|/w + pi sum_{i<j} |det(g_i, g_j)|/w^2."""
+    1 + (lines crossing the disk) + (crossings inside it)
+    = 1 + sum_i 2 |g_i| / w + pi sum_{i<j} |det(g_i, g_j)| / w^2."""
     D = proj.shape[1]
     lines = float(2 * proj.norm(dim=0).sum()) / width
     dets = sum(abs(float(torch.det(proj[:, [i, j]]))) for i in range(D) for j in range(i + 1, D))
@@ -134,8 +138,8 @@ def weighted_slope(x: np.ndarray, y: np.ndarray, weights: np.ndarray, conf: floa
     controls={"width_squared": lambda: {"make_hash": squared_width_pstable}},
 )
 def check_bucket_count_vs_width(seed: int, profile: str = "quick", make_hash=PStableHash):
-    """Count distinct buckets (black-box ``bucket``) of dense samples of the unit disk of Gamma, one fresh hash
-    per (replicate, width). The expected count given the directions is exact (Euler's formula for line
+    """Count distinct buckets (black-box ``bucket``) of dense samples of the unit disk of Gamma, one fresh
+    hash per (replicate, width). The expected count given the directions is exact (Euler's formula for line
     arrangements, ``expected_disk_count``): its w -> 0 slope is k and at these widths a little less (the 1/w
     boundary term). Test: the weighted (by expected count: Var log count ~ 1/E) slope of log(count / expected)
     on log(1/w) has a t-interval containing 0, and the measured slope of log count is below C k."""
@@ -164,12 +168,14 @@ def check_bucket_count_vs_width(seed: int, profile: str = "quick", make_hash=PSt
         measured=slope, ci=(lo, hi), margin=f"ratio slope CI [{r_lo:.4f}, {r_hi:.4f}] must contain 0; count "
         f"slope CI must stay below C k = {cases.COUNT_C * k}",
         params={"d": d, "k": k, "D": D, "widths": cases.COUNT_WIDTHS, "samples": samples, "replicates": reps},
-        details={"inv_width": inv_w, "counts": counts, "expected": expected, "ratio_slope": [r_slope, r_lo, r_hi],
+        details={"inv_width": inv_w, "counts": counts, "expected": expected,
+                 "ratio_slope": [r_slope, r_lo, r_hi],
                  "asymptotic_slope": k, "finite_width_expected_slope": e_slope}, started=started)
 
 
 def interval_buckets(h: PStableHash) -> torch.Tensor:
-    """Exact bucket probabilities of a 1-D hash under U[-1, 1]: lengths / 2 of the intervals between boundaries."""
+    """Exact bucket probabilities of a 1-D hash under U[-1, 1]: lengths / 2 of the intervals between
+    boundaries."""
     a, b, w = h.directions[0], h.offsets, h.width  # (D,), (D,)
     cuts = [torch.tensor([-1.0, 1.0], dtype=torch.float64)]
     for ai, bi in zip(a.tolist(), b.tolist()):
@@ -226,5 +232,6 @@ def check_uncovered_buckets(seed: int, profile: str = "quick", sample=None):
         predicted=worst["expected"], measured=worst["observed_mean"],
         ci=(worst["observed_mean"] - half, worst["observed_mean"] + half), p_value=worst["p_value"],
         margin="none beyond the z-tests (exact expectation and variance)",
-        params={"buckets": B, "replicates": reps, "hashes": cases.COVERAGE_HASHES, "width": cases.COVERAGE_WIDTH},
+        params={"buckets": B, "replicates": reps, "hashes": cases.COVERAGE_HASHES,
+                "width": cases.COVERAGE_WIDTH},
         details={"rows": rows, "midpoints_hash_to_distinct_buckets": consistent}, started=started)

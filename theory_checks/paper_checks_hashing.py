@@ -17,7 +17,8 @@ from sparse_bench.hashing import PStableHash, SimHash
 from theory_checks import cases_paper as cases
 from theory_checks.framework import ALPHA, binomial_test, by_profile, holm, make_result, register_check
 
-from .paper_checks_common import AREA, affine_simhash, biased_simhash, quarter_offset_pstable, pair_at_angle, source
+from .paper_checks_common import (AREA, affine_simhash, biased_simhash, pair_at_angle, quarter_offset_pstable,
+                                  source)
 
 
 def _holm_summary(cells: list[dict]) -> tuple[bool, float]:
@@ -51,7 +52,8 @@ def check_simhash_collision_law(seed: int, profile: str = "quick", make_hash=Sim
                     hits += int(agree.all(dim=1).sum())
                 trials, p = instances * groups, (1 - frac) ** m
                 cells.append(dict(angle_over_pi=frac, d=d, bits=m, trials=trials, collisions=hits,
-                                  predicted=p, observed=hits / trials, p_value=binomial_test(hits, trials, p)))
+                                  predicted=p, observed=hits / trials,
+                                  p_value=binomial_test(hits, trials, p)))
     passed, min_p = _holm_summary(cells)
     worst = max(cells, key=lambda c: abs(c["observed"] - c["predicted"]))
     return make_result(
@@ -91,7 +93,8 @@ def check_pstable_collision_law(seed: int, profile: str = "quick", make_hash=PSt
                         codes = h.codes(torch.stack([x, y]))  # (2, trials * D)
                         hits = int((codes[0] == codes[1]).reshape(trials, D).all(dim=1).sum())
                         p = pstable_collision_probability(r) ** D
-                        cells.append(dict(r=r, d=d, D=D, width=w, anchor=anchor, trials=trials, collisions=hits,
+                        cells.append(dict(r=r, d=d, D=D, width=w, anchor=anchor, trials=trials,
+                                          collisions=hits,
                                           predicted=p, observed=hits / trials,
                                           p_value=binomial_test(hits, trials, p)))
     passed, min_p = _holm_summary(cells)
@@ -104,7 +107,8 @@ def check_pstable_collision_law(seed: int, profile: str = "quick", make_hash=PSt
 
 
 def cover_count(m: int, d: int) -> int:
-    """Regions of m central hyperplanes in general position in R^d: 2 sum_{i<d} C(m-1, i) (= 2^m if m <= d)."""
+    """Regions of m central hyperplanes in general position in R^d: 2 sum_{i<d} C(m-1, i) (= 2^m if m <= d).
+    """
     return 2 * sum(math.comb(m - 1, i) for i in range(d))
 
 
@@ -129,8 +133,8 @@ def _feasible_patterns(normals: np.ndarray) -> list[tuple[np.ndarray, np.ndarray
 )
 def check_cover_region_count(seed: int, profile: str = "quick", make_hash=SimHash):
     """Per case: distinct buckets of Gaussian sample points (must never exceed Cover's count), the LP count of
-    feasible sign patterns of the hash's normals (must equal it), and every LP point's bucket equals its pattern's
-    code (so all regions are reached). Deterministic given the draws: no tolerance."""
+    feasible sign patterns of the hash's normals (must equal it), and every LP point's bucket equals its
+    pattern's code (so all regions are reached). Deterministic given the draws: no tolerance."""
     started = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     samples = by_profile(profile, quick=cases.COVER_SAMPLES[0], full=cases.COVER_SAMPLES[1])

@@ -5,13 +5,13 @@ with s of 2s (50% active) and of 4s (25% active) units, all with ridge readouts 
 validation set. FLOPs per input (d + 1) s: 18,432 / 36,864 / 73,728 in the full profile (the paper's), 1/64 of
 that in the quick one. Targets: a random degree-4 polynomial (sum |c| < 1) and the random hypercube function.
 
-Tested (paired over seeds, one-sided t on log MSE ratios averaged per seed over both targets, Holm over 4 tests
-at ALPHA): each DSM beats the dense model at equal FLOPs (averaged over the three levels), and each DSM's error
-at the largest level is below its error at the smallest. Per-target, per-level ratios are in the details.
-Not asserted, reported beside the paper's numbers: the paper's dense column is flat across FLOPs; ours is
-measured (a ridge readout on a fixed sample improves with width), and how far apart the two are is recorded.
-The paper trained by gradient descent on an unstated sample size; absolute MSEs are not comparable across
-setups, so our table also gives MSE / Var f.
+Tested (paired over seeds, one-sided t on log MSE ratios averaged per seed over both targets, Holm over 4
+tests at ALPHA): each DSM beats the dense model at equal FLOPs (averaged over the three levels), and each
+DSM's error at the largest level is below its error at the smallest. Per-target, per-level ratios are in the
+details. Not asserted, reported beside the paper's numbers: the paper's dense column is flat across FLOPs;
+ours is measured (a ridge readout on a fixed sample improves with width), and how far apart the two are is
+recorded. The paper trained by gradient descent on an unstated sample size; absolute MSEs are not comparable
+across setups, so our table also gives MSE / Var f.
 """
 
 from __future__ import annotations
@@ -74,14 +74,14 @@ def _one_sided(log_ratios: list[float]) -> dict:
     x = np.asarray(log_ratios)
     res = stats.ttest_1samp(x, 0.0, alternative="less")
     ci = stats.ttest_1samp(x, 0.0).confidence_interval(confidence_level=1 - ALPHA)
-    return dict(mean_log_ratio=float(x.mean()), ratio=float(math.exp(x.mean())), ci=[float(ci.low), float(ci.high)],
-                p_value=float(res.pvalue), values=x.tolist())
+    return dict(mean_log_ratio=float(x.mean()), ratio=float(math.exp(x.mean())),
+                ci=[float(ci.low), float(ci.high)], p_value=float(res.pvalue), values=x.tolist())
 
 
 @register_check(
     name="paper_table1_shape", source=source(11), area=AREA,
-    prediction="at equal FLOPs top-K DSMs (50%, 25% active) beat the dense model, and their error falls as total "
-    "width grows (paper's Table 1)",
+    prediction="at equal FLOPs top-K DSMs (50%, 25% active) beat the dense model, and their error falls as "
+    "total width grows (paper's Table 1)",
     controls={"input_independent_mask": lambda: {"make_dsm": FixedMaskDSM}},
 )
 def check_table1_shape(seed: int, profile: str = "quick", make_dsm=TopKDSM):
@@ -103,7 +103,8 @@ def check_table1_shape(seed: int, profile: str = "quick", make_dsm=TopKDSM):
         runs = [rep[target]["mse"] for rep in reps]
         var = float(np.mean([rep[target]["var"] for rep in reps]))
         per_level = {f"{dsm} / dense at {(cases.TABLE1_D + 1) * s} FLOPs": _one_sided(
-            [math.log(m[(dsm, s)] / m[("dense", s)]) for m in runs]) for dsm in ("dsm_50", "dsm_25") for s in levels}
+            [math.log(m[(dsm, s)] / m[("dense", s)]) for m in runs])
+            for dsm in ("dsm_50", "dsm_25") for s in levels}
         table[target] = dict(
             var_f=var, per_level_ratios=per_level,
             dense_trend_largest_over_smallest=_one_sided([math.log(m[("dense", high)] / m[("dense", low)])
@@ -124,13 +125,15 @@ def check_table1_shape(seed: int, profile: str = "quick", make_dsm=TopKDSM):
         test=f"one-sided paired t on log MSE ratios over {n_seeds} seeds, Holm over {len(names)} tests",
         predicted=None, measured=headline["ratio"], ci=tuple(math.exp(c) for c in headline["ci"]),
         p_value=max(tests[k]["p_value"] for k in names),
-        margin="each mean log ratio < 0 at level ALPHA after Holm (the input-independent-mask control has no "
-        "effect, so it passes with probability <= ALPHA); measured = MSE(dsm_25) / MSE(dense), geometric mean over "
-        "seeds, targets and FLOP levels, CI at 1 - ALPHA",
-        params={"active_units": levels, "flops": [(cases.TABLE1_D + 1) * s for s in levels], "seeds": n_seeds},
+        margin="each mean log ratio < 0 at level ALPHA after Holm (the input-independent-mask control has "
+        "no effect, so it passes with probability <= ALPHA); measured = MSE(dsm_25) / MSE(dense), geometric "
+        "mean over seeds, targets and FLOP levels, CI at 1 - ALPHA",
+        params={"active_units": levels, "flops": [(cases.TABLE1_D + 1) * s for s in levels],
+                "seeds": n_seeds},
         details={"tests": tests, "our_table": table, "paper_table1": cases.TABLE1_PAPER,
                  "paper_dense_largest_over_smallest": paper_dense_ratio,
-                 "dense_flat_in_paper_vs_ours": {t: dict(paper=paper_dense_ratio,
-                                                         ours=table[t]["dense_trend_largest_over_smallest"]["ratio"])
-                                                 for t in table}},
+                 "dense_flat_in_paper_vs_ours": {
+                     t: dict(paper=paper_dense_ratio,
+                             ours=table[t]["dense_trend_largest_over_smallest"]["ratio"])
+                     for t in table}},
         started=started)

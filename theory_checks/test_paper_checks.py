@@ -1,4 +1,4 @@
-"""pytest adapter of the paper checks (THEORY.md §A): each check must pass, each negative control must fail."""
+"""pytest adapter of the paper checks (THEORY.md §A): each check passes, each negative control fails."""
 
 import pytest
 
