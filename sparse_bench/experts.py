@@ -13,6 +13,51 @@ from .validation import check_int_in_range
 ACTIVATIONS = ("relu", "gelu", "swiglu")
 
 
+class _SwiGLUSlab(torch.autograd.Function):
+    """Bias-free SwiGLU experts on an (E, C, d) slab: two batched matmuls, with a hand-written backward.
+
+    Saves only the slab and the (E, C, 2h) pre-activation; the activation is recomputed in backward, and the
+    gate and up gradients are written straight into one (E, C, 2h) buffer (no split/cat round trip).
+    """
+
+    @staticmethod
+    def inference(slab: torch.Tensor, w_in: torch.Tensor, w_out: torch.Tensor) -> torch.Tensor:
+        """The forward without a graph: the pre-activation is freed before the second matmul allocates."""
+        gate, up = torch.bmm(slab, w_in).split(w_out.shape[1], dim=-1)  # (E, C, h) twice
+        act = F.silu(gate).mul_(up)  # (E, C, h)
+        del gate, up
+        return torch.bmm(act, w_out)  # (E, C, d)
+
+    @staticmethod
+    def forward(ctx, slab: torch.Tensor, w_in: torch.Tensor, w_out: torch.Tensor) -> torch.Tensor:
+        d_hidden = w_out.shape[1]
+        pre = torch.bmm(slab, w_in)  # (E, C, 2h)
+        gate, up = pre.split(d_hidden, dim=-1)
+        act = F.silu(gate).mul_(up)  # (E, C, h)
+        ctx.save_for_backward(slab, w_in, w_out, pre)
+        return torch.bmm(act, w_out)  # (E, C, d)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        slab, w_in, w_out, pre = ctx.saved_tensors
+        d_hidden = w_out.shape[1]
+        gate, up = pre.split(d_hidden, dim=-1)
+        sig = torch.sigmoid(gate)  # (E, C, h)
+        silu = gate * sig
+        grad_act = torch.bmm(grad_out, w_out.transpose(1, 2))  # (E, C, h)
+        grad_w_out = torch.bmm((silu * up).transpose(1, 2), grad_out) if ctx.needs_input_grad[2] else None
+        grad_pre = torch.empty_like(pre)  # (E, C, 2h) = [d gate, d up]
+        grad_gate, grad_up = grad_pre.split(d_hidden, dim=-1)
+        torch.mul(grad_act, silu, out=grad_up)
+        # silu'(g) = sigmoid(g) * (1 + g * (1 - sigmoid(g)))
+        torch.mul(grad_act, up, out=grad_gate)
+        grad_gate.mul_(sig.mul_(gate.mul(sig.neg().add_(1)).add_(1)))
+        grad_slab = torch.bmm(grad_pre, w_in.transpose(1, 2)) if ctx.needs_input_grad[0] else None
+        grad_w_in = torch.bmm(slab.transpose(1, 2), grad_pre) if ctx.needs_input_grad[1] else None
+        return grad_slab, grad_w_in, grad_w_out
+
+
 class ExpertBank(nn.Module):
     """E experts ``y = act(x @ w_in[e] + b_in[e]) @ w_out[e] + b_out[e]``.
 
@@ -94,6 +139,10 @@ class ExpertBank(nn.Module):
     def forward_batched(self, x_padded: torch.Tensor) -> torch.Tensor:
         """x_padded: (E, C, d_model), one capacity-padded slab per expert. Returns (E, C, d_model)."""
         self.check_input(x_padded)
+        if self.activation == "swiglu" and not self.has_bias:
+            if torch.is_grad_enabled():
+                return _SwiGLUSlab.apply(x_padded, self.w_in, self.w_out)
+            return _SwiGLUSlab.inference(x_padded, self.w_in, self.w_out)
         pre = torch.bmm(x_padded, self.w_in)  # (E, C, in_width)
         if self.has_bias:
             pre = pre + self.b_in.unsqueeze(1)

@@ -2,7 +2,9 @@
 
 Times come from ``torch.utils.benchmark.Timer.blocked_autorange`` (which synchronises CUDA inside the clock).
 Peak memory on CUDA is ``torch.cuda.max_memory_allocated``; on CPU it is the high-water mark of live tensor
-bytes reconstructed from the profiler's memory records (allocations at their op's start, frees at their time).
+bytes reconstructed from the profiler's memory records. The profiler books an op's own allocations net of the
+frees made inside it (``self_cpu_memory_usage``) and frees made outside any op as ``[memory]`` events; a net
+allocation is placed at its op's start and a net free at its op's end, which can only overstate the peak.
 """
 
 from __future__ import annotations
@@ -67,10 +69,12 @@ def peak_bytes(fn: Callable[[], object], device: torch.device) -> int:
         fn()
     changes = []
     for event in prof.events():
-        if event.name == "[memory]":  # frees (and allocations made outside any op)
+        if event.name == "[memory]":  # frees (and allocations) made outside any op
             changes.append((event.time_range.start, event.cpu_memory_usage))
-        elif event.self_cpu_memory_usage:
+        elif event.self_cpu_memory_usage > 0:
             changes.append((event.time_range.start, event.self_cpu_memory_usage))
+        elif event.self_cpu_memory_usage < 0:  # temporaries freed inside the op: count them until it ends
+            changes.append((event.time_range.end, event.self_cpu_memory_usage))
     live = peak = 0
     for _, delta in sorted(changes, key=lambda c: c[0]):
         live += delta
