@@ -63,6 +63,7 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
     counts = plan.expert_counts.tolist()
     grouped = _timed(grouped_floor_fn(bank.w_in, bank.w_out, counts, backward), num_threads, min_run_time, f"grouped {label}")
     ours = _timed(fn_for(layer), num_threads, min_run_time, f"ours {label}")
+    router = _timed(forward_fn(layer.router, case.x), num_threads, min_run_time, f"router {label}")
     peers = {name: {"skipped": reason} for name, reason in case.skipped.items()}
     for name, module in case.modules.items():
         timing = _timed(fn_for(module), num_threads, min_run_time, f"{name} {label}")
@@ -91,6 +92,8 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
         "R": R,
         "shape": grouped["median_s"] / t_floor,
         "overhead": ours["median_s"] / grouped["median_s"],
+        "router": router,  # the router's forward alone (part of t_layer): how much of the overhead is routing
+        "router_share": router["median_s"] / ours["median_s"],
         "peers": peers,
     }
     if memory:
@@ -192,7 +195,8 @@ def format_row(record: dict) -> str:
     p = record["point"]
     arrow = "fwd" if record["direction"] == "forward" else "fwd+bwd"
     head = f"E={p['num_experts']:<3d} k={p['k']} T={p['num_tokens']:<5d} h={p['d_hidden']:<5d} {arrow:7s}"
-    body = f"R={record['R']:5.2f} shape={record['shape']:5.2f} ovh={record['overhead']:5.2f} [{record['chosen_strategy']}]"
+    body = (f"R={record['R']:5.2f} shape={record['shape']:5.2f} ovh={record['overhead']:5.2f} "
+            f"router={record['router_share']:4.0%} [{record['chosen_strategy']}]")
     peers = []
     for name, peer in record["peers"].items():
         peers.append(f"{name}={peer['ratio_to_floor']:.2f}" if "ratio_to_floor" in peer else f"{name}=skip")
