@@ -14,7 +14,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def asv(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "asv", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    command = [sys.executable, "-m", "asv", *args]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
 def test_asv_check_and_dry_run():

@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("ignore", UserWarning)
     for threads in args.threads:
         for row in crossover_rows(issue_grid(), threads, args.min_run_time):
-            print(f"{row['point']:34s} threads={threads} waste={row['waste']:.2f} sorted/padded={row['sorted_over_padded']:.2f}", flush=True)
+            ratio = row["sorted_over_padded"]
+            print(f"{row['point']:34s} threads={threads} waste={row['waste']:.2f} sorted/padded={ratio:.2f}", flush=True)
     return 0
 
 

@@ -36,7 +36,8 @@ class _GemmBlock:
             return torch.randn(*shape, generator=generator, dtype=w_in.dtype).to(w_in.device)
 
         self.w_in, self.w_out = w_in, w_out
-        self.x, self.act, self.grad_out, self.grad_pre = rand(rows, d_model), rand(rows, d_hidden), rand(rows, d_model), rand(rows, in_width)
+        self.x, self.act = rand(rows, d_model), rand(rows, d_hidden)
+        self.grad_out, self.grad_pre = rand(rows, d_model), rand(rows, in_width)
         self.pre, self.out = torch.empty(rows, in_width, **opts), torch.empty(rows, d_model, **opts)
         self.grad_act, self.grad_x = torch.empty(rows, d_hidden, **opts), torch.empty(rows, d_model, **opts)
         self.grad_w_in, self.grad_w_out = torch.empty_like(w_in), torch.empty_like(w_out)

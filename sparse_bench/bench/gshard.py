@@ -26,7 +26,8 @@ class GShardEinsumMoE(nn.Module):
     def __init__(self, gate_weight: torch.Tensor, experts: ExpertBank, k: int, normalize: bool = True):
         super().__init__()
         if gate_weight.shape != (experts.num_experts, experts.d_model):
-            raise ValueError(f"gate_weight must have shape {(experts.num_experts, experts.d_model)}, got {tuple(gate_weight.shape)}")
+            expected = (experts.num_experts, experts.d_model)
+            raise ValueError(f"gate_weight must have shape {expected}, got {tuple(gate_weight.shape)}")
         if not 1 <= k <= experts.num_experts:
             raise ValueError(f"k must be in [1, {experts.num_experts}], got {k}")
         self.gate_weight = nn.Parameter(gate_weight.detach().clone())

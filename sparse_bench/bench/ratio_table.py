@@ -61,7 +61,8 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
     block = _timed(floor_block_fn(bank.w_in[0], bank.w_out[0], backward), num_threads, min_run_time, f"floor {label}")
     t_floor = block["median_s"] * A / FLOOR_BLOCK_ROWS
     counts = plan.expert_counts.tolist()
-    grouped = _timed(grouped_floor_fn(bank.w_in, bank.w_out, counts, backward), num_threads, min_run_time, f"grouped {label}")
+    grouped_fn = grouped_floor_fn(bank.w_in, bank.w_out, counts, backward)
+    grouped = _timed(grouped_fn, num_threads, min_run_time, f"grouped {label}")
     ours = _timed(fn_for(layer), num_threads, min_run_time, f"ours {label}")
     router = _timed(forward_fn(layer.router, case.x), num_threads, min_run_time, f"router {label}")
     peers = {name: {"skipped": reason} for name, reason in case.skipped.items()}
@@ -84,7 +85,7 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
         "num_assignments": A,
         "max_load_over_mean": max(counts) * len(counts) / A,
         "flops": routed_flops(A, point.d_model, point.d_hidden, backward),
-        "gemm_gflops": routed_flops(FLOOR_BLOCK_ROWS, point.d_model, point.d_hidden, backward) / block["median_s"] / 1e9,
+        "gemm_gflops": routed_flops(FLOOR_BLOCK_ROWS, point.d_model, point.d_hidden, backward) / block["median_s"] * 1e-9,
         "floor_block": block,
         "t_floor_s": t_floor,
         "grouped": grouped,

@@ -50,7 +50,8 @@ def time_call(fn: Callable[[], object], num_threads: int, min_run_time: float, l
     measurement = timer.blocked_autorange(min_run_time=min_run_time)
     result = Timing(median=float(measurement.median), iqr=float(measurement.iqr), blocks=len(measurement.times))
     if result.median > 0 and result.iqr / result.median > NOISY_IQR_FRACTION:
-        warnings.warn(f"{label}: IQR is {result.iqr / result.median:.0%} of the median; timings are noisy", stacklevel=2)
+        spread = result.iqr / result.median
+        warnings.warn(f"{label}: IQR is {spread:.0%} of the median; timings are noisy", stacklevel=2)
     return result
 
 
