@@ -112,10 +112,11 @@ def null_cosine_p_value(cosine: float, dim: int) -> float:
 
 def train_max_pool_detector(x, labels, gen, pool, steps: int, restarts: int) -> tuple[torch.Tensor, list]:
     """Fit ``restarts`` independent (kernel, bias) pairs of logit = pool(conv(x, kernel, stride=5)) + bias by
-    full-batch Adam on the logistic loss, from small random kernels, all at once. x: (N, 1, H, W); labels: (N,)
-    bool. Returns the (25,) kernel with the lowest final training loss (chosen from the labels alone, never
-    from the pattern) and every restart's final loss."""
-    kernel = (0.1 * torch.randn(restarts, 1, KERNEL, KERNEL, generator=gen, dtype=x.dtype)).requires_grad_(True)
+    full-batch Adam on the logistic loss, from small random kernels, all at once. x: (N, 1, H, W);
+    labels: (N,) bool. Returns the (25,) kernel with the lowest final training loss (chosen from the labels
+    alone, never from the pattern) and every restart's final loss."""
+    start = 0.1 * torch.randn(restarts, 1, KERNEL, KERNEL, generator=gen, dtype=x.dtype)
+    kernel = start.requires_grad_(True)
     bias = torch.zeros(restarts, dtype=x.dtype, requires_grad=True)
     optimizer = torch.optim.Adam([kernel, bias], lr=0.05)
     targets = labels.to(x.dtype).reshape(-1, 1).expand(-1, restarts)  # (N, R)
