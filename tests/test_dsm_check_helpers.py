@@ -10,8 +10,8 @@ from scipy import integrate, spatial, stats
 from sparse_bench.hashing import PStableHash
 from theory_checks.paper_checks_approx import farthest_in_bucket
 from theory_checks.paper_checks_common import RandomBucketHash, pair_at_angle
-from theory_checks.paper_checks_geometry import (cell_diameters, expected_disk_count, interval_buckets,
-                                                 unit_ball_points)
+from theory_checks.paper_checks_geometry import (cell_diameters, exact_disk_regions, expected_disk_count,
+                                                 interval_buckets, unit_ball_points)
 from theory_checks.paper_checks_hashing import cover_count, pstable_collision_probability
 
 
@@ -82,6 +82,7 @@ def test_expected_disk_count_matches_exact_region_counts_over_offsets():
     for draw in range(300):
         offsets = torch.rand(4, generator=gen, dtype=torch.float64) * 0.5
         exact.append(_exact_disk_regions(proj, offsets, 0.5))
+        assert exact_disk_regions(proj, offsets, 0.5) == exact[-1]  # vectorised == python loop
         if draw < 10:  # sampling can miss slivers, never invent a region
             codes = torch.floor((pts @ proj + offsets) / 0.5).to(torch.int64)  # (N, 4)
             assert torch.unique(codes, dim=0).shape[0] <= exact[-1]

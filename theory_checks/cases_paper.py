@@ -36,7 +36,7 @@ COUNT_D = 16
 COUNT_K = 2
 COUNT_C = 3
 COUNT_WIDTHS = (1.0, 0.7, 0.5, 0.35, 0.25)
-COUNT_SAMPLES = (150_000, 1_500_000)
+COUNT_SAMPLES = (20_000, 200_000)  # only to check codes against the geometry
 COUNT_REPLICATES = (3, 12)
 
 # 6. bucket-constant approximation: (k, widths) on a k-dim subspace of R^16, target a bump family (L = 1)
