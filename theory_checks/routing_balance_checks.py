@@ -14,6 +14,8 @@ from sparse_bench.routing import HashRouter, LSHRouter, SinkhornRouter, TopKRout
 from . import cases
 from . import routing_controls as broken
 from .framework import (
+    figure_spec,
+    series,
     ALPHA,
     binomial_test,
     by_profile,
@@ -91,7 +93,13 @@ def check_sinkhorn_marginals(seed: int, profile: str = "quick", make_router=_sin
         margin="row error / tol (<= 1 passes); column error <= 4 T eps; structure residual within its bound",
         params={"cases": cases.SINKHORN_CASES, "temperatures": cases.SINKHORN_MARGINAL_TEMPERATURES,
                 "tol": cases.SINKHORN_TOL, "iterations": cases.SINKHORN_ITERATIONS, "draws": draws},
-        details={"cells": rows}, started=started,
+        details={"cells": rows, "figure": figure_spec(
+            f"LSH routing: P[two tokens share an expert] vs angle (E={E}, {bits} SimHash bits)",
+            "angle between the tokens (radians)", "P[same expert]",
+            series("measured", [r["theta"] for r in rows], [r["measured"] for r in rows],
+                   [r["ci"][0] for r in rows], [r["ci"][1] for r in rows]),
+            series("(1 - θ/π)^m", [r["theta"] for r in rows], [r["predicted"] for r in rows], style="predicted"))},
+        started=started,
     )
 
 
@@ -133,7 +141,14 @@ def check_sinkhorn_max_load(seed: int, profile: str = "quick", make_router=_sink
         predicted=balanced, measured=float(loads[-1].mean()), p_value=max(holm_adjusted([p_greedy, p_trend])),
         margin="prediction is a direction (lower), not a value; T k / E is the limit",
         params={"T": T, "E": E, "k": k, "batches": batches, "temperatures": temps, "tol": cases.SINKHORN_TOL},
-        details={"mean_max_load": {"greedy": loads[0].mean(),
+        details={"figure": figure_spec(
+                     f"max expert load on skewed logits (T={T}, E={E}, top-{k}, {batches} batches)",
+                     "router", "mean max load (tokens)",
+                     series("measured mean", ["greedy"] + [f"sinkhorn τ={t}" for t in temps],
+                            [float(row.mean()) for row in loads], style="bar"),
+                     series("balanced limit T k / E", ["greedy"] + [f"sinkhorn τ={t}" for t in temps],
+                            [balanced] * (1 + len(temps)), style="predicted")),
+                 "mean_max_load": {"greedy": loads[0].mean(),
                                    **{f"sinkhorn_{t}": loads[i + 1].mean() for i, t in enumerate(temps)}},
                  "sign_test_vs_greedy": {"wins": w1, "pairs": n1, "p": p_greedy},
                  "sign_test_trend": {"wins": w2, "pairs": n2, "p": p_trend}},
@@ -231,7 +246,14 @@ def check_hash_balanced_table_zipf(seed: int, profile: str = "quick", make_balan
         margin="prediction: P(balanced max < random max) > 1/2 among non-tied pairs",
         params={"T": T, "E": E, "batches": batches, "vocab": cases.ZIPF_VOCAB,
                 "exponent": cases.ZIPF_EXPONENT},
-        details={"mean_max_random": random_max.mean(), "mean_max_balanced": balanced_max.mean(),
+        details={"figure": figure_spec(
+                     f"hash routing on Zipf token ids (T={T}, E={E}, {batches} batches)", "hash table",
+                     "mean max load (tokens)",
+                     series("measured mean", ["random table", "balanced table"],
+                            [float(random_max.mean()), float(balanced_max.mean())], style="bar"),
+                     series("perfect balance T / E", ["random table", "balanced table"], [T / E, T / E],
+                            style="predicted")),
+                 "mean_max_random": random_max.mean(), "mean_max_balanced": balanced_max.mean(),
                  "balanced_limit": T / E}, started=started,
     )
 
@@ -280,5 +302,11 @@ def check_lsh_routing_angle_collision(seed: int, profile: str = "quick", make_ro
         test=f"exact binomial per angle, Holm over {len(rows)} angles", predicted=r["predicted"],
         measured=r["measured"], ci=tuple(r["ci"]), p_value=min(holm_adjusted(p_values)),
         params={"d_model": d, "E": E, "bits": bits, "pairs_per_angle": pairs, "angles": cases.LSH_ANGLES},
-        details={"cells": rows}, started=started,
+        details={"cells": rows, "figure": figure_spec(
+            f"LSH routing: P[two tokens share an expert] vs angle (E={E}, {bits} SimHash bits)",
+            "angle between the tokens (radians)", "P[same expert]",
+            series("measured", [r["theta"] for r in rows], [r["measured"] for r in rows],
+                   [r["ci"][0] for r in rows], [r["ci"][1] for r in rows]),
+            series("(1 - θ/π)^m", [r["theta"] for r in rows], [r["predicted"] for r in rows], style="predicted"))},
+        started=started,
     )

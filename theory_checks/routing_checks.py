@@ -17,7 +17,7 @@ from sparse_bench.routing import ExpertChoiceRouter, TopKRouter
 
 from . import cases
 from . import routing_controls as broken
-from .framework import ALPHA, by_profile, holm, holm_adjusted, make_result, one_sample_t, register_check
+from .framework import ALPHA, by_profile, figure_spec, series, holm, holm_adjusted, make_result, one_sample_t, register_check
 from .routing_math import capacity_for, expected_dropped, max_load_goodness_of_fit
 
 SOURCE = "routing §C"
@@ -195,8 +195,22 @@ def check_capacity_drops_uniform_random(seed: int, profile: str = "quick", make_
         ci=tuple(head["ci_fraction"]), p_value=min(holm_adjusted(p_values)),
         margin=None if within_capacity else "an expert kept more than C",
         params={"T": T, "E": E, "batches_per_cell": batches, "logits": "iid N(0,1)"},
-        details={"cells": rows, "within_capacity": within_capacity}, started=started,
+        details={"cells": rows, "within_capacity": within_capacity, "figure": _drops_figure(rows)}, started=started,
     )
+
+
+def _drops_figure(rows: list[dict]) -> dict:
+    """Dropped fraction vs capacity factor: measured (CI) against the exact binomial expectation, per k."""
+    curves = []
+    for k in sorted({r["k"] for r in rows}):
+        cells = [r for r in rows if r["k"] == k]
+        x = [r["capacity_factor"] for r in cells]
+        curves.append(series(f"top-{k} measured", x, [r["measured_fraction"] for r in cells],
+                             [r["ci_fraction"][0] for r in cells], [r["ci_fraction"][1] for r in cells]))
+        curves.append(series(f"top-{k} E[(Binomial - C)+] formula", x, [r["predicted_fraction"] for r in cells],
+                             style="predicted"))
+    return figure_spec("token drops under capacity, uniformly random routing", "capacity factor",
+                       "dropped fraction of assignments", *curves)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -226,7 +240,13 @@ def check_max_load_uniform_random(seed: int, profile: str = "quick", make_router
         test=f"chi-square goodness of fit, {fit['cells']} pooled cells", predicted=fit["exact_mean"],
         measured=maxima.mean(), ci=(maxima.mean() - half, maxima.mean() + half), p_value=fit["p_value"],
         params={"T": T, "E": E, "batches": batches, "logits": "iid N(0,1)"},
-        details={"values": fit["values"], "exact_pmf": fit["pmf"], "observed": fit["observed"],
+        details={"figure": figure_spec(
+                     f"max expert load, uniformly random top-1 (T={T}, E={E}, {batches} batches)",
+                     "max load (tokens)", "batches",
+                     series("observed", fit["values"], fit["observed"], style="bar"),
+                     series("exact multinomial max x batches", fit["values"], [batches * p for p in fit["pmf"]],
+                            style="predicted")),
+                 "values": fit["values"], "exact_pmf": fit["pmf"], "observed": fit["observed"],
                  "chi2": fit["chi2"], "concentration_point": T / E + math.sqrt(2 * T / E * math.log(E))},
         started=started,
     )

@@ -45,10 +45,13 @@ negative control (a planted defect on which the same check must FAIL). How an ar
 
 Run one by name: ``run_check("coin_is_fair", seed=1, profile="full")``, ``run_control("coin_is_fair",
 "biased_coin")``. False-alarm audit: ``python -m theory_checks.audit --seeds 100 --check coin_is_fair``.
+Figures: put ``figure_spec(title, x_label, y_label, series("measured", x, y, lo, hi),
+series("predicted", x, y_pred, style="predicted"))`` in ``details["figure"]``; the report draws it.
 Rules: tolerances come from a CI at level 1 - ALPHA or a stated bound (say which in ``margin``), families of
 tests are Holm-corrected (``holm``), seeds go into ``torch.Generator`` objects passed explicitly.
 """
 
+from .figures import figure_spec, series
 from .profiles import PROFILE_ENV, PROFILES, by_profile, current_profile, validate_profile
 from .registry import (
     DEFAULT_SEED,
@@ -88,6 +91,8 @@ from .stats import (
 )
 
 __all__ = [
+    "figure_spec",
+    "series",
     "ALPHA",
     "CHECKS_FILE",
     "CheckResult",
