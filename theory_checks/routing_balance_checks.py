@@ -93,13 +93,7 @@ def check_sinkhorn_marginals(seed: int, profile: str = "quick", make_router=_sin
         margin="row error / tol (<= 1 passes); column error <= 4 T eps; structure residual within its bound",
         params={"cases": cases.SINKHORN_CASES, "temperatures": cases.SINKHORN_MARGINAL_TEMPERATURES,
                 "tol": cases.SINKHORN_TOL, "iterations": cases.SINKHORN_ITERATIONS, "draws": draws},
-        details={"cells": rows, "figure": figure_spec(
-            f"LSH routing: P[two tokens share an expert] vs angle (E={E}, {bits} SimHash bits)",
-            "angle between the tokens (radians)", "P[same expert]",
-            series("measured", [r["theta"] for r in rows], [r["measured"] for r in rows],
-                   [r["ci"][0] for r in rows], [r["ci"][1] for r in rows]),
-            series("(1 - θ/π)^m", [r["theta"] for r in rows], [r["predicted"] for r in rows], style="predicted"))},
-        started=started,
+        details={"cells": rows}, started=started,
     )
 
 
