@@ -67,18 +67,24 @@ def uniform_token_order(plan: RoutingPlan) -> tuple[torch.Tensor, int] | None:
     return order, A // T
 
 
-def combine_rows(source: torch.Tensor, row_of_assignment: torch.Tensor, plan: RoutingPlan) -> torch.Tensor:
+def combine_rows(
+    source: torch.Tensor,
+    row_of_assignment: torch.Tensor,
+    plan: RoutingPlan,
+    uniform: tuple[torch.Tensor, int] | None | str = "compute",
+) -> torch.Tensor:
     """``y[t] = sum of weight[a] * source[row_of_assignment[a]]`` over t's assignments, fixed order, no atomics.
 
     source: (R, d_model) unweighted expert outputs; row_of_assignment: (A,) int64, each assignment's row in source.
-    Returns (T, d_model). Uniform k: one gather in token order and a (T, 1, k) @ (T, k, d) batched matmul, so no
+    uniform: ``uniform_token_order(plan)`` when the caller has it. Returns (T, d_model). Uniform k: one gather in token order and a (T, 1, k) @ (T, k, d) batched matmul, so no
     (T, K, d) zero buffer and no separate weighting pass. Otherwise: ``index_add`` on CPU (a serial loop over
     rows there, hence deterministic) and the atomics-free ``combine_by_token`` elsewhere.
     """
     T, d = plan.num_tokens, source.shape[1]
     if plan.num_assignments == 0:
         return source.new_zeros(T, d)
-    uniform = uniform_token_order(plan)
+    if isinstance(uniform, str):  # not given: compute it (callers that already have it pass it, or None)
+        uniform = uniform_token_order(plan)
     if uniform is not None:
         order, k = uniform
         rows = source.index_select(0, row_of_assignment[order]).view(T, k, d)  # (T, k, d)
@@ -88,6 +94,40 @@ def combine_rows(source: torch.Tensor, row_of_assignment: torch.Tensor, plan: Ro
     if source.device.type == "cpu":
         return rows.new_zeros(T, d).index_add(0, plan.token_index, rows)
     return combine_by_token(rows, plan)
+
+
+class _GatherTokens(torch.autograd.Function):
+    """``rows = x_ext[source]`` (x_ext = x plus a zero row at index T), whose backward sums each token's k copies
+    in token order: ``grad_x[t] = sum_j grad_rows[copies[t, j]]``. No scatter, so no atomics and the same bits on
+    every run on CUDA too (autograd's own index_select backward is an index_add, atomic on CUDA)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, source: torch.Tensor, copies: torch.Tensor) -> torch.Tensor:
+        """x: (T, d); source: (R,) int64 in [0, T] (T = zero row); copies: (T, k) rows of ``rows`` per token."""
+        ctx.save_for_backward(copies)
+        x_ext = torch.cat([x, x.new_zeros(1, x.shape[1])])  # (T + 1, d)
+        return x_ext.index_select(0, source)  # (R, d)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_rows: torch.Tensor):
+        (copies,) = ctx.saved_tensors
+        T, k = copies.shape
+        grad_x = grad_rows.index_select(0, copies.reshape(-1)).view(T, k, grad_rows.shape[1]).sum(dim=1)
+        return grad_x, None, None
+
+
+def gather_tokens(x: torch.Tensor, source: torch.Tensor, row_of_assignment: torch.Tensor, uniform) -> torch.Tensor:
+    """Rows ``x[source]`` (source == T reads zeros), differentiable in x.
+
+    row_of_assignment: (A,) row of each plan assignment among the gathered rows; uniform: the plan's
+    ``uniform_token_order`` or None. Uniform plans get the atomics-free backward of ``_GatherTokens``.
+    """
+    if uniform is not None:
+        order, k = uniform
+        return _GatherTokens.apply(x, source, row_of_assignment[order].view(x.shape[0], k))
+    x_ext = torch.cat([x, x.new_zeros(1, x.shape[1])])  # (T + 1, d)
+    return x_ext.index_select(0, source)
 
 
 def dispatch_loop(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
@@ -123,8 +163,10 @@ def dispatch_einsum(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> tor
 def dispatch_sorted(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
     """Gather rows in expert order, one GEMM pair per expert segment, weighted combine by token."""
     check_plan_matches(x, plan, bank)
-    rows = bank.forward_grouped(x.index_select(0, plan.token_index), plan.expert_counts)  # (A, d)
-    return combine_rows(rows, torch.arange(plan.num_assignments, device=x.device), plan)
+    uniform = uniform_token_order(plan)
+    row = torch.arange(plan.num_assignments, device=x.device)  # (A,) assignment a is row a
+    rows = bank.forward_grouped(gather_tokens(x, plan.token_index, row, uniform), plan.expert_counts)  # (A, d)
+    return combine_rows(rows, row, plan, uniform)
 
 
 def padded_slots(plan: RoutingPlan) -> tuple[torch.Tensor, int]:
@@ -147,10 +189,10 @@ def dispatch_padded(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> tor
         slab_row, capacity = padded_slots(plan)  # (A,)
         source = torch.full((bank.num_experts * capacity,), T, dtype=torch.int64, device=x.device)
         source[slab_row] = plan.token_index  # (E * C,) token read by each slab row; T = the zero row
-    x_ext = torch.cat([x, x.new_zeros(1, d)])  # (T + 1, d)
-    slab = x_ext.index_select(0, source).view(bank.num_experts, capacity, d)  # (E, C, d)
+    uniform = uniform_token_order(plan)
+    slab = gather_tokens(x, source, slab_row, uniform).view(bank.num_experts, capacity, d)  # (E, C, d)
     out = bank.forward_batched(slab).view(-1, d)  # (E * C, d)
-    return combine_rows(out, slab_row, plan)
+    return combine_rows(out, slab_row, plan, uniform)
 
 
 # Crossover for dispatch="auto" (CPU fp32, d_model=512, SwiGLU, h in {256, 1024}, E in {8, 64}, k in {1, 2, 8},
