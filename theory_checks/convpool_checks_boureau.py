@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from scipy import stats
 
-from theory_checks.framework import ALPHA, by_profile, holm, make_result, register_check
+from theory_checks.framework import ALPHA, by_profile, figure_spec, holm, make_result, register_check, series
 
 from .convpool_checks_common import AREA, SOURCE, global_avg, global_max
 
@@ -118,4 +118,20 @@ def check_boureau_separability(seed: int, profile: str = "quick", max_pool=globa
                        p_value=min(p_values),
                        margin=f"family-wise alpha {ALPHA}; CI = Bonferroni-level normal",
                        params={"alphas": ALPHAS, "samples_per_class": samples, "optimal_P": best},
-                       details={"cells": cells, "peak_tests": peak_tests}, started=started)
+                       details={"cells": cells, "peak_tests": peak_tests,
+                                "figure": _separability_figure(cells)},
+                       started=started)
+
+
+def _separability_figure(cells: list[dict]) -> dict:
+    """Separability vs pool size, per pooling: measured (+- 3.29 standard errors) against the formulas."""
+    curves = []
+    for pool in dict.fromkeys(c["pool"] for c in cells):
+        rows = [c for c in cells if c["pool"] == pool]
+        sizes = [c["P"] for c in rows]
+        lo = [c["measured"] - 3.29 * c["se"] for c in rows]
+        hi = [c["measured"] + 3.29 * c["se"] for c in rows]
+        curves.append(series(f"{pool} measured", sizes, [c["measured"] for c in rows], lo, hi))
+        curves.append(series(f"{pool} formula", sizes, [c["predicted"] for c in rows], style="predicted"))
+    return figure_spec("Boureau-Ponce-LeCun Bernoulli model: separability vs pool size",
+                       "pool size P (locations)", "separability psi", *curves, log_x=True)

@@ -16,7 +16,8 @@ import torch
 from scipy import optimize, stats
 
 from sparse_bench.blocks import lse_pool
-from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, holm, make_result,
+from theory_checks.framework import (ALPHA, figure_spec, series,
+                                      binomial_test, by_profile, clopper_pearson, holm, make_result,
                                      register_check)
 
 from .convpool_checks_common import AREA, SOURCE, crop_last_row, global_avg, global_max
@@ -105,7 +106,21 @@ def check_pooling_detection_error(seed: int, profile: str = "quick", max_pool=gl
                        predicted=head["predicted"], measured=head["measured"], ci=head["ci"],
                        p_value=min(p_values), margin=f"family-wise alpha {ALPHA}",
                        params={"trials_per_class": trials, "n": n},
-                       details={"cells": cells}, started=started)
+                       details={"cells": cells, "figure": _detection_figure(cells, n)}, started=started)
+
+
+def _detection_figure(cells: list[dict], n: int) -> dict:
+    """Detection error vs planted strength mu, per pooling: measured (Clopper-Pearson) vs the closed form."""
+    curves = []
+    for pool in dict.fromkeys(c["pool"] for c in cells):
+        rows = [c for c in cells if c["pool"] == pool]
+        mus = [c["mu"] for c in rows]
+        curves.append(series(f"{pool} measured", mus, [c["measured"] for c in rows],
+                             [c["ci"][0] for c in rows], [c["ci"][1] for c in rows]))
+        curves.append(series(f"{pool} closed form / bound", mus, [c["predicted"] for c in rows],
+                             style="predicted"))
+    return figure_spec(f"detection error of one planted pattern among n={n} scores", "signal strength mu",
+                       "error (best threshold)", *curves)
 
 
 def _avg_routed_like_max(x):

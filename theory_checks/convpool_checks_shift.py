@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from sparse_bench.blocks import conv2d_im2col
-from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, holm, make_result,
+from theory_checks.framework import (ALPHA, figure_spec, series,
+                                      binomial_test, by_profile, clopper_pearson, holm, make_result,
                                      register_check)
 
 from .convpool_checks_common import AREA, SOURCE, gamma, global_avg, global_max
@@ -69,7 +70,14 @@ def check_maxpool_shift_invariance(seed: int, profile: str = "quick", pool=globa
                        predicted=head["predicted"], measured=head["measured"], ci=head["ci"],
                        p_value=min(p_values),
                        margin=f"family-wise alpha {ALPHA}", params={"trials_per_cell": trials},
-                       details={"cells": cells}, started=started)
+                       details={"cells": cells, "figure": figure_spec(
+                           "max pooling shift invariance: P(unchanged) against the windows' Jaccard index",
+                           "predicted P = Jaccard index of old and new windows", "measured P(unchanged)",
+                           series("measured (k, shift) cells", [c["predicted"] for c in cells],
+                                  [c["measured"] for c in cells], [c["ci"][0] for c in cells],
+                                  [c["ci"][1] for c in cells]),
+                           series("measured = predicted", [0.0, 1.0], [0.0, 1.0], style="predicted"))},
+                       started=started)
 
 
 def circular_conv(x, weight):
