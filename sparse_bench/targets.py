@@ -143,7 +143,7 @@ class BumpFamily(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n, k) float. Returns (n,) float. Cost O(n * num_bumps * k)."""
         check_tokens(x, self.k)
-        dist = torch.cdist(x, self.centres.to(x.dtype))  # (n, B)
+        dist = torch.cdist(x, self.centres.to(x.dtype), compute_mode="donot_use_mm_for_euclid_dist")  # (n, B)
         return (self.radius - dist).clamp_min(0) @ self.signs.to(x.dtype)  # (n,)
 
 

@@ -26,9 +26,8 @@ def bucket_means(ids: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torc
     """ids: (n,) int64 bucket ids; y: (n,) float. Returns (sorted unique ids, float64 means, int64 counts)."""
     unique, inverse, counts = torch.unique(ids, sorted=True, return_inverse=True, return_counts=True)
     order = torch.argsort(inverse, stable=True)  # (n,) samples grouped by bucket
-    csum = torch.cat([y.new_zeros(1, dtype=torch.float64), y.to(torch.float64)[order].cumsum(0)])  # (n + 1,)
-    ends = counts.cumsum(0)  # (B,)
-    sums = csum[ends] - csum[ends - counts]  # (B,)
+    # segment sums (no atomics, so deterministic on every device; exact up to a per-bucket rounding)
+    sums = torch.segment_reduce(y.to(torch.float64)[order], "sum", lengths=counts)  # (B,)
     return unique, sums / counts, counts
 
 
