@@ -117,20 +117,31 @@ class ExpertBank(nn.Module):
 
     def expert_forward(self, expert: int, rows: torch.Tensor) -> torch.Tensor:
         """rows: (n, d_model) for one expert. Returns (n, d_model)."""
-        pre = rows @ self.w_in[expert]  # (n, in_width)
-        if self.has_bias:
-            pre = pre + self.b_in[expert]
-        out = self.activate(pre) @ self.w_out[expert]  # (n, d_model)
-        return out + self.b_out[expert] if self.has_bias else out
+        biases = (self.b_in[expert], self.b_out[expert]) if self.has_bias else (None, None)
+        return self._ffn(rows, self.w_in[expert], self.w_out[expert], *biases)
+
+    def _ffn(self, rows, w_in, w_out, b_in, b_out) -> torch.Tensor:
+        """rows: (n, d_model); one expert's w_in (d, in_width), w_out (h, d), biases or None. Returns (n, d)."""
+        pre = rows @ w_in  # (n, in_width)
+        if b_in is not None:
+            pre = pre + b_in
+        out = self.activate(pre) @ w_out  # (n, d_model)
+        return out + b_out if b_out is not None else out
 
     def forward_grouped(self, x_sorted: torch.Tensor, expert_counts: torch.Tensor) -> torch.Tensor:
-        """x_sorted: (A, d_model) rows grouped by expert; expert_counts: (E,) rows per expert. Returns (A, d_model)."""
+        """x_sorted: (A, d_model) rows grouped by expert; expert_counts: (E,) rows per expert. Returns (A, d_model).
+
+        The stacked weights are unbound once, so backward stacks the E weight gradients in one op; indexing
+        ``w_in[e]`` per expert instead would build a full (E, d, in_width) zero gradient per expert (E^2 work).
+        """
         self.check_input(x_sorted)
         counts = expert_counts.tolist()
         if sum(counts) != x_sorted.shape[0]:
             raise ValueError(f"expert_counts sums to {sum(counts)} but x_sorted has {x_sorted.shape[0]} rows")
+        w_in, w_out = self.w_in.unbind(0), self.w_out.unbind(0)
+        b_in, b_out = (self.b_in.unbind(0), self.b_out.unbind(0)) if self.has_bias else ([None] * len(counts),) * 2
         pieces = [
-            self.expert_forward(e, rows)
+            self._ffn(rows, w_in[e], w_out[e], b_in[e], b_out[e])
             for e, rows in enumerate(x_sorted.split(counts))
             if rows.shape[0] > 0
         ]
