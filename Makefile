@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(PY) -m pytest tests theory_checks -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest tests theory_checks -m "not slow" --benchmark-disable $(PYTEST_ARGS)
 
 report: $(STAMP)
 	$(PY) -m sparse_bench run --profile quick
