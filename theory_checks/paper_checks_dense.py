@@ -3,13 +3,13 @@
 Item 10 (Theorem 4.3): a dense model whose first layer is random and frozen needs width Omega((L/eps)^k) for
 sup-error eps. On bump families (L = 1, bumps of height r = spacing / 2, eps = r / 2, so 1/eps ∝ number of
 bumps per axis) the needed width should grow with slope >= k in log(width) against log(1/eps). The theorem is
-a lower bound and gives no upper bound for random features, so the test is one-sided: the (1 - ALPHA) interval
-of the slope must reach k. Log factors make finite-range slopes a little steeper; that is reported, not
+a lower bound and gives no upper bound for random features, so the test is one-sided: the upper (1 - SLOPE_ALPHA)
+bound of the slope must reach k. Log factors make finite-range slopes a little steeper; that is reported, not
 asserted.
 
 Item 12: the paper reports the LSH model beating the dense model from about 2048 buckets on and improving
 monotonically with buckets. Asserted: monotone improvement while buckets hold enough samples (per-seed slope
-of log MSE on log buckets < 0). Measured and reported, not asserted: where (if anywhere) LSH beats our dense
+of log MSE on log(1/w) < 0). Measured and reported, not asserted: where (if anywhere) LSH beats our dense
 model.
 """
 
