@@ -131,7 +131,8 @@ def _separability_figure(cells: list[dict]) -> dict:
         sizes = [c["P"] for c in rows]
         lo = [c["measured"] - 3.29 * c["se"] for c in rows]
         hi = [c["measured"] + 3.29 * c["se"] for c in rows]
-        curves.append(series(f"{pool} measured", sizes, [c["measured"] for c in rows], lo, hi))
-        curves.append(series(f"{pool} formula", sizes, [c["predicted"] for c in rows], style="predicted"))
+        curves.append(series(f"{pool} measured", sizes, [c["measured"] for c in rows], lo, hi, group=pool))
+        curves.append(series(f"{pool} formula", sizes, [c["predicted"] for c in rows], style="predicted",
+                             group=pool))
     return figure_spec("Boureau-Ponce-LeCun Bernoulli model: separability vs pool size",
                        "pool size P (locations)", "separability psi", *curves, log_x=True)

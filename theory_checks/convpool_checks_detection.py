@@ -116,9 +116,9 @@ def _detection_figure(cells: list[dict], n: int) -> dict:
         rows = [c for c in cells if c["pool"] == pool]
         mus = [c["mu"] for c in rows]
         curves.append(series(f"{pool} measured", mus, [c["measured"] for c in rows],
-                             [c["ci"][0] for c in rows], [c["ci"][1] for c in rows]))
+                             [c["ci"][0] for c in rows], [c["ci"][1] for c in rows], group=pool))
         curves.append(series(f"{pool} closed form / bound", mus, [c["predicted"] for c in rows],
-                             style="predicted"))
+                             style="predicted", group=pool))
     return figure_spec(f"detection error of one planted pattern among n={n} scores", "signal strength mu",
                        "error (best threshold)", *curves)
 

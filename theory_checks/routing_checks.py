@@ -206,9 +206,10 @@ def _drops_figure(rows: list[dict]) -> dict:
         cells = [r for r in rows if r["k"] == k]
         x = [r["capacity_factor"] for r in cells]
         curves.append(series(f"top-{k} measured", x, [r["measured_fraction"] for r in cells],
-                             [r["ci_fraction"][0] for r in cells], [r["ci_fraction"][1] for r in cells]))
+                             [r["ci_fraction"][0] for r in cells], [r["ci_fraction"][1] for r in cells],
+                             group=f"k{k}"))
         curves.append(series(f"top-{k} E[(Binomial - C)+] formula", x, [r["predicted_fraction"] for r in cells],
-                             style="predicted"))
+                             style="predicted", group=f"k{k}"))
     return figure_spec("token drops under capacity, uniformly random routing", "capacity factor",
                        "dropped fraction of assignments", *curves)
 

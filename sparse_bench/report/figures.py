@@ -4,10 +4,11 @@ A check may describe its own figure in ``details["figure"]``::
 
     {"title": str, "x_label": str, "y_label": str, "log_x": bool, "log_y": bool,
      "series": [{"label": str, "x": [...], "y": [...], "lo": [...]?, "hi": [...]?,
-                 "style": "measured" | "predicted" | "bar"}]}
+                 "style": "measured" | "predicted" | "bar", "group": str?}]}
 
 "measured" series are points with interval bars (lo/hi), "predicted" series are lines; several figures may be
-given as ``details["figures"]`` (a list). Plotting libraries are imported here, lazily, never at package import.
+given as ``details["figures"]`` (a list). Series with the same "group" share a colour (a measurement and its
+prediction). Plotting libraries are imported here, lazily, never at package import.
 """
 
 from __future__ import annotations
@@ -52,19 +53,23 @@ def plot_spec(spec: dict):
     """A matplotlib Figure from a figure spec (module docstring)."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for series in spec.get("series", []):
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    groups: dict = {}
+    for i, series in enumerate(spec.get("series", [])):
         x, y = series["x"], series["y"]
         style = series.get("style", "measured")
+        color = palette[groups.setdefault(series.get("group", f"#{i}"), len(groups)) % len(palette)]
         if style == "predicted":
-            ax.plot(x, y, "-", lw=2, alpha=0.8, label=series.get("label"))
+            ax.plot(x, y, "-", lw=2, alpha=0.8, color=color, label=series.get("label"))
         elif style == "bar":
-            ax.bar([str(v) for v in x], y, alpha=0.7, label=series.get("label"))
+            numeric = all(isinstance(v, (int, float)) for v in x)
+            ax.bar(x if numeric else [str(v) for v in x], y, alpha=0.6, color=color, label=series.get("label"))
         else:
             lo, hi = series.get("lo"), series.get("hi")
             yerr = None
             if lo is not None and hi is not None:
                 yerr = [[max(v - low, 0.0) for v, low in zip(y, lo)], [max(high - v, 0.0) for v, high in zip(y, hi)]]
-            ax.errorbar(x, y, yerr=yerr, fmt="o", ms=4, capsize=3, label=series.get("label"))
+            ax.errorbar(x, y, yerr=yerr, fmt="o", ms=4, capsize=3, color=color, label=series.get("label"))
     if spec.get("log_x"):
         ax.set_xscale("log")
     if spec.get("log_y"):

@@ -9,8 +9,9 @@ from __future__ import annotations
 SERIES_STYLES = ("measured", "predicted", "bar")
 
 
-def series(label: str, x, y, lo=None, hi=None, style: str = "measured") -> dict:
-    """One curve: x, y (and optional interval lo, hi for measured points)."""
+def series(label: str, x, y, lo=None, hi=None, style: str = "measured", group: str | None = None) -> dict:
+    """One curve: x, y (and optional interval lo, hi for measured points); ``group`` pairs a measurement with
+    its prediction (same colour)."""
     if style not in SERIES_STYLES:
         raise ValueError(f"style must be one of {SERIES_STYLES}, got {style!r}")
     if len(x) != len(y) or (lo is not None and len(lo) != len(y)) or (hi is not None and len(hi) != len(y)):
@@ -18,6 +19,8 @@ def series(label: str, x, y, lo=None, hi=None, style: str = "measured") -> dict:
     out = {"label": label, "x": list(x), "y": list(y), "style": style}
     if lo is not None and hi is not None:
         out.update(lo=list(lo), hi=list(hi))
+    if group is not None:
+        out["group"] = group
     return out
 
 
