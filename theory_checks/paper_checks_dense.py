@@ -24,7 +24,7 @@ from scipy import stats
 from sparse_bench.dsm import LSHModel, RandomFeaturesDense
 from sparse_bench.targets import BumpFamily, random_polynomial, uniform_cube
 from theory_checks import cases_paper as cases
-from theory_checks.framework import ALPHA, by_profile, make_result, register_check
+from theory_checks.framework import ALPHA, by_profile, figure_spec, make_result, register_check, series
 
 from .paper_checks_common import AREA, RandomBucketHash, source
 
@@ -156,10 +156,27 @@ def check_lsh_vs_dense_buckets(seed: int, profile: str = "quick", router="pstabl
         margin="monotone improvement asserted at level ALPHA; the crossover location is reported only",
         params={"hashes": cases.CROSSOVER_HASHES, "widths": cases.CROSSOVER_WIDTHS, "train": n_train,
                 "dense_width": dense_width, "dense_train": dense_train},
-        details={"runs": runs, "slopes": slopes, "paper_crossover_buckets": cases.CROSSOVER_PAPER_BUCKETS,
+        details={"figure": _crossover_figure(runs), "runs": runs, "slopes": slopes,
+                 "paper_crossover_buckets": cases.CROSSOVER_PAPER_BUCKETS,
                  "our_crossover_vs_dense": found or "none within the sweep",
                  "lsh_best_mse_over_dense_mse": [min(run["mse"]) / run["dense_mse"] for run in runs],
                  "paper_vs_ours": "paper: LSH beats dense from ~2048 buckets. Ours: see "
                  "our_crossover_vs_dense (against a ridge-fitted dense model) and "
                  "runs[*].crossover_vs_mean (against predicting the mean)."},
         started=started)
+
+
+def _crossover_figure(runs: list[dict]) -> dict:
+    """LSH model MSE vs its non-empty buckets (first seed), beside the dense model's and the mean's MSE."""
+    run = runs[0]
+    buckets = run["buckets"]
+    return figure_spec(
+        "LSH model vs dense on the degree-4 polynomial (d=8): MSE vs buckets", "LSH buckets", "eval MSE",
+        series("LSH model (measured)", buckets, run["mse"]),
+        series("dense random features (ridge)", buckets, [run["dense_mse"]] * len(buckets),
+               style="predicted"),
+        series("predict the mean (Var f)", buckets, [run["var_f"]] * len(buckets), style="predicted"),
+        series(f"paper's crossover ~{cases.CROSSOVER_PAPER_BUCKETS} buckets",
+               [cases.CROSSOVER_PAPER_BUCKETS] * 2,
+               [min(run["mse"] + [run["dense_mse"]]), max(run["mse"] + [run["var_f"]])], style="predicted"),
+        log_x=True, log_y=True)

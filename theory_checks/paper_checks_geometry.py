@@ -20,7 +20,8 @@ from scipy import stats
 from sparse_bench.hashing import PStableHash
 from sparse_bench.targets import random_subspace, uniform_cube
 from theory_checks import cases_paper as cases
-from theory_checks.framework import ALPHA, by_profile, holm, loglog_slope, make_result, register_check
+from theory_checks.framework import (ALPHA, by_profile, figure_spec, holm, loglog_slope, make_result,
+                                      register_check, series)
 
 from .paper_checks_common import AREA, source, squared_width_pstable, unit_direction_pstable
 
@@ -106,7 +107,14 @@ def check_lemma42_diameter(seed: int, profile: str = "quick", make_hash=PStableH
         measured=slope, ci=(lo, hi), margin=f"CI at 1 - ALPHA must contain 0 and lie below the control slope "
         f"{cases.LEMMA42_CONTROL_SLOPE}; the diameter constant itself is left open by the paper",
         params={"k": k, "D": D, "width": w, "queries": queries, "replicates": reps},
-        details={"per_d": rows, "codes_disagreeing_with_geometry": disagreements}, started=started)
+        details={"per_d": rows, "codes_disagreeing_with_geometry": disagreements, "figure": figure_spec(
+            "Lemma 4.2: max bucket diameter on a k-dim subspace / width, vs ambient d", "ambient dimension d",
+            "max bucket diameter / w",
+            series("measured median", [r["d"] for r in rows], [r["median_max_diam_over_w"] for r in rows]),
+            series("measured mean", [r["d"] for r in rows], [r["mean"] for r in rows]),
+            series(f"fitted slope {slope:.3f} in log d (prediction: 0)", [r["d"] for r in rows],
+                   [rows[0]["median_max_diam_over_w"] * (r["d"] / rows[0]["d"]) ** slope for r in rows],
+                   style="predicted"), log_x=True)}, started=started)
 
 
 def expected_disk_count(proj: torch.Tensor, width: float) -> float:

@@ -15,7 +15,8 @@ from scipy import optimize, stats
 
 from sparse_bench.hashing import PStableHash, SimHash
 from theory_checks import cases_paper as cases
-from theory_checks.framework import ALPHA, binomial_test, by_profile, holm, make_result, register_check
+from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, figure_spec, holm,
+                                      make_result, register_check, series)
 
 from .paper_checks_common import (AREA, affine_simhash, biased_simhash, pair_at_angle, quarter_offset_pstable,
                                   source)
@@ -61,7 +62,24 @@ def check_simhash_collision_law(seed: int, profile: str = "quick", make_hash=Sim
         n=sum(c["trials"] for c in cells), test=f"exact binomial per cell, Holm over {len(cells)} cells",
         predicted=worst["predicted"], measured=worst["observed"], p_value=min_p,
         margin="none beyond the binomial tests (exact law)", params={"instances_per_cell": instances},
-        details={"cells": cells, "worst_cell": worst}, started=started)
+        details={"cells": cells, "worst_cell": worst, "figure": collision_figure(
+            cells, "angle_over_pi", "bits", "SimHash: P[all m bits agree] vs angle (every d)", "angle / pi",
+            "(1 - θ/π)^m, m={}")}, started=started)
+
+
+def collision_figure(cells: list[dict], x_key: str, group_key: str, title: str, x_label: str,
+                     law: str) -> dict:
+    """Observed collision rates (Clopper-Pearson, 1 - ALPHA) against the closed form, a colour per group."""
+    curves = []
+    for g in sorted({c[group_key] for c in cells}):
+        rows = sorted((c for c in cells if c[group_key] == g), key=lambda c: c[x_key])
+        cis = [clopper_pearson(c["collisions"], c["trials"], 1 - ALPHA) for c in rows]
+        curves.append(series(f"measured, {group_key}={g}", [c[x_key] for c in rows],
+                             [c["observed"] for c in rows],
+                             [lo for lo, _ in cis], [hi for _, hi in cis], group=str(g)))
+        curves.append(series(law.format(g), [c[x_key] for c in rows], [c["predicted"] for c in rows],
+                             style="predicted", group=str(g)))
+    return figure_spec(title, x_label, "collision probability", *curves)
 
 
 def pstable_collision_probability(r: float) -> float:
@@ -103,7 +121,11 @@ def check_pstable_collision_law(seed: int, profile: str = "quick", make_hash=PSt
         "paper_pstable_collision_law", passed=passed, seed=seed, profile=profile, n=trials * len(cells),
         test=f"exact binomial per cell, Holm over {len(cells)} cells", predicted=worst["predicted"],
         measured=worst["observed"], p_value=min_p, margin="none beyond the binomial tests (exact law)",
-        params={"trials_per_cell": trials}, details={"cells": cells, "worst_cell": worst}, started=started)
+        params={"trials_per_cell": trials},
+        details={"cells": cells, "worst_cell": worst, "figure": collision_figure(
+            cells, "r", "D", "p-stable LSH: P[D hashes agree] vs r = w / distance (every d, w)",
+            "r = width / distance",
+            "p(r)^D, D={}")}, started=started)
 
 
 def cover_count(m: int, d: int) -> int:

@@ -130,10 +130,29 @@ def check_table1_shape(seed: int, profile: str = "quick", make_dsm=TopKDSM):
         "mean over seeds, targets and FLOP levels, CI at 1 - ALPHA",
         params={"active_units": levels, "flops": [(cases.TABLE1_D + 1) * s for s in levels],
                 "seeds": n_seeds},
-        details={"tests": tests, "our_table": table, "paper_table1": cases.TABLE1_PAPER,
+        details={"table": _table1_rows(table, levels), "tests": tests, "our_table": table,
+                 "paper_table1": cases.TABLE1_PAPER,
                  "paper_dense_largest_over_smallest": paper_dense_ratio,
                  "dense_flat_in_paper_vs_ours": {
                      t: dict(paper=paper_dense_ratio,
                              ours=table[t]["dense_trend_largest_over_smallest"]["ratio"])
                      for t in table}},
         started=started)
+
+
+def _table1_rows(table: dict, levels) -> dict:
+    """Our mean eval MSE (and MSE / Var f) per target, model and FLOP level, beside the paper's Table 1."""
+    flops = [(cases.TABLE1_D + 1) * s for s in levels]
+    rows = []
+    for target, entry in table.items():
+        for label in MODELS:
+            cells = [entry["rows"][label][str(f)] for f in flops]
+            values = [f"{c['mean']:.3g} ({c['mean_over_var']:.2f})" for c in cells]
+            rows.append([f"ours, {target}", label] + values)
+    for label, values in cases.TABLE1_PAPER.items():
+        rows.append(["paper (its FLOPs: 18,432 / 36,864 / 73,728)", label] + [f"{v:.4g}" for v in values])
+    return {"title": "Table 1 reproduction: eval MSE (MSE / Var f) at equal FLOPs, next to the paper's",
+            "caption": f"our FLOP levels {flops}; paper's 18,432 / 36,864 / 73,728. Absolute MSEs are not "
+                       "comparable "
+                       "(different target variance and training); compare the shape across columns.",
+            "columns": ["source", "model"] + [f"level {i + 1}" for i in range(len(flops))], "rows": rows}
