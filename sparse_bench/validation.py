@@ -5,21 +5,31 @@ from __future__ import annotations
 import torch
 
 
+def check_float_tensor(x: torch.Tensor, rank: int, layout: str, name: str = "x") -> torch.Tensor:
+    """Validate a floating tensor of the given rank with finite entries; return it unchanged.
+
+    layout: the expected shape in words, e.g. "(tokens, d_model)", used in the error message.
+    Raises TypeError for non-tensors and non-floating dtypes, ValueError for a wrong rank or NaN/Inf entries.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor (float16/bfloat16/float32/float64), got {x.dtype}")
+    if x.dim() != rank:
+        raise ValueError(f"{name} must have shape {layout}, got rank {x.dim()} shape {tuple(x.shape)}")
+    check_finite(x, name)
+    return x
+
+
 def check_tokens(x: torch.Tensor, d_model: int | None = None, name: str = "x") -> torch.Tensor:
     """Validate a (tokens, d_model) floating tensor with finite entries; return it unchanged.
 
     Raises TypeError for non-tensors and non-floating dtypes, ValueError for a wrong rank, a wrong last
     dimension, or NaN/Inf entries. tokens = 0 is valid.
     """
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor (float16/bfloat16/float32/float64), got {x.dtype}")
-    if x.dim() != 2:
-        raise ValueError(f"{name} must have shape (tokens, d_model), got rank {x.dim()} shape {tuple(x.shape)}")
+    check_float_tensor(x, 2, "(tokens, d_model)", name)
     if d_model is not None and x.shape[1] != d_model:
         raise ValueError(f"{name} has d_model={x.shape[1]}, expected {d_model}")
-    check_finite(x, name)
     return x
 
 

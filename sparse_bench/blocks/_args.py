@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..validation import check_finite
+from ..validation import check_float_tensor
 
 
 def pair(value, name: str, low: int) -> tuple[int, int]:
@@ -25,14 +25,7 @@ def pair(value, name: str, low: int) -> tuple[int, int]:
 
 def check_image(x: torch.Tensor, name: str = "x") -> torch.Tensor:
     """Validate a (N, C, H, W) floating tensor with finite entries; return it unchanged."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating tensor, got {x.dtype}")
-    if x.dim() != 4:
-        raise ValueError(f"{name} must have shape (N, C, H, W), got rank {x.dim()} shape {tuple(x.shape)}")
-    check_finite(x, name)
-    return x
+    return check_float_tensor(x, 4, "(N, C, H, W)", name)
 
 
 def output_size(
