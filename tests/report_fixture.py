@@ -20,6 +20,15 @@ FIGURE = {
 }
 
 
+RATIO_RECORD = {  # the shape sparse_bench.bench writes; the second copy above is older and must not be shown
+    "kind": "moe_ratio_table", "name": "moe_ratio_table/forward/E8/k2/T512", "direction": "forward",
+    "point": {"label": "E8 k2 T512"}, "chosen_strategy": "padded", "R": 1.12, "shape": 1.05, "overhead": 1.07,
+    "router_share": 0.04, "timestamp": 2.0,
+    "peers": {"hf_mixtral": {"ratio_to_floor": 1.3, "speedup_of_ours": 1.16}, "fairscale": {"skipped": "absent"}},
+    "memory": {"ratio": 1.2}, "targets": {"R_ok": True, "hf_ok": True, "memory_ok": True},
+}
+
+
 def _record(name, passed, commit, **extra):
     base = make_result(name, passed=passed, seed=7, profile="quick", n=1000, test="exact binomial",
                        predicted=0.5, measured=0.51 if passed else 0.9, ci=(0.48, 0.54) if passed else (0.88, 0.92),
@@ -43,9 +52,6 @@ def write_results_fixture(root: Path, commit: str | None, stale_commit: str = "0
     control = dict(records[0], control="biased_directions", verdict="fail")
     append_records(root / "checks.jsonl", records + [control])
     append_records(root / "audit.jsonl", [{"name": FIXTURE_CHECKS[0], "pass_rate": 0.99, "seeds": 100, "profile": "quick"}])
-    append_records(root / "bench.jsonl", [
-        {"label": "E8 k2 T512", "impl": "sorted", "mode": "fwd", "R": 1.12, "shape": 1.05, "overhead": 1.07},
-        {"label": "E8 k2 T512", "impl": "hf_mixtral", "mode": "fwd", "R": 1.3, "shape": 1.05, "overhead": 1.24},
-    ])
+    append_records(root / "bench.jsonl", [RATIO_RECORD, dict(RATIO_RECORD, R=1.5, timestamp=1.0)])
     (root / "run.json").write_text(json.dumps({"started": "2026-01-01T00:00:00+00:00", "commit": commit, "profile": "quick"}))
     return root

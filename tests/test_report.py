@@ -80,6 +80,8 @@ def test_content_is_escaped_and_sections_present(built):
     assert "stale" in html and "come from another commit" in html
     assert "99.0% of 100" in html  # audit pass rate
     assert "1/1" in html  # the planted control was caught
+    assert "1.12" in html and ">1.5<" not in html  # newest ratio-table record only
+    assert "R yes, hf yes, memory yes" in html
 
 
 def test_missing_sections_say_which_command_fills_them(built):

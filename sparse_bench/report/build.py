@@ -8,12 +8,11 @@ import platform
 import tempfile
 from pathlib import Path
 
-from .figures import check_figures, speed_figure
+from .figures import check_figures
 from .inputs import DISTRIBUTED_FILE, FILL_COMMANDS, ReportInputs, current_commit, load_inputs
+from .speed import ratio_figure, ratio_table
 
 STATUS_ORDER = {"fail": 0, "missing": 1, "stale": 2, "pass": 3}
-SPEED_COLUMNS = ("label", "impl", "mode", "E", "k", "T", "d", "h", "R", "shape", "overhead", "speedup_vs_hf",
-                 "speedup_vs_einsum", "t_ms", "t_floor_ms", "peak_mem_ratio")
 
 
 def fmt(value, digits: int = 4) -> str:
@@ -86,9 +85,9 @@ def detail_tables(checks: dict) -> list[dict]:
     return tables
 
 
-def generic_table(records: list[dict], preferred: tuple[str, ...] = ()) -> tuple[list[str], list[list[str]]]:
-    """Columns = preferred keys present, then the other scalar keys; one row per record."""
-    keys: list[str] = [k for k in preferred if any(k in r for r in records)]
+def generic_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Columns = every scalar key, in order of first appearance; one row per record."""
+    keys: list[str] = []
     for record in records:
         for key, value in record.items():
             if key not in keys and not isinstance(value, (dict, list)):
@@ -171,8 +170,8 @@ def render(inputs: ReportInputs, expected: dict) -> str:
                         "re-run `sparse-bench run` to refresh them.")
     if counts["fail"]:
         warnings.append(f"{counts['fail']} check(s) FAILED: see the top of the verdict table.")
-    speed_columns, speed_rows = generic_table(inputs.bench, SPEED_COLUMNS)
-    figure = speed_figure(inputs.bench)
+    speed_columns, speed_rows = ratio_table(inputs.bench)
+    figure = ratio_figure(inputs.bench)
     dist_columns, dist_rows = generic_table(inputs.distributed)
     env = Environment(loader=PackageLoader("sparse_bench.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
     return env.get_template("report.html.j2").render(

@@ -100,26 +100,3 @@ def check_figures(checks: dict) -> list[EmbeddedFigure]:
             caption = f"{record.get('source', '')}: {record.get('prediction', '')} (verdict: {record.get('verdict')})"
             out.append(EmbeddedFigure(f"{name}-{i}", spec.get("title") or name, caption, to_data_uri(plot_spec(spec))))
     return out
-
-
-def speed_figure(rows: list[dict]) -> EmbeddedFigure | None:
-    """R = t_layer / t_floor per grid point and implementation, from ratio-table records."""
-    points = [r for r in rows if isinstance(r.get("R"), (int, float))]
-    if not points:
-        return None
-    plt = _pyplot()
-    labels = sorted({r.get("impl", "layer") for r in points})
-    grid = sorted({r.get("label") or r.get("shape_label") or str(r.get("params")) for r in points})
-    fig, ax = plt.subplots(figsize=(max(6.4, 0.5 * len(grid) + 3), 4.2))
-    width = 0.8 / max(len(labels), 1)
-    for j, impl in enumerate(labels):
-        values = {(r.get("label") or r.get("shape_label") or str(r.get("params"))): r["R"] for r in points if r.get("impl", "layer") == impl}
-        xs = [i + j * width for i in range(len(grid))]
-        ax.bar(xs, [values.get(g, float("nan")) for g in grid], width=width, label=impl)
-    ax.axhline(1.0, color="black", lw=1, ls="--", label="GEMM floor")
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(grid))], grid, rotation=60, ha="right", fontsize=7)
-    ax.set_ylabel("R = t / t_floor (lower is better)")
-    ax.set_title("MoE layer time relative to the GEMM floor")
-    ax.legend(fontsize=7)
-    caption = "Measured side by side in one run; the floor is the expert FFN's FLOPs at the machine's GEMM rate."
-    return EmbeddedFigure("speed-R", "Speed: R per grid point", caption, to_data_uri(fig))
