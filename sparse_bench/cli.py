@@ -26,19 +26,27 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sparse-bench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run theory checks and speed benchmarks, append records to the results dir")
+    run = sub.add_parser(
+        "run", help="run theory checks and speed benchmarks, append records to the results dir"
+    )
     run.add_argument("--profile", choices=("quick", "full"), default="quick")
     run.add_argument("--only", choices=("checks", "bench", "all"), default="all")
     run.add_argument("--results", default="results", help="results directory (default: results)")
-    run.add_argument("--seed", type=int, default=None, help="one seed for every check (default: each check's own)")
-    run.add_argument("--check", action="append", default=None, metavar="NAME", help="run only this check (repeatable)")
+    run.add_argument(
+        "--seed", type=int, default=None, help="one seed for every check (default: each check's own)"
+    )
+    run.add_argument(
+        "--check", action="append", default=None, metavar="NAME", help="run only this check (repeatable)"
+    )
     run.add_argument("--no-controls", action="store_true", help="skip the negative controls")
 
     report = sub.add_parser("report", help="build reports/index.html from results files only")
     report.add_argument("--results", default="results")
     report.add_argument("--out", default="reports")
 
-    audit = sub.add_parser("audit", help="false-alarm audit: rerun checks over fresh seeds, report pass rates")
+    audit = sub.add_parser(
+        "audit", help="false-alarm audit: rerun checks over fresh seeds, report pass rates"
+    )
     audit.add_argument("--seeds", type=int, default=100)
     audit.add_argument("--check", default="all", metavar="NAME|all")
     audit.add_argument("--profile", choices=("quick", "full"), default="quick")
@@ -85,8 +93,14 @@ def _failed_record(name: str, seed: int | None, profile: str, error: Exception, 
     from theory_checks.framework import DEFAULT_SEED, get_check, make_result
 
     entry = get_check(name)
-    record = make_result(name, passed=False, seed=seed if seed is not None else getattr(entry, "default_seed", DEFAULT_SEED),
-                         profile=profile, n=0, test=f"raised {type(error).__name__}: {error}")
+    record = make_result(
+        name,
+        passed=False,
+        seed=seed if seed is not None else getattr(entry, "default_seed", DEFAULT_SEED),
+        profile=profile,
+        n=0,
+        test=f"raised {type(error).__name__}: {error}",
+    )
     if control is None:
         return record
     from dataclasses import replace
@@ -94,7 +108,9 @@ def _failed_record(name: str, seed: int | None, profile: str, error: Exception, 
     return replace(record, control=control)
 
 
-def run_checks(names: list[str], profile: str, seed: int | None, results: Path, controls: bool) -> tuple[list, list]:
+def run_checks(
+    names: list[str], profile: str, seed: int | None, results: Path, controls: bool
+) -> tuple[list, list]:
     """Run checks (and their controls), appending each record as soon as it exists. Returns (failed, uncaught)."""
     from tqdm import tqdm
 
@@ -108,7 +124,11 @@ def run_checks(names: list[str], profile: str, seed: int | None, results: Path, 
     failed, uncaught = [], []
     for name, control in tqdm(jobs, desc=f"checks ({profile})", unit="run", disable=None):
         try:
-            record = run_control(name, control, seed=seed, profile=profile) if control else run_check(name, seed=seed, profile=profile)
+            record = (
+                run_control(name, control, seed=seed, profile=profile)
+                if control
+                else run_check(name, seed=seed, profile=profile)
+            )
         except Exception as error:  # a crashing check is a failing check, recorded as such
             record = _failed_record(name, seed, profile, error, control)
         append_records(results / CHECKS_FILE, [_with_commit(record, commit)])
@@ -127,8 +147,11 @@ def write_manifest(results: Path, profile: str, seed: int | None) -> None:
 
     manifest = {
         "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": current_commit(), "profile": profile, "seed": seed,
-        "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+        "commit": current_commit(),
+        "profile": profile,
+        "seed": seed,
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
     }
     write_atomic(results / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
@@ -153,10 +176,14 @@ def cmd_run(args) -> int:
     if args.only in ("bench", "all"):
         run_bench(args.profile, results)
     elapsed = time.perf_counter() - started
-    print(f"\nsparse-bench run ({args.profile}): {len(names)} checks, {len(names) - len(failed)} passed, "
-          f"{len(failed)} failed; {len(uncaught)} negative control(s) not caught; {elapsed:.0f} s; results in {results}/")
+    print(
+        f"\nsparse-bench run ({args.profile}): {len(names)} checks, {len(names) - len(failed)} passed, "
+        f"{len(failed)} failed; {len(uncaught)} negative control(s) not caught; {elapsed:.0f} s; results in {results}/"
+    )
     for record in failed:
-        print(f"  FAIL {record.name}: {record.test} (measured {record.measured}, predicted {record.predicted})")
+        print(
+            f"  FAIL {record.name}: {record.test} (measured {record.measured}, predicted {record.predicted})"
+        )
     for record in uncaught:
         print(f"  CONTROL NOT CAUGHT {record.name} / {record.control}: the check passed on a planted defect")
     return EXIT_CHECK_FAILED if failed or uncaught else EXIT_OK
@@ -185,7 +212,16 @@ def cmd_audit(args) -> int:
         from theory_checks import audit
     except ImportError as error:
         raise UserError(f"the audit is not available in this version ({error})") from None
-    argv = ["--seeds", str(args.seeds), "--check", args.check, "--profile", args.profile, "--results", args.results]
+    argv = [
+        "--seeds",
+        str(args.seeds),
+        "--check",
+        args.check,
+        "--profile",
+        args.profile,
+        "--results",
+        args.results,
+    ]
     return audit.main(argv)
 
 
@@ -196,8 +232,12 @@ def cmd_list(args) -> int:
     print(f"{len(registry)} theory checks (name [area, source]: prediction; controls):")
     for name in sorted(registry):
         entry = registry[name]
-        print(f"  {name} [{entry.area}, {entry.source}]: {entry.prediction}; controls: {', '.join(sorted(entry.controls))}")
-    print("benchmarks: `sparse-bench bench` (MoE ratio table), asv suite in benchmarks/ (`asv run -E existing`)")
+        print(
+            f"  {name} [{entry.area}, {entry.source}]: {entry.prediction}; controls: {', '.join(sorted(entry.controls))}"
+        )
+    print(
+        "benchmarks: `sparse-bench bench` (MoE ratio table), asv suite in benchmarks/ (`asv run -E existing`)"
+    )
     return EXIT_OK
 
 

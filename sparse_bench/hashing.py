@@ -76,7 +76,9 @@ class PStableHash(nn.Module):
         gen = torch.Generator().manual_seed(int(seed))
         self.d, self.num_hashes, self.seed = d, num_hashes, seed
         self.register_buffer("directions", torch.randn(d, num_hashes, generator=gen, dtype=torch.float64))
-        self.register_buffer("offsets", torch.rand(num_hashes, generator=gen, dtype=torch.float64) * self.width)
+        self.register_buffer(
+            "offsets", torch.rand(num_hashes, generator=gen, dtype=torch.float64) * self.width
+        )
 
     def codes(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n, d) float. Returns (n, num_hashes) int64 bucket coordinates."""

@@ -21,11 +21,15 @@ HF_ACTIVATIONS = {"silu": "swiglu", "relu": "relu", "gelu": "gelu"}
 def _activation(block_name: str, act_name: str, gated: bool) -> str:
     ours = HF_ACTIVATIONS.get(act_name)
     if ours is None or (ours == "swiglu") != gated:
-        raise ValueError(f"{block_name}: activation {act_name!r} is not supported (silu-gated, relu, gelu are)")
+        raise ValueError(
+            f"{block_name}: activation {act_name!r} is not supported (silu-gated, relu, gelu are)"
+        )
     return ours
 
 
-def _router_from_gate(weight: torch.Tensor, k: int, normalize: bool, capacity: int | None = None) -> TopKRouter:
+def _router_from_gate(
+    weight: torch.Tensor, k: int, normalize: bool, capacity: int | None = None
+) -> TopKRouter:
     num_experts, d_model = weight.shape
     router = TopKRouter(d_model, num_experts, k=k, normalize=normalize, capacity=capacity)
     with torch.no_grad():
@@ -62,19 +66,27 @@ def _from_qwen2_moe(block: nn.Module) -> MoELayer:
     if getattr(block.shared_expert_gate, "bias", None) is not None:
         raise ValueError("Qwen2MoeSparseMoeBlock: a biased shared_expert_gate is not supported")
     shared = SharedExpert(shared_bank, gate=block.shared_expert_gate.weight[0])
-    return MoELayer(router, _gated_bank(block.experts.gate_up_proj, block.experts.down_proj), shared_expert=shared)
+    return MoELayer(
+        router, _gated_bank(block.experts.gate_up_proj, block.experts.down_proj), shared_expert=shared
+    )
 
 
 def _from_switch(block: nn.Module) -> MoELayer:
     hf_router = block.router
     if hf_router.classifier.bias is not None:
-        raise ValueError("SwitchTransformersSparseMLP: a router with bias (router_bias=True) is not supported")
+        raise ValueError(
+            "SwitchTransformersSparseMLP: a router with bias (router_bias=True) is not supported"
+        )
     experts = [block.experts[f"expert_{i}"] for i in range(hf_router.num_experts)]
     act_name = type(experts[0].act).__name__
     act = {"ReLU": "relu", "GELUActivation": "gelu"}.get(act_name)
     if act is None:
-        raise ValueError(f"SwitchTransformersSparseMLP: activation {act_name} is not supported (ReLU, exact GELU)")
-    router = _router_from_gate(hf_router.classifier.weight, 1, normalize=False, capacity=int(hf_router.expert_capacity))
+        raise ValueError(
+            f"SwitchTransformersSparseMLP: activation {act_name} is not supported (ReLU, exact GELU)"
+        )
+    router = _router_from_gate(
+        hf_router.classifier.weight, 1, normalize=False, capacity=int(hf_router.expert_capacity)
+    )
     d_hidden, d_model = experts[0].wi.weight.shape
     bank = ExpertBank(len(experts), d_model, d_hidden, activation=act)
     with torch.no_grad():

@@ -57,9 +57,13 @@ class MoELayer(nn.Module):
             dispatcher = ExpertParallelDispatch(router.num_experts, process_group)
             dispatcher.check_bank(experts)
         elif process_group is not None:
-            raise ValueError(f"process_group is only used by dispatch='expert_parallel', got dispatch={dispatch!r}")
+            raise ValueError(
+                f"process_group is only used by dispatch='expert_parallel', got dispatch={dispatch!r}"
+            )
         elif router.num_experts != experts.num_experts:
-            raise ValueError(f"router has {router.num_experts} experts but the bank holds {experts.num_experts}")
+            raise ValueError(
+                f"router has {router.num_experts} experts but the bank holds {experts.num_experts}"
+            )
         else:
             dispatcher = get_dispatcher(dispatch)
         d_router = getattr(router, "d_model", experts.d_model)

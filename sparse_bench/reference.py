@@ -24,7 +24,9 @@ def _ranked(values: list[float]) -> list[int]:
     return sorted(range(len(values)), key=lambda i: (-values[i], i))
 
 
-def topk_assignments(logits: torch.Tensor, k: int, normalize: bool, capacity: int | None, policy: str = "position"):
+def topk_assignments(
+    logits: torch.Tensor, k: int, normalize: bool, capacity: int | None, policy: str = "position"
+):
     """Token-choice top-k with DESIGN.md's capacity rule. logits: (T, E) float64. Returns assignments, dropped."""
     T = logits.shape[0]
     choices = []  # per token: list of (expert, weight) in rank order
@@ -121,5 +123,7 @@ def moe_output(x: torch.Tensor, assignments, params: dict, activation: str) -> t
     for t, e, w in assignments:
         b_in = params["b_in"][e] if params.get("b_in") is not None else None
         b_out = params["b_out"][e] if params.get("b_out") is not None else None
-        rows[t] = rows[t] + w * expert_output(x[t], params["w_in"][e], params["w_out"][e], b_in, b_out, activation)
+        rows[t] = rows[t] + w * expert_output(
+            x[t], params["w_in"][e], params["w_out"][e], b_in, b_out, activation
+        )
     return torch.stack(rows) if rows else x.new_zeros(0, x.shape[1])

@@ -21,7 +21,9 @@ def make_router(name: str, d_model: int = D_MODEL, num_experts: int = NUM_EXPERT
     if name == "top3_capacity":
         return TopKRouter(d_model, num_experts, k=3, capacity_factor=0.75, generator=gen)
     if name == "top2_capacity_probability":
-        return TopKRouter(d_model, num_experts, k=2, capacity_factor=0.5, drop_policy="probability", generator=gen)
+        return TopKRouter(
+            d_model, num_experts, k=2, capacity_factor=0.5, drop_policy="probability", generator=gen
+        )
     if name == "expert_choice":
         return ExpertChoiceRouter(d_model, num_experts, capacity_factor=1.5, generator=gen)
     if name == "sinkhorn":
@@ -49,7 +51,11 @@ def reference_assignments(name: str, router, x64: torch.Tensor, router_weight64:
     """The float64 per-token plan for ``router`` on x64 (T, d): a list of (token, expert, weight)."""
     T = x64.shape[0]
     if router_weight64 is not None:
-        logits = torch.stack([router_weight64 @ x64[t] for t in range(T)]) if T else x64.new_zeros(0, router.num_experts)
+        logits = (
+            torch.stack([router_weight64 @ x64[t] for t in range(T)])
+            if T
+            else x64.new_zeros(0, router.num_experts)
+        )
     if name in ("switch", "mixtral", "top3_capacity", "top2_capacity_probability"):
         capacity = router.expert_capacity(T)
         kept, _ = reference.topk_assignments(logits, router.k, router.normalize, capacity, router.drop_policy)
@@ -57,7 +63,9 @@ def reference_assignments(name: str, router, x64: torch.Tensor, router_weight64:
     if name == "expert_choice":
         return reference.expert_choice_assignments(logits, router.expert_capacity(T))
     if name == "sinkhorn":
-        return reference.sinkhorn_assignments(logits, router.k, router.temperature, router.iterations, router.tol)
+        return reference.sinkhorn_assignments(
+            logits, router.k, router.temperature, router.iterations, router.tol
+        )
     if name == "hash_input":  # the reference routes every token on its own: batch composition must not matter
         out = []
         for t in range(T):
@@ -71,7 +79,13 @@ def reference_assignments(name: str, router, x64: torch.Tensor, router_weight64:
             directions = table.directions.numpy()
             for t in range(T):
                 bucket = reference.simhash_bucket(xs[t], directions)
-                out.append((t, bucket % router.num_experts, torch.tensor(1.0 / router.num_tables, dtype=torch.float64)))
+                out.append(
+                    (
+                        t,
+                        bucket % router.num_experts,
+                        torch.tensor(1.0 / router.num_tables, dtype=torch.float64),
+                    )
+                )
         return out
     raise KeyError(name)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 from theory_checks.framework import append_records, make_result
@@ -14,26 +13,54 @@ FIGURE = {
     "x_label": "angle / pi",
     "y_label": "P[same bucket]",
     "series": [
-        {"label": "measured", "x": [0.1, 0.3, 0.5], "y": [0.81, 0.49, 0.26], "lo": [0.78, 0.46, 0.23], "hi": [0.84, 0.52, 0.29]},
+        {
+            "label": "measured",
+            "x": [0.1, 0.3, 0.5],
+            "y": [0.81, 0.49, 0.26],
+            "lo": [0.78, 0.46, 0.23],
+            "hi": [0.84, 0.52, 0.29],
+        },
         {"label": "(1 - theta/pi)^2", "x": [0.1, 0.3, 0.5], "y": [0.81, 0.49, 0.25], "style": "predicted"},
     ],
 }
 
 
 RATIO_RECORD = {  # the shape sparse_bench.bench writes; the second copy above is older and must not be shown
-    "kind": "moe_ratio_table", "name": "moe_ratio_table/forward/E8/k2/T512", "direction": "forward",
-    "point": {"label": "E8 k2 T512"}, "chosen_strategy": "padded", "R": 1.12, "shape": 1.05, "overhead": 1.07,
-    "router_share": 0.04, "timestamp": 2.0,
-    "peers": {"hf_mixtral": {"ratio_to_floor": 1.3, "speedup_of_ours": 1.16}, "fairscale": {"skipped": "absent"}},
-    "memory": {"ratio": 1.2}, "targets": {"R_ok": True, "hf_ok": True, "memory_ok": True},
+    "kind": "moe_ratio_table",
+    "name": "moe_ratio_table/forward/E8/k2/T512",
+    "direction": "forward",
+    "point": {"label": "E8 k2 T512"},
+    "chosen_strategy": "padded",
+    "R": 1.12,
+    "shape": 1.05,
+    "overhead": 1.07,
+    "router_share": 0.04,
+    "timestamp": 2.0,
+    "peers": {
+        "hf_mixtral": {"ratio_to_floor": 1.3, "speedup_of_ours": 1.16},
+        "fairscale": {"skipped": "absent"},
+    },
+    "memory": {"ratio": 1.2},
+    "targets": {"R_ok": True, "hf_ok": True, "memory_ok": True},
 }
 
 
 def _record(name, passed, commit, **extra):
-    base = make_result(name, passed=passed, seed=7, profile="quick", n=1000, test="exact binomial",
-                       predicted=0.5, measured=0.51 if passed else 0.9, ci=(0.48, 0.54) if passed else (0.88, 0.92),
-                       p_value=0.4 if passed else 1e-9, source="fixture §0", prediction=extra.pop("prediction", "P = 1/2"),
-                       details=extra.pop("details", {}))
+    base = make_result(
+        name,
+        passed=passed,
+        seed=7,
+        profile="quick",
+        n=1000,
+        test="exact binomial",
+        predicted=0.5,
+        measured=0.51 if passed else 0.9,
+        ci=(0.48, 0.54) if passed else (0.88, 0.92),
+        p_value=0.4 if passed else 1e-9,
+        source="fixture §0",
+        prediction=extra.pop("prediction", "P = 1/2"),
+        details=extra.pop("details", {}),
+    )
     data = base.to_dict()
     data["versions"]["git_commit"] = commit
     return data
@@ -47,11 +74,18 @@ def write_results_fixture(root: Path, commit: str | None, stale_commit: str = "0
     records = [
         _record(FIXTURE_CHECKS[0], True, commit, details={"figure": FIGURE, "table": table}),
         _record(FIXTURE_CHECKS[1], False, commit),
-        _record(FIXTURE_CHECKS[2], True, stale_commit, prediction="<script>alert('x')</script> & <b>bold</b>"),
+        _record(
+            FIXTURE_CHECKS[2], True, stale_commit, prediction="<script>alert('x')</script> & <b>bold</b>"
+        ),
     ]
     control = dict(records[0], control="biased_directions", verdict="fail")
     append_records(root / "checks.jsonl", records + [control])
-    append_records(root / "audit.jsonl", [{"name": FIXTURE_CHECKS[0], "pass_rate": 0.99, "seeds": 100, "profile": "quick"}])
+    append_records(
+        root / "audit.jsonl",
+        [{"name": FIXTURE_CHECKS[0], "pass_rate": 0.99, "seeds": 100, "profile": "quick"}],
+    )
     append_records(root / "bench.jsonl", [RATIO_RECORD, dict(RATIO_RECORD, R=1.5, timestamp=1.0)])
-    (root / "run.json").write_text(json.dumps({"started": "2026-01-01T00:00:00+00:00", "commit": commit, "profile": "quick"}))
+    (root / "run.json").write_text(
+        json.dumps({"started": "2026-01-01T00:00:00+00:00", "commit": commit, "profile": "quick"})
+    )
     return root

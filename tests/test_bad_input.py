@@ -52,14 +52,17 @@ def test_k_out_of_range():
         SinkhornRouter(8, 4, k=9)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"capacity_factor": 0.0}, "capacity_factor must be a finite number > 0"),
-    ({"capacity_factor": -1.0}, "capacity_factor must be a finite number > 0"),
-    ({"capacity": 0}, "capacity of 0 drops every token"),
-    ({"capacity": 2, "capacity_factor": 1.0}, "not both"),
-    ({"drop_policy": "random"}, "drop_policy must be one of"),
-    ({"jitter": 1.5}, "jitter must be in"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"capacity_factor": 0.0}, "capacity_factor must be a finite number > 0"),
+        ({"capacity_factor": -1.0}, "capacity_factor must be a finite number > 0"),
+        ({"capacity": 0}, "capacity of 0 drops every token"),
+        ({"capacity": 2, "capacity_factor": 1.0}, "not both"),
+        ({"drop_policy": "random"}, "drop_policy must be one of"),
+        ({"jitter": 1.5}, "jitter must be in"),
+    ],
+)
 def test_bad_router_config(kwargs, message):
     with pytest.raises(ValueError, match=message):
         TopKRouter(8, 4, k=2, **kwargs)

@@ -28,7 +28,9 @@ def run_cli(capsys):
 
 
 def test_the_installed_entry_point_runs():
-    proc = subprocess.run([sys.executable, "-m", "sparse_bench", "list"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sparse_bench", "list"], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0 and CHEAP_CHECK in proc.stdout
 
 
@@ -45,7 +47,9 @@ def test_list_names_every_check_and_its_prediction(run_cli):
 
 def test_run_one_check_then_report(run_cli, tmp_path):
     results, out = tmp_path / "results", tmp_path / "site"
-    code, stdout, _ = run_cli("run", "--only", "checks", "--check", CHEAP_CHECK, "--results", str(results), "--seed", "3")
+    code, stdout, _ = run_cli(
+        "run", "--only", "checks", "--check", CHEAP_CHECK, "--results", str(results), "--seed", "3"
+    )
     assert code == 0, stdout
     records = [json.loads(line) for line in (results / "checks.jsonl").read_text().splitlines()]
     real = [r for r in records if r["control"] is None]
@@ -85,7 +89,9 @@ def test_unwritable_output_directory(run_cli, tmp_path):
 def failing_check():
     name = "cli_test_always_fails"
 
-    @register_check(name=name, source="test", prediction="nothing", area="cli-test", controls={"same": lambda: {}})
+    @register_check(
+        name=name, source="test", prediction="nothing", area="cli-test", controls={"same": lambda: {}}
+    )
     def check(seed, profile="quick"):
         return make_result(name, passed=False, seed=seed, profile=profile, n=1, test="always fails")
 
@@ -94,6 +100,8 @@ def failing_check():
 
 
 def test_run_exits_one_and_names_a_failing_check(tmp_path, failing_check, capsys):
-    code = cli.main(["run", "--only", "checks", "--check", failing_check, "--results", str(tmp_path), "--no-controls"])
+    code = cli.main(
+        ["run", "--only", "checks", "--check", failing_check, "--results", str(tmp_path), "--no-controls"]
+    )
     out = capsys.readouterr().out
     assert code == cli.EXIT_CHECK_FAILED and f"FAIL {failing_check}" in out

@@ -14,7 +14,11 @@ from sparse_bench.routing import TopKRouter
 def build_and_run(router_name, dispatch, seed=0):
     torch.manual_seed(1234)  # the global RNG must not matter: scramble it differently per call
     torch.rand(int(torch.randint(1, 50, ())))
-    layer = MoELayer(make_router(router_name, seed=seed), ExpertBank(7, 24, 40, activation="swiglu", generator=torch.Generator().manual_seed(seed)), dispatch)
+    layer = MoELayer(
+        make_router(router_name, seed=seed),
+        ExpertBank(7, 24, 40, activation="swiglu", generator=torch.Generator().manual_seed(seed)),
+        dispatch,
+    )
     x = numpy_seed_tokens(200, seed=seed).requires_grad_()
     y = layer(x)
     y.square().sum().backward()

@@ -47,7 +47,9 @@ def compare_forward_backward(block, layer, x):
 @pytest.mark.parametrize("dispatch", sorted(DISPATCHERS))
 @pytest.mark.parametrize("num_experts,k", [(8, 2), (5, 3)])
 def test_mixtral(num_experts, k, dispatch):
-    config = MixtralConfig(hidden_size=32, intermediate_size=48, num_local_experts=num_experts, num_experts_per_tok=k)
+    config = MixtralConfig(
+        hidden_size=32, intermediate_size=48, num_local_experts=num_experts, num_experts_per_tok=k
+    )
     block = randomise(MixtralSparseMoeBlock(config), 0.1, seed=num_experts)
     layer = from_hf(block)
     layer.dispatcher = DISPATCHERS[dispatch]
@@ -62,8 +64,12 @@ def test_mixtral(num_experts, k, dispatch):
 @pytest.mark.parametrize("norm_topk_prob", [False, True])
 def test_qwen2_moe_with_shared_expert(norm_topk_prob):
     config = Qwen2MoeConfig(
-        hidden_size=32, moe_intermediate_size=24, shared_expert_intermediate_size=40,
-        num_experts=6, num_experts_per_tok=3, norm_topk_prob=norm_topk_prob,
+        hidden_size=32,
+        moe_intermediate_size=24,
+        shared_expert_intermediate_size=40,
+        num_experts=6,
+        num_experts_per_tok=3,
+        norm_topk_prob=norm_topk_prob,
     )
     block = randomise(Qwen2MoeSparseMoeBlock(config), 0.1, seed=3)
     compare_forward_backward(block, from_hf(block), tokens(2, 11, 32))

@@ -28,7 +28,14 @@ FP32_REL_TOL = 1e-5  # fp32 max abs error relative to the float64 reference's sc
 
 def run_against_reference(router_name, dispatch, activation, num_tokens, bias=False, seed=0):
     router = make_router(router_name, seed=seed)
-    bank = ExpertBank(NUM_EXPERTS, D_MODEL, D_HIDDEN, activation=activation, bias=bias, generator=torch.Generator().manual_seed(seed + 1))
+    bank = ExpertBank(
+        NUM_EXPERTS,
+        D_MODEL,
+        D_HIDDEN,
+        activation=activation,
+        bias=bias,
+        generator=torch.Generator().manual_seed(seed + 1),
+    )
     layer = MoELayer(router, bank, dispatch=dispatch)
     x = numpy_seed_tokens(num_tokens, seed=seed + 2).requires_grad_()
     upstream = numpy_seed_tokens(num_tokens, seed=seed + 3)
@@ -41,7 +48,9 @@ def run_against_reference(router_name, dispatch, activation, num_tokens, bias=Fa
     w_router = router.weight.detach().double().requires_grad_() if learned else None
     params = {name: getattr(bank, name).detach().double().requires_grad_() for name in ("w_in", "w_out")}
     if bias:
-        params.update({name: getattr(bank, name).detach().double().requires_grad_() for name in ("b_in", "b_out")})
+        params.update(
+            {name: getattr(bank, name).detach().double().requires_grad_() for name in ("b_in", "b_out")}
+        )
     assignments = reference_assignments(router_name, router, x64, w_router)
     y64 = reference.moe_output(x64, assignments, params, activation)
     (y64 * upstream.double()).sum().backward()
@@ -101,7 +110,9 @@ def test_gradcheck_catches_a_detached_combine_weight():
             plan.weight = plan.weight.detach()
             return plan
 
-    router = DetachedWeightRouter(4, 4, k=2, normalize=True, generator=torch.Generator().manual_seed(0)).double()
+    router = DetachedWeightRouter(
+        4, 4, k=2, normalize=True, generator=torch.Generator().manual_seed(0)
+    ).double()
     layer = MoELayer(router, ExpertBank(4, 4, 3, activation="swiglu").double())
     x = torch.randn(7, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
     weight = router.weight.detach().clone().requires_grad_()

@@ -19,8 +19,16 @@ from sparse_bench.report import build_report
 from sparse_bench.report.inputs import current_commit
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic", "--enable-logging=stderr", "--v=0",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--enable-logging=stderr",
+    "--v=0",
 ]
 SCREENSHOT = Path("reports") / "browser-test-screenshot.png"
 
@@ -38,7 +46,9 @@ def run_chromium(binary: str, url: str, *extra: str) -> subprocess.CompletedProc
     with tempfile.TemporaryDirectory() as profile:
         return subprocess.run(
             [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *extra, url],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
 

@@ -11,7 +11,10 @@ from sparse_bench.dispatch import DISPATCHERS
 from sparse_bench.routing import ExpertChoiceRouter, HashRouter, LSHRouter, SinkhornRouter, TopKRouter
 
 
-@pytest.mark.parametrize("router_name", ["switch", "mixtral", "top3_capacity", "expert_choice", "sinkhorn", "hash_input", "lsh_simhash"])
+@pytest.mark.parametrize(
+    "router_name",
+    ["switch", "mixtral", "top3_capacity", "expert_choice", "sinkhorn", "hash_input", "lsh_simhash"],
+)
 def test_plans_satisfy_the_contract(router_name):
     plan = make_router(router_name)(numpy_seed_tokens(101)).validate()
     assert plan.weight.dtype == torch.float32
@@ -48,8 +51,12 @@ def test_hashing_routers_are_reproducible_and_batch_independent(router_name):
     other = make_router(router_name, seed=4)
     experts = first.experts(x) if router_name == "lsh_simhash" else None
     plan_a, plan_b = first(x), again(x)
-    assert torch.equal(plan_a.expert_index, plan_b.expert_index) and torch.equal(plan_a.token_index, plan_b.token_index)
-    assert not torch.equal(plan_a.dense_weights(), other(x).dense_weights()), "a different seed must change the hash"
+    assert torch.equal(plan_a.expert_index, plan_b.expert_index) and torch.equal(
+        plan_a.token_index, plan_b.token_index
+    )
+    assert not torch.equal(plan_a.dense_weights(), other(x).dense_weights()), (
+        "a different seed must change the hash"
+    )
     # batch independence: a token's experts do not depend on the other tokens in the batch
     perm = torch.randperm(50, generator=torch.Generator().manual_seed(0))
     mixed = torch.cat([x[perm], numpy_seed_tokens(30, seed=9)])
@@ -77,7 +84,9 @@ def test_switch_loss_is_one_when_balanced_and_e_when_collapsed():
     balanced[torch.arange(T), torch.arange(T) % E] = 50.0
     collapsed = torch.zeros(T, E, dtype=torch.float64)
     collapsed[:, 0] = 50.0
-    assert float(router.plan_from_logits(balanced).aux["load_balancing_loss"]) == pytest.approx(1.0, abs=1e-12)
+    assert float(router.plan_from_logits(balanced).aux["load_balancing_loss"]) == pytest.approx(
+        1.0, abs=1e-12
+    )
     assert float(router.plan_from_logits(collapsed).aux["load_balancing_loss"]) == pytest.approx(E, abs=1e-12)
 
 
@@ -125,8 +134,10 @@ def test_one_expert_layer_is_the_dense_ffn():
     layer = MoELayer(TopKRouter(24, 1, k=1), bank)
     dense = torch.nn.Sequential(torch.nn.Linear(24, 40), torch.nn.ReLU(), torch.nn.Linear(40, 24))
     with torch.no_grad():
-        dense[0].weight.copy_(bank.w_in[0].t()); dense[0].bias.copy_(bank.b_in[0])
-        dense[2].weight.copy_(bank.w_out[0].t()); dense[2].bias.copy_(bank.b_out[0])
+        dense[0].weight.copy_(bank.w_in[0].t())
+        dense[0].bias.copy_(bank.b_in[0])
+        dense[2].weight.copy_(bank.w_out[0].t())
+        dense[2].bias.copy_(bank.b_out[0])
     assert torch.allclose(layer(x), dense(x), rtol=1e-5, atol=1e-6)
 
 

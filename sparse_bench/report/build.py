@@ -48,26 +48,51 @@ def verdict_rows(inputs: ReportInputs, expected: dict, head: str | None) -> list
         caught = sum(r.get("verdict") == "fail" for r in controls)
         n_controls = len(declared.controls) if declared is not None else len(controls)
         audit = inputs.audit.get(name)
-        audit_cell = f"{100 * audit['pass_rate']:.1f}% of {audit.get('seeds', '?')}" if audit and "pass_rate" in audit else "not audited"
+        audit_cell = (
+            f"{100 * audit['pass_rate']:.1f}% of {audit.get('seeds', '?')}"
+            if audit and "pass_rate" in audit
+            else "not audited"
+        )
         if record is None:
-            rows.append({
-                "name": name, "status": "missing", "source": declared.source, "prediction": declared.prediction,
-                "predicted": "", "measured": "no result: run `sparse-bench run --only checks`", "test": "", "margin": "",
-                "controls": f"0/{n_controls}", "audit": audit_cell, "seed": "", "profile": "", "runtime": "",
-            })
+            rows.append(
+                {
+                    "name": name,
+                    "status": "missing",
+                    "source": declared.source,
+                    "prediction": declared.prediction,
+                    "predicted": "",
+                    "measured": "no result: run `sparse-bench run --only checks`",
+                    "test": "",
+                    "margin": "",
+                    "controls": f"0/{n_controls}",
+                    "audit": audit_cell,
+                    "seed": "",
+                    "profile": "",
+                    "runtime": "",
+                }
+            )
             continue
         status = record["verdict"]
         commit = record_commit(record)
         if status == "pass" and head is not None and commit != head:
             status = "stale"
-        rows.append({
-            "name": name, "status": status, "source": record.get("source", ""), "prediction": record.get("prediction", ""),
-            "predicted": fmt(record.get("predicted")), "measured": measured_cell(record),
-            "test": record.get("test", ""), "margin": record.get("margin") or "",
-            "controls": f"{caught}/{n_controls}" if controls else f"not run (0/{n_controls})",
-            "audit": audit_cell, "seed": record.get("seed", ""), "profile": record.get("profile", ""),
-            "runtime": f"{record.get('wall_time_s', 0.0):.2f} s",
-        })
+        rows.append(
+            {
+                "name": name,
+                "status": status,
+                "source": record.get("source", ""),
+                "prediction": record.get("prediction", ""),
+                "predicted": fmt(record.get("predicted")),
+                "measured": measured_cell(record),
+                "test": record.get("test", ""),
+                "margin": record.get("margin") or "",
+                "controls": f"{caught}/{n_controls}" if controls else f"not run (0/{n_controls})",
+                "audit": audit_cell,
+                "seed": record.get("seed", ""),
+                "profile": record.get("profile", ""),
+                "runtime": f"{record.get('wall_time_s', 0.0):.2f} s",
+            }
+        )
     rows.sort(key=lambda r: (STATUS_ORDER[r["status"]], r["name"]))
     return rows
 
@@ -78,10 +103,14 @@ def detail_tables(checks: dict) -> list[dict]:
     for name in sorted(checks):
         details = checks[name].get("details") or {}
         for table in ([details["table"]] if details.get("table") else []) + list(details.get("tables") or []):
-            tables.append({
-                "title": table.get("title", name), "caption": table.get("caption", ""),
-                "columns": table["columns"], "rows": [[fmt(v) for v in row] for row in table["rows"]],
-            })
+            tables.append(
+                {
+                    "title": table.get("title", name),
+                    "caption": table.get("caption", ""),
+                    "columns": table["columns"],
+                    "rows": [[fmt(v) for v in row] for row in table["rows"]],
+                }
+            )
     return tables
 
 
@@ -107,7 +136,13 @@ def asv_history(root: Path = Path(".asv/results")) -> list[dict]:
             data = json.loads(path.read_text())
             for name, result in (data.get("results") or {}).items():
                 value = result[0] if isinstance(result, list) else result
-                history.append({"name": name, "commit": str(data.get("commit_hash", ""))[:10], "value": fmt(value if not isinstance(value, list) else value[0])})
+                history.append(
+                    {
+                        "name": name,
+                        "commit": str(data.get("commit_hash", ""))[:10],
+                        "value": fmt(value if not isinstance(value, list) else value[0]),
+                    }
+                )
         except (ValueError, KeyError, TypeError, IndexError, OSError):
             continue
     return history
@@ -128,7 +163,10 @@ def provenance(inputs: ReportInputs, head: str | None) -> list[tuple[str, str]]:
         ("results run started", str(manifest.get("started", "unknown (no run.json)"))),
         ("profile(s)", ", ".join(sorted({str(r.get("profile")) for r in records})) or "n/a"),
         ("seeds", ", ".join(sorted({str(r.get("seed")) for r in records}))[:300] or "n/a"),
-        ("library versions", ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if k != "git_commit") or "n/a"),
+        (
+            "library versions",
+            ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if k != "git_commit") or "n/a",
+        ),
         ("CPU", str(manifest.get("cpu") or platform.processor() or platform.machine())),
         ("threads", str(manifest.get("threads", torch.get_num_threads()))),
         ("GPU", str(manifest.get("gpu", gpu))),
@@ -161,19 +199,25 @@ def render(inputs: ReportInputs, expected: dict) -> str:
     rows = verdict_rows(inputs, expected, head)
     controls_caught = sum(r.get("verdict") == "fail" for r in inputs.controls.values())
     counts = {
-        "total": len(rows), **{s: sum(r["status"] == s for r in rows) for s in STATUS_ORDER},
-        "controls": len(inputs.controls), "controls_caught": controls_caught,
+        "total": len(rows),
+        **{s: sum(r["status"] == s for r in rows) for s in STATUS_ORDER},
+        "controls": len(inputs.controls),
+        "controls_caught": controls_caught,
     }
     warnings = []
     if counts["stale"]:
-        warnings.append(f"{counts['stale']} result(s) come from another commit than the working tree ({head}): "
-                        "re-run `sparse-bench run` to refresh them.")
+        warnings.append(
+            f"{counts['stale']} result(s) come from another commit than the working tree ({head}): "
+            "re-run `sparse-bench run` to refresh them."
+        )
     if counts["fail"]:
         warnings.append(f"{counts['fail']} check(s) FAILED: see the top of the verdict table.")
     speed_columns, speed_rows = ratio_table(inputs.bench)
     figure = ratio_figure(inputs.bench)
     dist_columns, dist_rows = generic_table(inputs.distributed)
-    env = Environment(loader=PackageLoader("sparse_bench.report", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    env = Environment(
+        loader=PackageLoader("sparse_bench.report", "templates"), autoescape=select_autoescape(["html", "j2"])
+    )
     return env.get_template("report.html.j2").render(
         built_at=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         results_dir=str(inputs.results_dir),
@@ -183,7 +227,9 @@ def render(inputs: ReportInputs, expected: dict) -> str:
         tables=detail_tables(inputs.checks),
         figures=check_figures(inputs.checks),
         speed={
-            "rows": speed_rows, "columns": speed_columns, "figures": [figure] if figure else [],
+            "rows": speed_rows,
+            "columns": speed_columns,
+            "figures": [figure] if figure else [],
             "note": "Ratios measured side by side in one process (median of repeated timings); absolute times vary run to run.",
             "history": asv_history(),
         },

@@ -63,12 +63,17 @@ def plot_spec(spec: dict):
             ax.plot(x, y, "-", lw=2, alpha=0.8, color=color, label=series.get("label"))
         elif style == "bar":
             numeric = all(isinstance(v, (int, float)) for v in x)
-            ax.bar(x if numeric else [str(v) for v in x], y, alpha=0.6, color=color, label=series.get("label"))
+            ax.bar(
+                x if numeric else [str(v) for v in x], y, alpha=0.6, color=color, label=series.get("label")
+            )
         else:
             lo, hi = series.get("lo"), series.get("hi")
             yerr = None
             if lo is not None and hi is not None:
-                yerr = [[max(v - low, 0.0) for v, low in zip(y, lo)], [max(high - v, 0.0) for v, high in zip(y, hi)]]
+                yerr = [
+                    [max(v - low, 0.0) for v, low in zip(y, lo)],
+                    [max(high - v, 0.0) for v, high in zip(y, hi)],
+                ]
             ax.errorbar(x, y, yerr=yerr, fmt="o", ms=4, capsize=3, color=color, label=series.get("label"))
     if spec.get("log_x"):
         ax.set_xscale("log")
@@ -98,5 +103,9 @@ def check_figures(checks: dict) -> list[EmbeddedFigure]:
         record = checks[name]
         for i, spec in enumerate(check_figure_specs(record)):
             caption = f"{record.get('source', '')}: {record.get('prediction', '')} (verdict: {record.get('verdict')})"
-            out.append(EmbeddedFigure(f"{name}-{i}", spec.get("title") or name, caption, to_data_uri(plot_spec(spec))))
+            out.append(
+                EmbeddedFigure(
+                    f"{name}-{i}", spec.get("title") or name, caption, to_data_uri(plot_spec(spec))
+                )
+            )
     return out

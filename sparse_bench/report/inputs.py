@@ -61,7 +61,9 @@ def load_inputs(results_dir: str | Path) -> ReportInputs:
         raise ReportInputError(f"results directory {root} does not exist: run `sparse-bench run` first")
     present = [name for name in FILL_COMMANDS if (root / name).exists()]
     if not any(name in present for name in (CHECKS_FILE, BENCH_FILE)):
-        raise ReportInputError(f"no results in {root} ({CHECKS_FILE} or {BENCH_FILE}): run `sparse-bench run` first")
+        raise ReportInputError(
+            f"no results in {root} ({CHECKS_FILE} or {BENCH_FILE}): run `sparse-bench run` first"
+        )
     inputs = ReportInputs(results_dir=root)
     inputs.missing_files = {name: cmd for name, cmd in FILL_COMMANDS.items() if name not in present}
     if CHECKS_FILE in present:
@@ -88,7 +90,9 @@ def load_inputs(results_dir: str | Path) -> ReportInputs:
 def current_commit() -> str | None:
     """The git commit of the working tree, or None outside a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None

@@ -9,8 +9,21 @@ from __future__ import annotations
 
 from .figures import EmbeddedFigure, _pyplot, to_data_uri
 
-COLUMNS = ("grid point", "direction", "strategy", "R", "shape", "overhead", "router share", "HF R",
-           "speedup vs HF", "GShard R", "speedup vs GShard", "peak mem / budget", "targets met")
+COLUMNS = (
+    "grid point",
+    "direction",
+    "strategy",
+    "R",
+    "shape",
+    "overhead",
+    "router share",
+    "HF R",
+    "speedup vs HF",
+    "GShard R",
+    "speedup vs GShard",
+    "peak mem / budget",
+    "targets met",
+)
 
 
 def latest_ratio_records(records: list[dict]) -> list[dict]:
@@ -18,7 +31,9 @@ def latest_ratio_records(records: list[dict]) -> list[dict]:
     latest: dict[str, dict] = {}
     for record in records:
         if record.get("kind") == "moe_ratio_table":
-            if record["name"] not in latest or record.get("timestamp", 0) >= latest[record["name"]].get("timestamp", 0):
+            if record["name"] not in latest or record.get("timestamp", 0) >= latest[record["name"]].get(
+                "timestamp", 0
+            ):
                 latest[record["name"]] = record
     return list(latest.values())
 
@@ -43,19 +58,31 @@ def ratio_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
         targets = r.get("targets", {})
         checks = {k: v for k, v in targets.items() if k.endswith("_ok")}
         met = ", ".join(f"{k[:-3]} {'yes' if v else 'NO'}" for k, v in checks.items())
-        rows.append([
-            _label(r), r.get("direction", ""), r.get("chosen_strategy", r.get("dispatch", "")),
-            _fmt(r.get("R")), _fmt(r.get("shape")), _fmt(r.get("overhead")), _fmt(r.get("router_share")),
-            _fmt(_peer(r, "hf_mixtral", "ratio_to_floor")), _fmt(_peer(r, "hf_mixtral", "speedup_of_ours")),
-            _fmt(_peer(r, "gshard_einsum", "ratio_to_floor")), _fmt(_peer(r, "gshard_einsum", "speedup_of_ours")),
-            _fmt(r.get("memory", {}).get("ratio")), met,
-        ])
+        rows.append(
+            [
+                _label(r),
+                r.get("direction", ""),
+                r.get("chosen_strategy", r.get("dispatch", "")),
+                _fmt(r.get("R")),
+                _fmt(r.get("shape")),
+                _fmt(r.get("overhead")),
+                _fmt(r.get("router_share")),
+                _fmt(_peer(r, "hf_mixtral", "ratio_to_floor")),
+                _fmt(_peer(r, "hf_mixtral", "speedup_of_ours")),
+                _fmt(_peer(r, "gshard_einsum", "ratio_to_floor")),
+                _fmt(_peer(r, "gshard_einsum", "speedup_of_ours")),
+                _fmt(r.get("memory", {}).get("ratio")),
+                met,
+            ]
+        )
     return list(COLUMNS), rows
 
 
 def ratio_figure(records: list[dict]) -> EmbeddedFigure | None:
     """R of our layer and of each timed peer per grid point (forward), with the floor at 1."""
-    chosen = [r for r in latest_ratio_records(records) if r.get("direction") == "forward"] or latest_ratio_records(records)
+    chosen = [
+        r for r in latest_ratio_records(records) if r.get("direction") == "forward"
+    ] or latest_ratio_records(records)
     if not chosen:
         return None
     plt = _pyplot()
@@ -69,11 +96,15 @@ def ratio_figure(records: list[dict]) -> EmbeddedFigure | None:
         xs = [i + j * width for i in range(len(labels))]
         ax.bar(xs, [float("nan") if v is None else v for v in values], width=width, label=name)
     ax.axhline(1.0, color="black", lw=1, ls="--", label="GEMM floor")
-    ax.set_xticks([i + 0.4 - width / 2 for i in range(len(labels))], labels, rotation=50, ha="right", fontsize=7)
+    ax.set_xticks(
+        [i + 0.4 - width / 2 for i in range(len(labels))], labels, rotation=50, ha="right", fontsize=7
+    )
     ax.set_ylabel("R = t / t_floor (lower is better)")
     ax.set_yscale("log")
     ax.set_title(f"MoE layer time relative to the GEMM floor ({chosen[0].get('direction', '')})")
     ax.legend(fontsize=7)
-    caption = ("Measured side by side in one process; the floor is the routed expert FFN's FLOPs at the GEMM rate "
-               "measured on a well-shaped block in the same run.")
+    caption = (
+        "Measured side by side in one process; the floor is the routed expert FFN's FLOPs at the GEMM rate "
+        "measured on a well-shaped block in the same run."
+    )
     return EmbeddedFigure("speed-R", "Speed: R per grid point", caption, to_data_uri(fig))

@@ -50,7 +50,9 @@ class LearnedRouter(Router):
     float32 ("selective precision"), and float64 inputs in float64.
     """
 
-    def __init__(self, d_model: int, num_experts: int, jitter: float = 0.0, generator: torch.Generator | None = None):
+    def __init__(
+        self, d_model: int, num_experts: int, jitter: float = 0.0, generator: torch.Generator | None = None
+    ):
         super().__init__()
         self.d_model = check_int_in_range(d_model, "d_model", 1)
         self.num_experts = check_int_in_range(num_experts, "num_experts", 1)
@@ -67,7 +69,9 @@ class LearnedRouter(Router):
         dtype = torch.promote_types(x.dtype, self.weight.dtype)
         x = x.to(dtype)
         if self.training and self.jitter > 0:
-            noise = torch.empty(x.shape, dtype=dtype).uniform_(1 - self.jitter, 1 + self.jitter, generator=self.generator)
+            noise = torch.empty(x.shape, dtype=dtype).uniform_(
+                1 - self.jitter, 1 + self.jitter, generator=self.generator
+            )
             x = x * noise.to(x.device)
         return F.linear(x, self.weight.to(dtype))
 
@@ -83,7 +87,9 @@ class LearnedRouter(Router):
         if not isinstance(logits, torch.Tensor) or not logits.is_floating_point():
             raise TypeError("logits must be a floating torch.Tensor of shape (tokens, num_experts)")
         if logits.dim() != 2 or logits.shape[1] != self.num_experts:
-            raise ValueError(f"logits must have shape (tokens, {self.num_experts}), got {tuple(logits.shape)}")
+            raise ValueError(
+                f"logits must have shape (tokens, {self.num_experts}), got {tuple(logits.shape)}"
+            )
         check_finite(logits, "logits")
         return logits
 

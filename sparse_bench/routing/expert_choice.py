@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import torch
 
-from .base import LearnedRouter, RouterCapabilities, capacity_from_factor, check_capacity_args, switch_load_balancing_loss, z_loss
+from .base import (
+    LearnedRouter,
+    RouterCapabilities,
+    capacity_from_factor,
+    check_capacity_args,
+    switch_load_balancing_loss,
+    z_loss,
+)
 from .plan import RoutingPlan, plan_from_assignments
 
 
@@ -16,7 +23,13 @@ class ExpertChoiceRouter(LearnedRouter):
     Combine weight = the token's router probability for that expert.
     """
 
-    def __init__(self, d_model: int, num_experts: int, capacity_factor: float = 1.0, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        d_model: int,
+        num_experts: int,
+        capacity_factor: float = 1.0,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__(d_model, num_experts, generator=generator)
         check_capacity_args(capacity_factor, None)
         self.capacity_factor = float(capacity_factor)

@@ -86,9 +86,15 @@ class HashRouter(Router):
         if balanced and key != "token_id":
             raise ValueError("balanced=True needs key='token_id' (a table is built over token ids)")
         if balanced and token_frequencies is None:
-            raise ValueError("balanced=True needs token_frequencies, a (vocab,) tensor of counts per token id")
+            raise ValueError(
+                "balanced=True needs token_frequencies, a (vocab,) tensor of counts per token id"
+            )
         self.key, self.balanced, self.seed = key, bool(balanced), int(seed)
-        table = balanced_table(token_frequencies, num_experts, seed) if balanced else torch.empty(0, dtype=torch.int64)
+        table = (
+            balanced_table(token_frequencies, num_experts, seed)
+            if balanced
+            else torch.empty(0, dtype=torch.int64)
+        )
         self.register_buffer("table", table)
 
     @property

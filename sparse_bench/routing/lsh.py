@@ -80,4 +80,6 @@ class LSHRouter(Router):
         token = torch.arange(T, device=x.device).unsqueeze(1).expand(T, s)
         weight = torch.full((T * s,), 1.0 / s, dtype=x.dtype, device=x.device)
         aux = {"expert_load": torch.bincount(expert.reshape(-1), minlength=self.num_experts)}
-        return plan_from_assignments(token.reshape(-1), expert.reshape(-1), weight, T, self.num_experts, aux=aux)
+        return plan_from_assignments(
+            token.reshape(-1), expert.reshape(-1), weight, T, self.num_experts, aux=aux
+        )

@@ -65,7 +65,9 @@ class RoutingPlan:
         a = self.token_index.numel()
         for name in ("expert_index", "weight"):
             if getattr(self, name).shape != (a,):
-                raise ValueError(f"RoutingPlan.{name} must have shape ({a},), got {tuple(getattr(self, name).shape)}")
+                raise ValueError(
+                    f"RoutingPlan.{name} must have shape ({a},), got {tuple(getattr(self, name).shape)}"
+                )
         if self.token_index.dtype != torch.int64 or self.expert_index.dtype != torch.int64:
             raise ValueError("RoutingPlan token_index and expert_index must be int64")
         if self.expert_counts.shape != (self.num_experts,):
@@ -115,7 +117,9 @@ def plan_from_assignments(
     keeps its graph (it is gathered with the permutation).
     """
     with torch.no_grad():
-        key = expert_index * max(num_tokens, 1) + token_index  # (A,) unique per (expert, token) up to duplicates
+        key = (
+            expert_index * max(num_tokens, 1) + token_index
+        )  # (A,) unique per (expert, token) up to duplicates
         order = torch.argsort(key, stable=True)  # (A,)
         token_sorted = token_index[order]
         expert_sorted = expert_index[order]
