@@ -171,14 +171,16 @@ def run_ratio_table(
     with pinned_threads(num_threads):
         for point in points:
             case = build_case(point, seed=seed, dispatch=dispatch, peers=peers, device=device)
+            point_records = []
             for direction in directions:
                 record = measure_point(case, direction, num_threads, min_run_time, memory)
                 record.update({"profile": profile, "seed": seed, "timestamp": time.time()})
-                records.append(record)
+                point_records.append(record)
                 if echo is not None:
                     echo(format_row(record))
-    if results_dir is not None:
-        write_records(records, results_dir)
+            if results_dir is not None:  # per point, so an interrupted sweep keeps what it measured
+                write_records(point_records, results_dir)
+            records.extend(point_records)
     return records
 
 
