@@ -195,14 +195,16 @@ def dispatch_padded(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> tor
     return combine_rows(out, slab_row, plan, uniform)
 
 
-# Crossover for dispatch="auto" (CPU fp32, d_model=512, SwiGLU, h in {256, 1024}, E in {8, 64}, k in {1, 2, 8},
-# T in {512, 4096}; set by `python -m sparse_bench.bench.calibrate`, forward time of each strategy / GEMM floor):
-# - 1 thread: "sorted" beat "padded" at all 7 measured points (sorted/padded = 0.80-0.92 in CPU time), even at
-#   padding waste 1.00, because MKL's single-threaded per-expert GEMMs are already well shaped.
-# - 2 threads: "padded" beat "sorted" at all 7 points (padded/sorted = 0.35-0.87), including E=64, k=1, T=512 with
-#   waste 2.38 (one slab GEMM parallelises over experts; 64 small GEMMs each pay a thread barrier).
-# The waste bound caps the FLOPs and memory that padding may add; beyond it the grouped loop is used.
+# Crossover for dispatch="auto" (CPU fp32, d_model=512, SwiGLU, top-k router, forward medians,
+# torch.utils.benchmark with 2 threads on a quiet machine, 15:18 on 2026-11-24; sparse_bench.bench.peers cases):
+#   rows/expert 128: E=64 k=2 T=4096 h=256  sorted 76.6 ms < padded 83.2 ms; E=8 k=2 T=512 h=256 sorted 9.4 < 10.0
+#                    (E=8 k=2 T=4096 h=1024, 512 rows: sorted 158.9 < padded 200.2)
+#   rows/expert  64: E=64 k=8 T=512 h=256  padded 33.0 ms < sorted 43.3 ms; E=64 k=1 T=4096 h=256 padded 40.8 < 51.6
+# Small per-expert GEMMs each pay a thread barrier, so one slab GEMM wins; large ones are efficient on their own and
+# padding only adds work. With 1 thread "sorted" won at all 7 points measured by CPU time (sorted/padded 0.80-0.92).
+# The waste bound caps the FLOPs and memory that padding may add. Re-measure: python -m sparse_bench.bench.calibrate.
 AUTO_PADDED_MIN_THREADS = 2
+AUTO_PADDED_MAX_ROWS_PER_EXPERT = 64
 AUTO_PADDED_MAX_WASTE = 3.0
 
 
@@ -216,12 +218,14 @@ def padding_waste(plan: RoutingPlan) -> float:
 def choose_dispatch(plan: RoutingPlan, device: torch.device, num_threads: int | None = None) -> str:
     """The strategy "auto" runs for this plan: "padded" or "sorted" (see the crossover note above).
 
-    On CUDA the padded slab is always preferred within the waste bound (one kernel pair instead of E).
+    "padded" when there are >= 2 threads (or a GPU), at most AUTO_PADDED_MAX_ROWS_PER_EXPERT rows per expert on
+    average and padding waste <= AUTO_PADDED_MAX_WASTE; "sorted" otherwise. The CUDA crossover is not measured yet.
     """
     threads = torch.get_num_threads() if num_threads is None else num_threads
     if device.type == "cpu" and threads < AUTO_PADDED_MIN_THREADS:
         return "sorted"
-    return "padded" if padding_waste(plan) <= AUTO_PADDED_MAX_WASTE else "sorted"
+    small = plan.num_assignments <= AUTO_PADDED_MAX_ROWS_PER_EXPERT * plan.num_experts
+    return "padded" if small and padding_waste(plan) <= AUTO_PADDED_MAX_WASTE else "sorted"
 
 
 def dispatch_auto(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:

@@ -103,6 +103,8 @@ def test_auto_choice_follows_threads_and_padding_waste():
     assert choose_dispatch(balanced, cpu, num_threads=1) == "sorted"
     assert choose_dispatch(balanced, cpu, num_threads=2) == "padded"
     assert choose_dispatch(skewed, cpu, num_threads=2) == "sorted"
+    many_rows = plan_from_assignments(torch.arange(800) % 400, torch.arange(800) % 4, torch.ones(800), 400, 4)
+    assert padding_waste(many_rows) == 1.0 and choose_dispatch(many_rows, cpu, num_threads=2) == "sorted"
 
 
 @pytest.mark.parametrize(
