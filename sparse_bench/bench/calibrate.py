@@ -11,9 +11,10 @@ import argparse
 import warnings
 
 from ..dispatch import padding_waste
+from ..threads import pinned_threads
 from .grid import GridPoint, issue_grid
 from .peers import build_case, forward_fn
-from .timing import pinned_threads, time_call
+from .timing import time_call
 
 
 def crossover_rows(points: list[GridPoint], num_threads: int, min_run_time: float, seed: int = 0) -> list[dict]:

@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-import torch
-
+from ..threads import pinned_threads
 from .floor import FLOOR_BLOCK_ROWS, floor_block_fn, grouped_floor_fn, routed_flops
 from .grid import PROFILES, GridPoint, grid_for
 from .peers import STRATEGY_PEERS, Case, build_case, forward_backward_fn, forward_fn
-from .timing import peak_bytes, pinned_threads, time_call
+from .timing import peak_bytes, time_call
 
 BENCH_FILE = "bench.jsonl"
 DIRECTIONS = ("forward", "forward_backward")

@@ -9,10 +9,9 @@ allocation is placed at its op's start and a net free at its op's end, which can
 
 from __future__ import annotations
 
-import contextlib
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch.utils.benchmark import Timer
@@ -30,17 +29,6 @@ class Timing:
 
     def to_dict(self) -> dict:
         return {"median_s": self.median, "iqr_s": self.iqr, "blocks": self.blocks}
-
-
-@contextlib.contextmanager
-def pinned_threads(num_threads: int) -> Iterator[None]:
-    """Run the body with ``torch.set_num_threads(num_threads)``, restoring the previous count afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def time_call(fn: Callable[[], object], num_threads: int, min_run_time: float, label: str = "") -> Timing:

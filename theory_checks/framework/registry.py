@@ -7,13 +7,14 @@ run must FAIL.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib
 import pkgutil
 import time
 from dataclasses import dataclass
 from typing import Callable
+
+from sparse_bench.threads import pinned_threads
 
 from .profiles import current_profile, validate_profile
 from .result import CheckResult
@@ -82,22 +83,6 @@ def get_check(name: str) -> RegisteredCheck:
     if name not in REGISTRY:
         raise KeyError(f"no check named {name!r}; registered: {sorted(REGISTRY)}")
     return REGISTRY[name]
-
-
-@contextlib.contextmanager
-def pinned_threads(num_threads: int | None):
-    """Set torch's intra-op thread count for the block and restore it afterwards (None: no change)."""
-    if num_threads is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _timed_call(entry: RegisteredCheck, seed, profile, control, kwargs) -> CheckResult:
