@@ -39,8 +39,14 @@ def latest_ratio_records(records: list[dict]) -> list[dict]:
 
 
 def _label(record: dict) -> str:
-    point = record.get("point", {})
-    return point.get("label") or " ".join(f"{k}={v}" for k, v in point.items())
+    """A grid point as "E8 k2 T512 h256" (experts, k, tokens, expert width); other fields appended as k=v."""
+    point = dict(record.get("point", {}))
+    if "label" in point:
+        return point["label"]
+    short = {"num_experts": "E", "k": "k", "num_tokens": "T", "d_hidden": "h"}
+    parts = [f"{tag}{point.pop(key)}" for key, tag in short.items() if key in point]
+    point.pop("d_model", None), point.pop("activation", None)
+    return " ".join(parts + [f"{k}={v}" for k, v in point.items()])
 
 
 def _peer(record: dict, name: str, key: str):
