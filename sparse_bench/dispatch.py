@@ -134,12 +134,13 @@ def dispatch_loop(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch
     """The simple reference: one boolean mask per expert, gather, expert FFN, index_add into y."""
     check_plan_matches(x, plan, bank)
     y = x.new_zeros(x.shape)
+    weights = bank.per_expert_weights()
     for expert in range(bank.num_experts):
         mask = plan.expert_index == expert  # (A,)
         if not bool(mask.any()):
             continue
         tokens = plan.token_index[mask]
-        out = bank.expert_forward(expert, x[tokens]) * plan.weight[mask].to(x.dtype).unsqueeze(1)
+        out = bank.apply_expert(x[tokens], weights[expert]) * plan.weight[mask].to(x.dtype).unsqueeze(1)
         y = y.index_add(0, tokens, out)
     return y
 

@@ -116,12 +116,26 @@ class ExpertBank(nn.Module):
         return F.silu(gate) * up
 
     def expert_forward(self, expert: int, rows: torch.Tensor) -> torch.Tensor:
-        """rows: (n, d_model) for one expert. Returns (n, d_model)."""
+        """rows: (n, d_model) for one expert. Returns (n, d_model). For one call; loops over experts should
+        take ``per_expert_weights()`` once instead (see ``forward_grouped``)."""
         biases = (self.b_in[expert], self.b_out[expert]) if self.has_bias else (None, None)
-        return self._ffn(rows, self.w_in[expert], self.w_out[expert], *biases)
+        return self.apply_expert(rows, (self.w_in[expert], self.w_out[expert], *biases))
 
-    def _ffn(self, rows, w_in, w_out, b_in, b_out) -> torch.Tensor:
-        """rows: (n, d_model); one expert's w_in (d, in_width), w_out (h, d), biases or None. Returns (n, d)."""
+    def per_expert_weights(self) -> list[tuple]:
+        """E tuples (w_in, w_out, b_in, b_out) from one unbind per stacked parameter (biases None if absent).
+
+        Backward then stacks the E weight gradients in one op; indexing ``w_in[e]`` per expert instead builds a
+        full (E, d, in_width) zero gradient per expert (E^2 work).
+        """
+        w_in, w_out = self.w_in.unbind(0), self.w_out.unbind(0)
+        if self.has_bias:
+            return list(zip(w_in, w_out, self.b_in.unbind(0), self.b_out.unbind(0)))
+        return [(wi, wo, None, None) for wi, wo in zip(w_in, w_out)]
+
+    def apply_expert(self, rows: torch.Tensor, weights: tuple) -> torch.Tensor:
+        """rows: (n, d_model); weights: one expert's (w_in (d, in_width), w_out (h, d), b_in, b_out or None).
+        Returns (n, d_model)."""
+        w_in, w_out, b_in, b_out = weights
         pre = rows @ w_in  # (n, in_width)
         if b_in is not None:
             pre = pre + b_in
@@ -129,21 +143,15 @@ class ExpertBank(nn.Module):
         return out + b_out if b_out is not None else out
 
     def forward_grouped(self, x_sorted: torch.Tensor, expert_counts: torch.Tensor) -> torch.Tensor:
-        """x_sorted: (A, d_model) rows grouped by expert; expert_counts: (E,) rows per expert. Returns (A, d_model).
-
-        The stacked weights are unbound once, so backward stacks the E weight gradients in one op; indexing
-        ``w_in[e]`` per expert instead would build a full (E, d, in_width) zero gradient per expert (E^2 work).
-        """
+        """x_sorted: (A, d_model) rows grouped by expert; expert_counts: (E,) rows per expert.
+        Returns (A, d_model)."""
         self.check_input(x_sorted)
         counts = expert_counts.tolist()
         if sum(counts) != x_sorted.shape[0]:
             raise ValueError(f"expert_counts sums to {sum(counts)} but x_sorted has {x_sorted.shape[0]} rows")
-        w_in, w_out = self.w_in.unbind(0), self.w_out.unbind(0)
-        b_in, b_out = (self.b_in.unbind(0), self.b_out.unbind(0)) if self.has_bias else ([None] * len(counts),) * 2
+        weights = self.per_expert_weights()
         pieces = [
-            self._ffn(rows, w_in[e], w_out[e], b_in[e], b_out[e])
-            for e, rows in enumerate(x_sorted.split(counts))
-            if rows.shape[0] > 0
+            self.apply_expert(rows, weights[e]) for e, rows in enumerate(x_sorted.split(counts)) if rows.shape[0]
         ]
         return torch.cat(pieces) if pieces else x_sorted.new_zeros(0, self.d_model)
 
