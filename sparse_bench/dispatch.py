@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 
 from .experts import ExpertBank
-from .routing.plan import RoutingPlan
+from .routing.plan import RoutingPlan, rank_in_group
 
 
 def check_plan_matches(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> None:
@@ -35,14 +35,10 @@ def combine_by_token(rows: torch.Tensor, plan: RoutingPlan) -> torch.Tensor:
     if A == 0:
         return rows.new_zeros(T, rows.shape[1])
     with torch.no_grad():
-        by_token = torch.argsort(plan.token_index, stable=True)  # (A,)
-        token_sorted = plan.token_index[by_token]
-        counts = torch.bincount(plan.token_index, minlength=T)
-        starts = counts.cumsum(0) - counts
-        slot = torch.arange(A, device=rows.device) - starts[token_sorted]  # (A,)
-        width = int(counts.max())
+        slot = rank_in_group(plan.token_index, T)  # (A,) in plan order within each token
+        width = int(slot.max()) + 1
     buffer = rows.new_zeros(T, width, rows.shape[1])  # (T, K, d_model)
-    buffer = buffer.index_put((token_sorted, slot), rows[by_token])
+    buffer = buffer.index_put((plan.token_index, slot), rows)
     return buffer.sum(dim=1)
 
 
@@ -152,7 +148,7 @@ def dispatch_einsum(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> tor
         return x.new_zeros(x.shape)
     T, E = plan.num_tokens, plan.num_experts
     capacity = int(plan.expert_counts.max())
-    slot = plan.tokens_per_assignment_slot  # (A,)
+    slot = plan.slot_in_expert  # (A,)
     index = (plan.token_index, plan.expert_index, slot)
     dispatch = x.new_zeros(T, E, capacity).index_put(index, x.new_ones(plan.num_assignments))  # (T, E, C)
     combine = x.new_zeros(T, E, capacity).index_put(index, plan.weight.to(x.dtype))  # (T, E, C)
@@ -173,7 +169,7 @@ def dispatch_sorted(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> tor
 def padded_slots(plan: RoutingPlan) -> tuple[torch.Tensor, int]:
     """(A,) row of each assignment in a flattened (E, C, d) slab, and C = the largest realised expert count."""
     capacity = int(plan.expert_counts.max())
-    return plan.expert_index * capacity + plan.tokens_per_assignment_slot, capacity
+    return plan.expert_index * capacity + plan.slot_in_expert, capacity
 
 
 def dispatch_padded(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:

@@ -102,7 +102,7 @@ def _corner_plan(x, kernel, stride=None, padding=0):
     """Planted defect: a max-pool plan that routes every window to its top-left position."""
     plan = maxpool_plan(x, kernel, stride, padding)
     avg = avgpool_plan(x, kernel, stride, padding)
-    first = avg.tokens_per_assignment_slot == 0
+    first = avg.slot_in_expert == 0
     plan.token_index = avg.token_index[first]
     return plan
 

@@ -105,7 +105,7 @@ def pool_from_plan(x: torch.Tensor, plan: RoutingPlan) -> torch.Tensor:
     values = x.reshape(-1)[plan.token_index] * plan.weight  # (A,)
     width = int(plan.expert_counts.max()) if plan.num_experts else 0
     table = values.new_zeros(plan.num_experts, width)  # (E, slots)
-    table = table.index_put((plan.expert_index, plan.tokens_per_assignment_slot), values)
+    table = table.index_put((plan.expert_index, plan.slot_in_expert), values)
     return table.sum(dim=1).reshape(plan.aux["output_shape"])
 
 

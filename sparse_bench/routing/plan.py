@@ -46,7 +46,7 @@ class RoutingPlan:
         return torch.cat([zero, self.expert_counts.cumsum(0)])
 
     @property
-    def tokens_per_assignment_slot(self) -> torch.Tensor:
+    def slot_in_expert(self) -> torch.Tensor:
         """(A,) int64: the position of each assignment inside its expert's segment (0-based)."""
         starts = self.expert_offsets[:-1]
         return torch.arange(self.num_assignments, device=self.token_index.device) - starts[self.expert_index]
@@ -100,6 +100,22 @@ class RoutingPlan:
             dropped=self.dropped,
             aux={k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in self.aux.items()},
         )
+
+
+def rank_in_group(groups: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """Each element's 0-based rank among the elements of the same group, in the order given.
+
+    groups: (N,) int64 in [0, num_groups). Returns (N,) int64. Counting runs through a stable sort, never a
+    (N, num_groups) one-hot.
+    """
+    n = groups.numel()
+    order = torch.argsort(groups, stable=True)  # (N,) grouped, original order kept within a group
+    counts = torch.bincount(groups, minlength=num_groups)
+    starts = counts.cumsum(0) - counts  # (num_groups,)
+    ranks_sorted = torch.arange(n, device=groups.device) - starts[groups[order]]
+    ranks = torch.empty_like(ranks_sorted)
+    ranks[order] = ranks_sorted
+    return ranks
 
 
 def plan_from_assignments(

@@ -13,25 +13,9 @@ from .base import (
     switch_load_balancing_loss,
     z_loss,
 )
-from .plan import RoutingPlan, plan_from_assignments
+from .plan import RoutingPlan, plan_from_assignments, rank_in_group
 
 DROP_POLICIES = ("position", "probability")
-
-
-def position_in_expert(expert_in_priority_order: torch.Tensor, num_experts: int) -> torch.Tensor:
-    """Each assignment's 0-based rank among the assignments to the same expert, in the given order.
-
-    expert_in_priority_order: (N,) int64, assignments listed from highest to lowest priority.
-    Returns (N,) int64. Counting runs through a stable sort, never a (N, E) one-hot.
-    """
-    n = expert_in_priority_order.numel()
-    order = torch.argsort(expert_in_priority_order, stable=True)  # (N,) grouped by expert, priority kept
-    counts = torch.bincount(expert_in_priority_order, minlength=num_experts)
-    starts = counts.cumsum(0) - counts  # (E,)
-    ranks_sorted = torch.arange(n, device=order.device) - starts[expert_in_priority_order[order]]
-    ranks = torch.empty_like(ranks_sorted)
-    ranks[order] = ranks_sorted
-    return ranks
 
 
 class TopKRouter(LearnedRouter):
@@ -105,7 +89,7 @@ class TopKRouter(LearnedRouter):
             )
         with torch.no_grad():
             priority = self._priority_order(top_expert, top_weight.detach())  # (k*T,) flat (T, k) indices
-            rank = position_in_expert(top_expert.reshape(-1)[priority], E)  # (k*T,)
+            rank = rank_in_group(top_expert.reshape(-1)[priority], E)  # (k*T,)
             keep_flat = torch.empty_like(rank, dtype=torch.bool)
             keep_flat[priority] = rank < capacity
         dropped = int((~keep_flat).sum())
