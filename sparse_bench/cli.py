@@ -13,6 +13,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
@@ -90,22 +91,17 @@ def _with_commit(record, commit: str | None) -> dict:
 
 
 def _failed_record(name: str, seed: int | None, profile: str, error: Exception, control: str | None):
-    from theory_checks.framework import DEFAULT_SEED, get_check, make_result
+    from theory_checks.framework import get_check, make_result
 
-    entry = get_check(name)
     record = make_result(
         name,
         passed=False,
-        seed=seed if seed is not None else getattr(entry, "default_seed", DEFAULT_SEED),
+        seed=seed if seed is not None else get_check(name).default_seed,
         profile=profile,
         n=0,
         test=f"raised {type(error).__name__}: {error}",
     )
-    if control is None:
-        return record
-    from dataclasses import replace
-
-    return replace(record, control=control)
+    return record if control is None else replace(record, control=control)
 
 
 def run_checks(

@@ -8,24 +8,12 @@ import platform
 import tempfile
 from pathlib import Path
 
+from .cells import fmt
 from .figures import check_figures
 from .inputs import DISTRIBUTED_FILE, FILL_COMMANDS, ReportInputs, current_commit, load_inputs
 from .speed import ratio_figure, ratio_table
 
 STATUS_ORDER = {"fail": 0, "missing": 1, "stale": 2, "pass": 3}
-
-
-def fmt(value, digits: int = 4) -> str:
-    """Compact human formatting for table cells."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
 
 
 def measured_cell(record: dict) -> str:

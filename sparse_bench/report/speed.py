@@ -7,6 +7,7 @@ the peak-memory ratio and which targets of the speed issue it meets. Only the ne
 
 from __future__ import annotations
 
+from .cells import fmt
 from .figures import EmbeddedFigure, _pyplot, to_data_uri
 
 COLUMNS = (
@@ -53,10 +54,6 @@ def _peer(record: dict, name: str, key: str):
     return record.get("peers", {}).get(name, {}).get(key)
 
 
-def _fmt(value, digits=3):
-    return "" if value is None else (f"{value:.{digits}g}" if isinstance(value, float) else str(value))
-
-
 def ratio_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Columns and formatted rows of the ratio table."""
     rows = []
@@ -69,15 +66,15 @@ def ratio_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
                 _label(r),
                 r.get("direction", ""),
                 r.get("chosen_strategy", r.get("dispatch", "")),
-                _fmt(r.get("R")),
-                _fmt(r.get("shape")),
-                _fmt(r.get("overhead")),
-                _fmt(r.get("router_share")),
-                _fmt(_peer(r, "hf_mixtral", "ratio_to_floor")),
-                _fmt(_peer(r, "hf_mixtral", "speedup_of_ours")),
-                _fmt(_peer(r, "gshard_einsum", "ratio_to_floor")),
-                _fmt(_peer(r, "gshard_einsum", "speedup_of_ours")),
-                _fmt(r.get("memory", {}).get("ratio")),
+                fmt(r.get("R"), 3),
+                fmt(r.get("shape"), 3),
+                fmt(r.get("overhead"), 3),
+                fmt(r.get("router_share"), 3),
+                fmt(_peer(r, "hf_mixtral", "ratio_to_floor"), 3),
+                fmt(_peer(r, "hf_mixtral", "speedup_of_ours"), 3),
+                fmt(_peer(r, "gshard_einsum", "ratio_to_floor"), 3),
+                fmt(_peer(r, "gshard_einsum", "speedup_of_ours"), 3),
+                fmt(r.get("memory", {}).get("ratio"), 3),
                 met,
             ]
         )
