@@ -36,7 +36,7 @@ def affine_simhash(d: int, bits: int, seed: int) -> SimHash:
     """Defect: hyperplanes with an offset, sign(a . x + 1) — an affine, not central, arrangement."""
 
     class AffineSimHash(SimHash):
-        def signs(self, x):
+        def signs(self, x, check_input=True):
             return x @ self.directions.to(x.dtype) + 1.0 >= 0
 
     return AffineSimHash(d, bits, seed)

@@ -67,9 +67,10 @@ class LSHRouter(Router):
         columns = []
         for table in self.tables:
             if self.family == "simhash":
-                columns.append(table.bucket(x) % self.num_experts)
+                columns.append(table.bucket(x, check_input=False) % self.num_experts)
             else:
-                columns.append(universal_hash(table.codes(x), table.seed) % self.num_experts)
+                codes = table.codes(x, check_input=False)  # (T, num_hashes)
+                columns.append(universal_hash(codes, table.seed) % self.num_experts)
         return torch.stack(columns, dim=1)
 
     def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> RoutingPlan:
