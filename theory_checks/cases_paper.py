@@ -41,12 +41,13 @@ COUNT_REPLICATES = (3, 12)
 
 # 6. bucket-constant approximation: (k, widths) on a k-dim subspace of R^16, target a bump family (L = 1)
 APPROX_D = 16
-APPROX_CASES = ((1, (0.4, 0.28, 0.2, 0.14)), (2, (1.0, 0.7, 0.5, 0.35)))
+APPROX_CASES = ((1, (0.4, 0.303, 0.23, 0.174, 0.132, 0.1)),  # six widths over a factor 4 per k
+                (2, (1.0, 0.758, 0.574, 0.435, 0.33, 0.25)))
 APPROX_BUMP_SPACING = 2.0  # one cone of radius and height 1 at the origin of the subspace
 APPROX_HASHES_PER_K = 3  # D = 3 k
 APPROX_TRAIN = (40_000, 200_000)
 APPROX_TEST = (5_000, 20_000)
-APPROX_REPLICATES = (6, 20)
+APPROX_REPLICATES = (10, 20)
 
 # 7. random-hash routing vs LSH: inputs on a k = 2 subspace of R^8, degree-4 polynomial target
 ROUTING_D, ROUTING_K = 8, 2

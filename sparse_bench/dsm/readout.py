@@ -62,15 +62,17 @@ def select_ridge(features: torch.Tensor, targets: torch.Tensor, val_features: to
     n, t = f.shape
     if t <= n:
         evals, evecs = torch.linalg.eigh(f.T @ f)  # (t,), (t, t)
-        rhs, to_weights = evecs.T @ (f.T @ y), evecs  # (t,), (t, t)
-    else:
+        rhs = evecs.T @ (f.T @ y)  # (t,)
+        val_basis = fv @ evecs  # (m, t)
+    else:  # dual: the (t, n) map f.T @ evecs is never formed, only (m, n) and (n, n) products
         evals, evecs = torch.linalg.eigh(f @ f.T)  # (n,), (n, n)
-        rhs, to_weights = evecs.T @ y, f.T @ evecs  # (n,), (t, n)
-    val_basis = fv @ to_weights  # (m, t or n)
-    errors, weights = [], []
+        rhs = evecs.T @ y  # (n,)
+        val_basis = (fv @ f.T) @ evecs  # (m, n)
+    errors, coefs = [], []
     for r in ridges:
         coef = rhs / (evals.clamp_min(0) + n * r)
         errors.append(float(((val_basis @ coef - yv) ** 2).mean()))
-        weights.append(coef)
+        coefs.append(coef)
     best = min(range(len(ridges)), key=lambda i: (errors[i], -ridges[i]))
-    return float(ridges[best]), to_weights @ weights[best], errors
+    weights = evecs @ coefs[best] if t <= n else f.T @ (evecs @ coefs[best])
+    return float(ridges[best]), weights, errors
