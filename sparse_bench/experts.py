@@ -13,6 +13,85 @@ from .validation import check_int_in_range
 ACTIVATIONS = ("relu", "gelu", "swiglu")
 
 
+def swiglu_in_place(pre: torch.Tensor) -> torch.Tensor:
+    """pre: (..., 2h) = [gate, up], no autograd. Writes silu(gate) * up over the gate half and returns that
+    (..., h) view (strided: rows 2h apart), so no new buffer is allocated."""
+    gate, up = pre.split(pre.shape[-1] // 2, dim=-1)
+    return F.silu(gate, inplace=True).mul_(up)
+
+
+def swiglu_backward(pre: torch.Tensor, grad_act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """pre: (..., 2h) = [gate, up]; grad_act: (..., h), the gradient of act = silu(gate) * up.
+    Returns (grad_pre (..., 2h) = [d gate, d up], the recomputed act (..., h))."""
+    gate, up = pre.split(pre.shape[-1] // 2, dim=-1)
+    sig = torch.sigmoid(gate)
+    silu = gate * sig
+    grad_pre = torch.empty_like(pre)
+    grad_gate, grad_up = grad_pre.split(gate.shape[-1], dim=-1)
+    torch.mul(grad_act, silu, out=grad_up)
+    torch.mul(grad_act, up, out=grad_gate)
+    # silu'(g) = sigmoid(g) * (1 + g * (1 - sigmoid(g)))
+    grad_gate.mul_(sig.mul_(gate.mul(sig.neg().add_(1)).add_(1)))
+    return grad_pre, silu.mul_(up)
+
+
+def _segments(counts: list[int]) -> list[tuple[int, int, int]]:
+    """(index, first row, rows) of every segment of ``counts`` rows, in order."""
+    starts = [0]
+    for n in counts[:-1]:
+        starts.append(starts[-1] + n)
+    return [(i, start, n) for i, (start, n) in enumerate(zip(starts, counts))]
+
+
+class _SwiGLUGrouped(torch.autograd.Function):
+    """Bias-free SwiGLU experts on expert-grouped rows: ``apply(rows, counts, *w_ins, *w_outs)``.
+
+    rows: (A, d) grouped into segments of ``counts`` rows (every count >= 1), segment i for the i-th weights;
+    w_ins: (d, 2h) and w_outs: (h, d), one per segment (unbound from the stacked parameters, so autograd stacks
+    all weight gradients in one op). Every GEMM writes into a preallocated (A, .) buffer (no cat), the activation
+    is one elementwise pass over all rows, and backward is written by hand (as in ``_SwiGLUSlab``).
+    """
+
+    @staticmethod
+    def forward(ctx, rows: torch.Tensor, counts: list[int], *weights: torch.Tensor) -> torch.Tensor:
+        n = len(counts)
+        w_ins, w_outs = weights[:n], weights[n:]
+        pre = rows.new_empty(rows.shape[0], w_ins[0].shape[1])  # (A, 2h)
+        for i, start, size in _segments(counts):
+            torch.mm(rows.narrow(0, start, size), w_ins[i], out=pre.narrow(0, start, size))
+        gate, up = pre.split(w_outs[0].shape[0], dim=-1)
+        act = F.silu(gate).mul_(up)  # (A, h)
+        out = rows.new_empty(rows.shape)  # (A, d)
+        for i, start, size in _segments(counts):
+            torch.mm(act.narrow(0, start, size), w_outs[i], out=out.narrow(0, start, size))
+        ctx.counts = counts
+        ctx.save_for_backward(rows, pre, *weights)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        rows, pre, *weights = ctx.saved_tensors
+        counts = ctx.counts
+        n = len(counts)
+        w_ins, w_outs = weights[:n], weights[n:]
+        grad_act = pre.new_empty(pre.shape[0], w_outs[0].shape[0])  # (A, h)
+        for i, start, size in _segments(counts):
+            torch.mm(grad_out.narrow(0, start, size), w_outs[i].t(), out=grad_act.narrow(0, start, size))
+        grad_pre, act = swiglu_backward(pre, grad_act)
+        grad_rows = torch.empty_like(rows) if ctx.needs_input_grad[0] else None
+        grad_w_in, grad_w_out = [None] * n, [None] * n
+        for i, start, size in _segments(counts):
+            seg_pre = grad_pre.narrow(0, start, size)
+            if grad_rows is not None:
+                torch.mm(seg_pre, w_ins[i].t(), out=grad_rows.narrow(0, start, size))
+            if ctx.needs_input_grad[2 + i]:
+                grad_w_in[i] = rows.narrow(0, start, size).t() @ seg_pre
+            if ctx.needs_input_grad[2 + n + i]:
+                grad_w_out[i] = act.narrow(0, start, size).t() @ grad_out.narrow(0, start, size)
+        return grad_rows, None, *grad_w_in, *grad_w_out
+
+
 class _SwiGLUSlab(torch.autograd.Function):
     """Bias-free SwiGLU experts on an (E, C, d) slab: two batched matmuls, with a hand-written backward.
 
@@ -22,11 +101,8 @@ class _SwiGLUSlab(torch.autograd.Function):
 
     @staticmethod
     def inference(slab: torch.Tensor, w_in: torch.Tensor, w_out: torch.Tensor) -> torch.Tensor:
-        """The forward without a graph: the pre-activation is freed before the second matmul allocates."""
-        gate, up = torch.bmm(slab, w_in).split(w_out.shape[1], dim=-1)  # (E, C, h) twice
-        act = F.silu(gate).mul_(up)  # (E, C, h)
-        del gate, up
-        return torch.bmm(act, w_out)  # (E, C, d)
+        """The forward without a graph: the activation overwrites the gate half of the pre-activation."""
+        return torch.bmm(swiglu_in_place(torch.bmm(slab, w_in)), w_out)  # (E, C, d)
 
     @staticmethod
     def forward(ctx, slab: torch.Tensor, w_in: torch.Tensor, w_out: torch.Tensor) -> torch.Tensor:
@@ -41,18 +117,9 @@ class _SwiGLUSlab(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
         slab, w_in, w_out, pre = ctx.saved_tensors
-        d_hidden = w_out.shape[1]
-        gate, up = pre.split(d_hidden, dim=-1)
-        sig = torch.sigmoid(gate)  # (E, C, h)
-        silu = gate * sig
         grad_act = torch.bmm(grad_out, w_out.transpose(1, 2))  # (E, C, h)
-        grad_w_out = torch.bmm((silu * up).transpose(1, 2), grad_out) if ctx.needs_input_grad[2] else None
-        grad_pre = torch.empty_like(pre)  # (E, C, 2h) = [d gate, d up]
-        grad_gate, grad_up = grad_pre.split(d_hidden, dim=-1)
-        torch.mul(grad_act, silu, out=grad_up)
-        # silu'(g) = sigmoid(g) * (1 + g * (1 - sigmoid(g)))
-        torch.mul(grad_act, up, out=grad_gate)
-        grad_gate.mul_(sig.mul_(gate.mul(sig.neg().add_(1)).add_(1)))
+        grad_pre, act = swiglu_backward(pre, grad_act)  # (E, C, 2h), (E, C, h)
+        grad_w_out = torch.bmm(act.transpose(1, 2), grad_out) if ctx.needs_input_grad[2] else None
         grad_slab = torch.bmm(grad_pre, w_in.transpose(1, 2)) if ctx.needs_input_grad[0] else None
         grad_w_in = torch.bmm(slab.transpose(1, 2), grad_pre) if ctx.needs_input_grad[1] else None
         return grad_slab, grad_w_in, grad_w_out
@@ -142,17 +209,25 @@ class ExpertBank(nn.Module):
         out = self.activate(pre) @ w_out  # (n, d_model)
         return out + b_out if b_out is not None else out
 
-    def forward_grouped(self, x_sorted: torch.Tensor, expert_counts: torch.Tensor) -> torch.Tensor:
-        """x_sorted: (A, d_model) rows grouped by expert; expert_counts: (E,) rows per expert.
+    def forward_grouped(self, x_sorted: torch.Tensor, expert_counts, first_expert: int = 0,
+                        weights: list[tuple] | None = None) -> torch.Tensor:
+        """x_sorted: (A, d_model) rows grouped by expert; expert_counts: rows of experts first_expert,
+        first_expert + 1, ... (a (n,) tensor or a list of ints); weights: ``per_expert_weights()`` from a caller
+        that runs several chunks (one unbind for all: each unbind's backward stacks a full (E, ...) gradient).
         Returns (A, d_model)."""
         self.check_input(x_sorted)
-        counts = expert_counts.tolist()
+        counts = expert_counts.tolist() if isinstance(expert_counts, torch.Tensor) else list(expert_counts)
         if sum(counts) != x_sorted.shape[0]:
             raise ValueError(f"expert_counts sums to {sum(counts)} but x_sorted has {x_sorted.shape[0]} rows")
-        weights = self.per_expert_weights()
-        pieces = [
-            self.apply_expert(rows, weights[e]) for e, rows in enumerate(x_sorted.split(counts)) if rows.shape[0]
-        ]
+        if not 0 <= first_expert <= self.num_experts - len(counts):
+            raise ValueError(f"{len(counts)} counts from expert {first_expert} exceed {self.num_experts} experts")
+        weights = (weights or self.per_expert_weights())[first_expert:first_expert + len(counts)]
+        if self.activation == "swiglu" and not self.has_bias and x_sorted.shape[0]:
+            used = [e for e, n in enumerate(counts) if n]
+            return _SwiGLUGrouped.apply(x_sorted, [counts[e] for e in used], *(weights[e][0] for e in used),
+                                        *(weights[e][1] for e in used))
+        pieces = [self.apply_expert(rows, weights[e]) for e, rows in enumerate(x_sorted.split(counts))
+                  if rows.shape[0]]
         return torch.cat(pieces) if pieces else x_sorted.new_zeros(0, self.d_model)
 
     def forward_batched(self, x_padded: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .validation import check_int_in_range, check_positive_float, check_tokens
+from .validation import check_finite_image, check_int_in_range, check_positive_float, check_tokens
 
 MERSENNE_31 = (1 << 31) - 1  # prime modulus of the universal hash: products of two residues fit in int64
 
@@ -48,15 +48,16 @@ class SimHash(nn.Module):
         self.register_buffer("directions", torch.randn(d, bits, generator=gen, dtype=torch.float64))
         self.register_buffer("powers", 2 ** torch.arange(bits, dtype=torch.int64))
 
-    def signs(self, x: torch.Tensor, check_input: bool = True) -> torch.Tensor:
+    def signs(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n, d) float. Returns (n, bits) bool, True where the projection is >= 0."""
-        if check_input:  # False: the caller has validated x already (one pass, not one per table)
-            check_tokens(x, self.d)
-        return x @ self.directions.to(x.dtype) >= 0
+        check_tokens(x, self.d, values=False)  # NaN/Inf: found in the (n, bits) projection instead
+        proj = x @ self.directions.to(x.dtype)  # (n, bits)
+        check_finite_image(proj, x)
+        return proj >= 0
 
-    def bucket(self, x: torch.Tensor, check_input: bool = True) -> torch.Tensor:
+    def bucket(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n, d) float. Returns (n,) int64 in [0, 2^bits): the sign pattern read as a binary number."""
-        return (self.signs(x, check_input).to(torch.int64) * self.powers).sum(dim=1)
+        return (self.signs(x).to(torch.int64) * self.powers).sum(dim=1)
 
     @property
     def num_buckets(self) -> int:
@@ -81,13 +82,13 @@ class PStableHash(nn.Module):
             "offsets", torch.rand(num_hashes, generator=gen, dtype=torch.float64) * self.width
         )
 
-    def codes(self, x: torch.Tensor, check_input: bool = True) -> torch.Tensor:
+    def codes(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n, d) float. Returns (n, num_hashes) int64 bucket coordinates."""
-        if check_input:  # False: the caller has validated x already (one pass, not one per table)
-            check_tokens(x, self.d)
+        check_tokens(x, self.d, values=False)  # NaN/Inf: found in the (n, num_hashes) projection instead
         proj = x @ self.directions.to(x.dtype) + self.offsets.to(x.dtype)  # (n, num_hashes)
+        check_finite_image(proj, x)
         return torch.floor(proj / self.width).to(torch.int64)
 
-    def bucket(self, x: torch.Tensor, check_input: bool = True) -> torch.Tensor:
+    def bucket(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n, d) float. Returns (n,) int64: a stable id per distinct code vector (62-bit universal hash)."""
-        return universal_hash(self.codes(x, check_input), seed=self.seed)
+        return universal_hash(self.codes(x), seed=self.seed)

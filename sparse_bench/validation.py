@@ -5,10 +5,12 @@ from __future__ import annotations
 import torch
 
 
-def check_float_tensor(x: torch.Tensor, rank: int, layout: str, name: str = "x") -> torch.Tensor:
+def check_float_tensor(x: torch.Tensor, rank: int, layout: str, name: str = "x", values: bool = True
+                       ) -> torch.Tensor:
     """Validate a floating tensor of the given rank with finite entries; return it unchanged.
 
-    layout: the expected shape in words, e.g. "(tokens, d_model)", used in the error message.
+    layout: the expected shape in words, e.g. "(tokens, d_model)", used in the error message. values=False skips
+    the NaN/Inf scan, for callers that run ``check_finite_image`` on a projection of x instead.
     Raises TypeError for non-tensors and non-floating dtypes, ValueError for a wrong rank or NaN/Inf entries.
     """
     if not isinstance(x, torch.Tensor):
@@ -17,17 +19,19 @@ def check_float_tensor(x: torch.Tensor, rank: int, layout: str, name: str = "x")
         raise TypeError(f"{name} must be a floating tensor (float16/bfloat16/float32/float64), got {x.dtype}")
     if x.dim() != rank:
         raise ValueError(f"{name} must have shape {layout}, got rank {x.dim()} shape {tuple(x.shape)}")
-    check_finite(x, name)
+    if values:
+        check_finite(x, name)
     return x
 
 
-def check_tokens(x: torch.Tensor, d_model: int | None = None, name: str = "x") -> torch.Tensor:
+def check_tokens(x: torch.Tensor, d_model: int | None = None, name: str = "x", values: bool = True
+                 ) -> torch.Tensor:
     """Validate a (tokens, d_model) floating tensor with finite entries; return it unchanged.
 
     Raises TypeError for non-tensors and non-floating dtypes, ValueError for a wrong rank, a wrong last
-    dimension, or NaN/Inf entries. tokens = 0 is valid.
+    dimension, or NaN/Inf entries (not scanned when values=False). tokens = 0 is valid.
     """
-    check_float_tensor(x, 2, "(tokens, d_model)", name)
+    check_float_tensor(x, 2, "(tokens, d_model)", name, values)
     if d_model is not None and x.shape[1] != d_model:
         raise ValueError(f"{name} has d_model={x.shape[1]}, expected {d_model}")
     return x
@@ -37,6 +41,18 @@ def check_finite(x: torch.Tensor, name: str = "x") -> None:
     """Raise ValueError if ``x`` holds NaN or Inf."""
     if x.numel() and not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or Inf")
+
+
+def check_finite_image(image: torch.Tensor, x: torch.Tensor, name: str = "x") -> None:
+    """NaN/Inf check of x through image = x @ W (W finite), scanning the small (n, m) image, not the (n, d) x.
+
+    IEEE arithmetic carries any NaN or Inf of a row of x into every entry of that row of the image (NaN
+    propagates; Inf times a weight is +-Inf, or NaN when the weight is 0), so a finite image means a finite x.
+    Only when the image is not finite is x scanned, to say which of the two is at fault.
+    """
+    if image.numel() and not bool(torch.isfinite(image).all()):
+        check_finite(x, name)
+        raise ValueError(f"{name} is finite but its projection is not: the weights hold NaN/Inf or it overflowed")
 
 
 def check_int_in_range(value: int, name: str, low: int, high: int | None = None) -> int:

@@ -20,6 +20,7 @@ from moe_cases import (
     relative_error,
 )
 from sparse_bench import ExpertBank, MoELayer, reference
+from sparse_bench import dispatch as dispatch_module
 from sparse_bench.dispatch import DISPATCHERS
 from sparse_bench.routing import TopKRouter
 
@@ -82,15 +83,24 @@ def test_biased_experts(dispatch):
     run_against_reference("mixtral", dispatch, "gelu", num_tokens=29, bias=True)
 
 
+@pytest.mark.parametrize("chunk_rows", [1, 3, 8])
+@pytest.mark.parametrize("router_name", ["mixtral", "expert_choice"])
+def test_sorted_in_chunks_matches_reference(router_name, chunk_rows, monkeypatch):
+    """CPU "sorted" cut into chunks of a few rows (experts split across chunks and chunks spanning experts)."""
+    monkeypatch.setattr(dispatch_module, "SORTED_CHUNK_ROWS", chunk_rows)
+    run_against_reference(router_name, "sorted", "swiglu", num_tokens=37)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])  # no bias: the fused SwiGLU Functions
 @pytest.mark.parametrize("dispatch", sorted(DISPATCHERS))
 @pytest.mark.parametrize("router_name", ["mixtral", "top3_capacity", "expert_choice", "sinkhorn"])
-def test_gradcheck_float64(router_name, dispatch):
+def test_gradcheck_float64(router_name, dispatch, bias):
     """torch.autograd.gradcheck on small shapes: x, router weight and expert weights at once."""
     router = make_router(router_name, d_model=4, num_experts=4).double()
-    bank = ExpertBank(4, 4, 3, activation="swiglu", bias=True).double()
+    bank = ExpertBank(4, 4, 3, activation="swiglu", bias=bias).double()
     layer = MoELayer(router, bank, dispatch=dispatch)
     x = torch.randn(7, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(5), requires_grad=True)
-    names = ["router.weight", "experts.w_in", "experts.w_out", "experts.b_in", "experts.b_out"]
+    names = ["router.weight", "experts.w_in", "experts.w_out"] + (["experts.b_in", "experts.b_out"] if bias else [])
     params = [dict(layer.named_parameters())[n].detach().clone().requires_grad_() for n in names]
 
     def layer_fn(x, *flat):

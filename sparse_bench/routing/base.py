@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..validation import check_finite, check_int_in_range, check_positive_float, check_tokens
+from ..validation import check_finite, check_finite_image, check_int_in_range, check_positive_float, check_tokens
 from .plan import RoutingPlan
 
 
@@ -65,7 +65,7 @@ class LearnedRouter(Router):
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """x: (T, d_model) float. Returns (T, E) logits; multiplicative jitter in training mode only."""
-        check_tokens(x, self.d_model)
+        check_tokens(x, self.d_model, values=False)  # NaN/Inf: found in the (T, E) logits instead
         dtype = torch.promote_types(x.dtype, self.weight.dtype)
         x = x.to(dtype)
         if self.training and self.jitter > 0:
@@ -73,7 +73,9 @@ class LearnedRouter(Router):
                 1 - self.jitter, 1 + self.jitter, generator=self.generator
             )
             x = x * noise.to(x.device)
-        return F.linear(x, self.weight.to(dtype))
+        logits = F.linear(x, self.weight.to(dtype))
+        check_finite_image(logits, x)
+        return logits
 
     def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> RoutingPlan:
         """x: (T, d_model). token_ids are not used by learned routers."""
