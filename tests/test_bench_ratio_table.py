@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from sparse_bench.bench import BENCH_FILE, GridPoint, format_table, run_ratio_table
-from sparse_bench.bench.floor import grouped_floor_fn, routed_flops
+from sparse_bench.bench.floor import grouped_floor_fn, routed_flops, weight_traffic_bytes
 from sparse_bench.bench.gshard import GShardEinsumMoE
 from sparse_bench.bench.peers import build_case, check_agrees
 from sparse_bench.bench.timing import peak_bytes
@@ -49,6 +49,11 @@ def test_one_record_per_direction_with_consistent_ratios(records):
                 assert name == "hf_mixtral"  # only when transformers is missing
                 continue
             assert math.isclose(peer["speedup_of_ours"], peer["median_s"] / r["ours"]["median_s"], rel_tol=1e-12)
+        traffic = r["weight_traffic"]
+        assert math.isclose(traffic["t_s"], traffic["bytes"] / (traffic["bandwidth_gb_s"] * 1e9), rel_tol=1e-9)
+        assert math.isclose(r["R_roofline"], r["ours"]["median_s"] / max(r["t_floor_s"], traffic["t_s"]),
+                            rel_tol=1e-12)
+        assert r["bound"] == ("weight traffic" if traffic["t_s"] > r["t_floor_s"] else "compute")
         assert r["memory"]["peak_bytes"] > 0 and r["memory"]["budget_bytes"] > 0
         assert set(r["targets"]) >= {"R_max", "R_ok", "gshard_ok", "memory_ok"}
 
@@ -77,6 +82,13 @@ def test_peer_computing_another_function_is_refused():
         check_agrees("gshard_einsum", case.modules["gshard_einsum"](case.x), y)
         with pytest.raises(AssertionError, match="disagrees"):
             check_agrees("broken_gshard", wrong(case.x), y)
+
+
+def test_weight_traffic_counts_used_experts_only():
+    w_in, w_out = torch.zeros(3, 8, 32), torch.zeros(3, 16, 8)  # 256 + 128 floats per expert
+    assert weight_traffic_bytes(w_in, w_out, [5, 0, 7], backward=False) == 2 * 384 * 4
+    assert weight_traffic_bytes(w_in, w_out, [5, 0, 7], backward=True) == 3 * 2 * 384 * 4
+    assert weight_traffic_bytes(w_in.double(), w_out.double(), [1, 1, 1], backward=False) == 3 * 384 * 8
 
 
 def test_grouped_floor_and_peak_bytes():

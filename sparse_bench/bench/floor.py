@@ -7,6 +7,11 @@ blocks of ``FLOOR_BLOCK_ROWS`` rows and scales to A rows (one huge GEMM over all
 cache-sized blocks on CPU, so it is not the floor). The **grouped floor** runs the same GEMMs at the realised
 per-expert counts, one expert's weights per segment: the cost of uneven small GEMMs, which belongs to the
 routing outcome. Only GEMMs are timed: every operand and output is preallocated, nothing else runs.
+
+The FLOP floor assumes the weights stream from cache, as they do for one expert's block. A layer must read every
+used expert's weights at least once per call (forward; backward reads them again and writes their gradients),
+so the **weight-traffic floor** is those bytes over the memory bandwidth measured in the same run: where it
+exceeds the FLOP floor (many experts, few rows each), no implementation can reach R = 1.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Callable, Sequence
 import torch
 
 FLOOR_BLOCK_ROWS = 1024  # rows per well-shaped GEMM block (the issue's example shape: 1024 x d x 2h)
+STREAM_BYTES = 256 * 2**20  # the buffer read to measure memory bandwidth: larger than any cache here
 
 
 def routed_flops(num_rows: int, d_model: int, d_hidden: int, backward: bool) -> float:
@@ -86,5 +92,23 @@ def grouped_floor_fn(
         if backward:
             for block in blocks:
                 block.backward()
+
+    return run
+
+
+def weight_traffic_bytes(w_in: torch.Tensor, w_out: torch.Tensor, counts: Sequence[int], backward: bool) -> int:
+    """Bytes of expert weights a layer must move per call: w_in (E, d, 2h) and w_out (E, h, d) of every expert with
+    at least one row, read once forward; forward+backward also reads them again and writes their gradients (3x)."""
+    used = sum(1 for n in counts if n > 0)
+    per_expert = (w_in[0].numel() + w_out[0].numel()) * w_in.element_size()
+    return used * per_expert * (3 if backward else 1)
+
+
+def stream_read_fn(device: torch.device | str = "cpu", nbytes: int = STREAM_BYTES) -> Callable[[], None]:
+    """A callable summing an ``nbytes`` float32 buffer: time it for the memory read bandwidth (nbytes / t)."""
+    buffer = torch.ones(nbytes // 4, device=device)
+
+    def run() -> None:
+        buffer.sum()
 
     return run

@@ -3,7 +3,8 @@
 For each grid point and direction (forward; forward+backward) it times, with the same thread count:
 the floor (expert GEMMs on well-shaped blocks, scaled to A rows), the grouped floor (the same GEMMs at the
 realised per-expert counts), our layer, and each peer; it measures peak memory of our layer and HF's block.
-``R = t_layer / t_floor`` splits as ``shape = t_grouped / t_floor`` times ``overhead = t_layer / t_grouped``.
+``R = t_layer / t_floor`` splits as ``shape = t_grouped / t_floor`` times ``overhead = t_layer / t_grouped``;
+``R_roofline = t_layer / max(t_floor, t_weights)`` also counts the weight-traffic floor (``floor.py``).
 Records go to ``<results_dir>/bench.jsonl`` through the atomic JSON-lines writer.
 """
 
@@ -14,7 +15,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..threads import pinned_threads
-from .floor import FLOOR_BLOCK_ROWS, floor_block_fn, grouped_floor_fn, routed_flops
+from .floor import (FLOOR_BLOCK_ROWS, STREAM_BYTES, floor_block_fn, grouped_floor_fn, routed_flops, stream_read_fn,
+                    weight_traffic_bytes)
 from .grid import PROFILES, GridPoint, grid_for
 from .peers import STRATEGY_PEERS, Case, build_case, forward_backward_fn, forward_fn
 from .timing import peak_bytes, time_call
@@ -62,6 +64,10 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
     counts = plan.expert_counts.tolist()
     grouped_fn = grouped_floor_fn(bank.w_in, bank.w_out, counts, backward)
     grouped = _timed(grouped_fn, num_threads, min_run_time, f"grouped {label}")
+    stream = _timed(stream_read_fn(case.x.device), num_threads, min_run_time, f"stream {label}")
+    traffic = weight_traffic_bytes(bank.w_in, bank.w_out, counts, backward)
+    bandwidth = STREAM_BYTES / stream["median_s"]  # bytes / s
+    t_weights = traffic / bandwidth
     ours = _timed(fn_for(layer), num_threads, min_run_time, f"ours {label}")
     router = _timed(forward_fn(layer.router, case.x), num_threads, min_run_time, f"router {label}")
     peers = {name: {"skipped": reason} for name, reason in case.skipped.items()}
@@ -92,6 +98,9 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
         "R": R,
         "shape": grouped["median_s"] / t_floor,
         "overhead": ours["median_s"] / grouped["median_s"],
+        "weight_traffic": {"bytes": traffic, "bandwidth_gb_s": bandwidth * 1e-9, "t_s": t_weights},
+        "bound": "weight traffic" if t_weights > t_floor else "compute",
+        "R_roofline": ours["median_s"] / max(t_floor, t_weights),  # against the larger of the two floors
         "router": router,  # the router's forward alone (part of t_layer): how much of the overhead is routing
         "router_share": router["median_s"] / ours["median_s"],
         "peers": peers,
@@ -198,6 +207,7 @@ def format_row(record: dict) -> str:
     arrow = "fwd" if record["direction"] == "forward" else "fwd+bwd"
     head = f"E={p['num_experts']:<3d} k={p['k']} T={p['num_tokens']:<5d} h={p['d_hidden']:<5d} {arrow:7s}"
     body = (f"R={record['R']:5.2f} shape={record['shape']:5.2f} ovh={record['overhead']:5.2f} "
+            f"Rroof={record['R_roofline']:5.2f} "
             f"router={record['router_share']:4.0%} [{record['chosen_strategy']}]")
     peers = []
     for name, peer in record["peers"].items():

@@ -2,7 +2,8 @@
 
 A ratio-table record (``kind == "moe_ratio_table"``, written by ``sparse_bench.bench``) holds the layer's time
 relative to the GEMM floor (R = shape x overhead), each peer's ratio to the same floor and our speedup over it,
-the peak-memory ratio and which targets of the speed issue it meets. Only the newest record per name is shown.
+the weight-traffic floor (which bound applies, and R against the larger floor), the peak-memory ratio and which
+targets of the speed issue it meets. Only the newest record per name is shown.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ COLUMNS = (
     "R",
     "shape",
     "overhead",
+    "bound",
+    "R vs max(floor, weight traffic)",
     "router share",
     "HF R",
     "speedup vs HF",
@@ -69,6 +72,8 @@ def ratio_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
                 fmt(r.get("R"), 3),
                 fmt(r.get("shape"), 3),
                 fmt(r.get("overhead"), 3),
+                r.get("bound", ""),
+                fmt(r.get("R_roofline"), 3),
                 fmt(r.get("router_share"), 3),
                 fmt(_peer(r, "hf_mixtral", "ratio_to_floor"), 3),
                 fmt(_peer(r, "hf_mixtral", "speedup_of_ours"), 3),
