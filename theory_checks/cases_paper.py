@@ -47,7 +47,7 @@ APPROX_BUMP_SPACING = 2.0  # one cone of radius and height 1 at the origin of th
 APPROX_HASHES_PER_K = 3  # D = 3 k
 APPROX_TRAIN = (40_000, 200_000)
 APPROX_TEST = (5_000, 20_000)
-APPROX_REPLICATES = (10, 20)
+APPROX_REPLICATES = (30, 40)
 
 # 7. random-hash routing vs LSH: inputs on a k = 2 subspace of R^8, degree-4 polynomial target
 ROUTING_D, ROUTING_K = 8, 2
