@@ -9,6 +9,7 @@ from .dispatch import get_dispatcher
 from .experts import ExpertBank
 from .routing.base import Router
 from .routing.plan import RoutingPlan
+from .validation import check_finite
 
 
 class SharedExpert(nn.Module):
@@ -92,6 +93,8 @@ class MoELayer(nn.Module):
             raise ValueError(f"x must have shape (..., {self.d_model}), got {tuple(x.shape)}")
         tokens = x.reshape(-1, self.d_model)  # (T, d_model)
         ids = token_ids.reshape(-1) if token_ids is not None else None
+        if self.router.capabilities.needs_token_ids:  # such routers never read x's values, so never scan them
+            check_finite(tokens, "x")
         plan = self.router(tokens, token_ids=ids)
         y = self.dispatcher(tokens, plan, self.experts)  # (T, d_model)
         if self.shared_expert is not None:

@@ -144,3 +144,17 @@ def test_conv_bad_bias_and_toeplitz_shape():
         conv2d_toeplitz_matrix(w, (4, 2, 2), groups=2)
     with pytest.raises(ValueError, match="second expects"):
         compose_conv_kernels(w, torch.randn(2, 5, 1, 1))
+
+
+@pytest.mark.parametrize("stride,padding,dilation", [(s, p, d) for s, p, d, _ in GRID[::2]])
+def test_patch_columns_equal_unfold(stride, padding, dilation):
+    """The strided-copy patch matrix is F.unfold's, also for a non-contiguous (channels-last) input."""
+    from sparse_bench.blocks._args import output_size, pair
+    from sparse_bench.blocks.patch import patch_columns
+
+    x = torch.randn(2, 3, 9, 10, generator=torch.Generator().manual_seed(1))
+    args = [pair(v, "arg", 0) for v in (stride, padding, dilation)]
+    out_hw = output_size((9, 10), (3, 2), args[0], args[1], args[2])
+    for image in (x, x.to(memory_format=torch.channels_last)):
+        expected = F.unfold(image, (3, 2), dilation=dilation, padding=padding, stride=stride)
+        assert torch.equal(patch_columns(image, (3, 2), *args, out_hw), expected)

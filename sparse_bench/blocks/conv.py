@@ -1,5 +1,7 @@
 """Convolution as unfold + one matmul: every output is a linear classifier's score on one patch.
 
+The patch matrix is ``F.unfold``'s, built by ``patch.patch_columns`` (one strided copy, faster than unfold here).
+
 Convention (PyTorch's): ``conv2d`` is a cross-correlation, ``y[n, o, i, j] = b[o] + sum_{c, p, q}
 w[o, c, p, q] * x_pad[n, g*C_g + c, i*s_h + p*d_h, j*s_w + q*d_w]`` with zero padding, where g is the group
 of output channel o. Patches are flattened in the order (channel, kernel row, kernel column), the order of
@@ -9,9 +11,9 @@ of output channel o. Patches are flattened in the order (channel, kernel row, ke
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from ._args import check_image, output_size, pair
+from .patch import patch_columns
 
 
 def check_conv_args(x: torch.Tensor, weight: torch.Tensor, bias, stride, padding, dilation, groups):
@@ -54,7 +56,7 @@ def conv2d_im2col(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=
     n = x.shape[0]
     c_out = weight.shape[0]
     kernel = (weight.shape[2], weight.shape[3])
-    cols = F.unfold(x, kernel, dilation=dilation, padding=padding, stride=stride)  # (N, C_in*kH*kW, L)
+    cols = patch_columns(x, kernel, stride, padding, dilation, (h_out, w_out))  # (N, C_in*kH*kW, L)
     cols = cols.reshape(n, groups, -1, h_out * w_out)  # (N, G, C_g*kH*kW, L): channels are the slowest axis
     w = weight.reshape(groups, c_out // groups, -1)  # (G, C_out/G, C_g*kH*kW)
     out = torch.matmul(w, cols)  # (N, G, C_out/G, L): one linear classifier per output channel, every patch

@@ -20,13 +20,31 @@ import torch.nn.functional as F
 from ._args import check_image, output_size, pair
 
 
+def patch_columns(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+                  dilation: tuple[int, int], out_hw: tuple[int, int]) -> torch.Tensor:
+    """``F.unfold``'s (N, C*kH*kW, H_out*W_out) patch matrix, as one strided copy of the zero-padded input.
+
+    x: (N, C, H, W), arguments already validated (out_hw: the output size they give). A (N, C, kH, kW, H_out,
+    W_out) view of the padded x addresses every patch entry; one reshape copies it. Measured here on (8, 64, 32,
+    32), 3x3, padding 1 (2 threads): 1.4 ms with the padding, against 6.9-14.7 ms for ``F.unfold``.
+    """
+    padded = F.pad(x, (padding[1], padding[1], padding[0], padding[0])) if any(padding) else x.contiguous()
+    n, c = x.shape[:2]
+    s_n, s_c, s_h, s_w = padded.stride()
+    view = padded.as_strided(
+        (n, c, kernel[0], kernel[1], out_hw[0], out_hw[1]),
+        (s_n, s_c, dilation[0] * s_h, dilation[1] * s_w, stride[0] * s_h, stride[1] * s_w),
+    )
+    return view.reshape(n, c * kernel[0] * kernel[1], out_hw[0] * out_hw[1])
+
+
 def image_patches(x, kernel_size, stride=1, padding=0, dilation=1) -> torch.Tensor:
     """Every patch of x as a row: (N * H_out * W_out, C * kH * kW), rows ordered (n, i, j)."""
     check_image(x, "x")
     kernel, stride = pair(kernel_size, "kernel_size", 1), pair(stride, "stride", 1)
     padding, dilation = pair(padding, "padding", 0), pair(dilation, "dilation", 1)
-    output_size((x.shape[2], x.shape[3]), kernel, stride, padding, dilation)
-    cols = F.unfold(x, kernel, dilation=dilation, padding=padding, stride=stride)  # (N, C*kH*kW, L)
+    out_hw = output_size((x.shape[2], x.shape[3]), kernel, stride, padding, dilation)
+    cols = patch_columns(x, kernel, stride, padding, dilation, out_hw)  # (N, C*kH*kW, L)
     return cols.transpose(1, 2).reshape(-1, cols.shape[1])
 
 

@@ -13,12 +13,13 @@ implicit (-inf for max, excluded or counted as zero for average) and never becom
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
 import torch.nn.functional as F
 
-from ..routing.plan import RoutingPlan, plan_from_assignments
+from ..routing.plan import RoutingPlan, plan_from_sorted_assignments
 from ..validation import check_positive_float
 from ._args import check_image, output_size, pair
 
@@ -49,7 +50,8 @@ def _plan(x, tokens, experts, weights, out_hw, kind) -> RoutingPlan:
     n, c, h, w = x.shape
     aux = {"output_shape": (n, c, out_hw[0], out_hw[1]), "pool": kind}
     num_experts = n * c * out_hw[0] * out_hw[1]
-    return plan_from_assignments(tokens, experts, weights, n * c * h * w, num_experts, aux=aux)
+    # both builders emit windows in order and a window's positions in row-major order: sorted by construction
+    return plan_from_sorted_assignments(tokens, experts, weights, n * c * h * w, num_experts, aux=aux)
 
 
 def maxpool_plan(x, kernel_size, stride=None, padding=0) -> RoutingPlan:
@@ -62,9 +64,18 @@ def maxpool_plan(x, kernel_size, stride=None, padding=0) -> RoutingPlan:
     n, c, h, w = x.shape
     with torch.no_grad():
         pads = (padding[1], padding[1], padding[0], padding[0])
-        padded = F.pad(x.reshape(n * c, 1, h, w), pads, value=-math.inf)
-        windows = F.unfold(padded, kernel, stride=stride)  # (N*C, kH*kW, L), row-major inside the window
-        first_max = windows.argmax(dim=1)  # (N*C, L): argmax returns the first maximal index
+        padded = F.pad(x, pads, value=-math.inf) if any(padding) else x
+        span = [s * (o - 1) + 1 for s, o in zip(stride, out_hw)]  # input extent of one window offset's grid
+        best = first_max = None  # running maximum and its window offset, offsets in row-major order
+        for offset, (p, q) in enumerate(itertools.product(range(kernel[0]), range(kernel[1]))):
+            view = padded[:, :, p:p + span[0]:stride[0], q:q + span[1]:stride[1]]  # (N, C, H_out, W_out)
+            if best is None:
+                best, first_max = view.clone(), torch.zeros(view.shape, dtype=torch.int64, device=x.device)
+                continue
+            later_wins = view > best  # strictly greater: ties keep the earlier offset
+            best = torch.where(later_wins, view, best)
+            first_max.masked_fill_(later_wins, offset)
+        first_max = first_max.reshape(n * c, -1)  # (N*C, L) offset of each window's first maximum
         rows, cols = _window_positions(x, kernel, stride, padding, out_hw)  # (L, kH*kW)
         window = torch.arange(first_max.shape[1], device=x.device)  # (L,)
         r = rows[window, first_max]  # (N*C, L) input row of each window's maximum
@@ -102,8 +113,10 @@ def pool_from_plan(x: torch.Tensor, plan: RoutingPlan) -> torch.Tensor:
     """
     if x.numel() != plan.num_tokens:
         raise ValueError(f"x has {x.numel()} entries but the plan routes {plan.num_tokens} tokens")
-    values = x.reshape(-1)[plan.token_index] * plan.weight  # (A,)
+    values = x.reshape(-1).index_select(0, plan.token_index) * plan.weight  # (A,)
     width = int(plan.expert_counts.max()) if plan.num_experts else 0
+    if width * plan.num_experts == plan.num_assignments:  # every window equally full: consecutive segments
+        return values.view(plan.num_experts, width).sum(dim=1).reshape(plan.aux["output_shape"])
     table = values.new_zeros(plan.num_experts, width)  # (E, slots)
     table = table.index_put((plan.expert_index, plan.slot_in_expert), values)
     return table.sum(dim=1).reshape(plan.aux["output_shape"])

@@ -116,8 +116,9 @@ class HashRouter(Router):
         return expert
 
     def forward(self, x: torch.Tensor, token_ids: torch.Tensor | None = None) -> RoutingPlan:
-        """x: (T, d) float; token_ids: (T,) int64 when key='token_id'."""
-        check_tokens(x)
+        """x: (T, d) float; token_ids: (T,) int64 when key='token_id' (then x's values are not read, nor scanned
+        for NaN/Inf: the cost stays independent of d; ``MoELayer`` checks x itself for such routers)."""
+        check_tokens(x, values=self.key != "token_id")
         T = x.shape[0]
         if self.key == "token_id":
             if token_ids is None:

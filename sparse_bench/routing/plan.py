@@ -150,3 +150,21 @@ def plan_from_assignments(
         dropped=int(dropped),
         aux=dict(aux or {}),
     )
+
+
+def plan_from_sorted_assignments(
+    token_index: torch.Tensor,
+    expert_index: torch.Tensor,
+    weight: torch.Tensor,
+    num_tokens: int,
+    num_experts: int,
+    aux: dict | None = None,
+) -> RoutingPlan:
+    """A RoutingPlan from assignments its builder emits already sorted by (expert, token): counts only, no sort.
+
+    For constructions that are sorted by design (pooling windows); ``plan_from_assignments`` is the general
+    entry. The order is not re-checked here (``RoutingPlan.validate`` does, in the builders' tests).
+    """
+    with torch.no_grad():
+        counts = torch.bincount(expert_index, minlength=num_experts)
+    return RoutingPlan(token_index, expert_index, weight, counts, num_tokens, num_experts, aux=dict(aux or {}))

@@ -1,0 +1,166 @@
+"""Speed targets of the parts other than the MoE layer, each a ratio of two timings taken side by side in one run.
+
+- ``lsh_over_topk``: LSH router (SimHash, log2 E projections) / top-2 softmax router (E projections) at E=64,
+  d=1024, T=4096; target <= 0.5.
+- ``hash_d1024_over_d256``: hash router (token ids) at d=1024 / at d=256; its cost must not depend on d: target
+  <= 1.3 (the tolerance the issue gives the DSM's "flat" claim, used for every "flat" claim here).
+- ``lsh_predict_2e16_over_2e8``: ``LSHModel.predict`` with 2^16 / 2^8 buckets; target <= 1.3 (slowest over
+  fastest of 2^8, 2^12, 2^16 is also recorded).
+- ``dense_width_slope``: log-log slope of ``RandomFeaturesDense.predict`` time on width over 1024 .. 16384;
+  "linear in width" is read as a slope in [0.75, 1.25] (between square-root and power-1.5 growth).
+- ``conv_im2col_over_native``: ``conv2d_im2col`` / ``F.conv2d`` (3x3, padding 1, (8, 64, 32, 32)); target <= 2.
+- ``maxpool_plan_over_native`` / ``avgpool_plan_over_native``: plan-then-pool (plan built inside the clock) /
+  native 2x2 pooling of (8, 64, 32, 32); target <= 3.
+
+Each part is checked against its reference once, outside the clock. ``python -m sparse_bench.bench.components``
+prints the table and appends ``kind == "component_ratio"`` records to ``results/bench.jsonl``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..blocks import avgpool_plan, conv2d_im2col, maxpool_plan, pool_from_plan
+from ..dsm import LSHModel, RandomFeaturesDense
+from ..routing import HashRouter, LSHRouter, TopKRouter
+from ..threads import pinned_threads
+from .timing import time_call
+
+SEED = 20221128
+FLAT_MAX = 1.3
+LINEAR_SLOPE = (0.75, 1.25)
+DSM_D, DSM_TRAIN, DSM_QUERY = 8, 1 << 16, 4096  # the paper's input dimension
+DENSE_WIDTHS = (1024, 4096, 16384)
+
+
+def _tokens(n: int, d: int, seed: int = SEED) -> torch.Tensor:
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+
+
+def _median(fn: Callable[[], object], num_threads: int, min_run_time: float, label: str) -> float:
+    return time_call(fn, num_threads, min_run_time, label).median
+
+
+def _ratio(name: str, numerator: float, denominator: float, target: str, ok: bool, **details) -> dict:
+    return {"kind": "component_ratio", "name": f"component/{name}", "ratio": numerator / denominator,
+            "numerator_s": numerator, "denominator_s": denominator, "target": target, "target_ok": ok, **details}
+
+
+def router_ratios(num_threads: int, min_run_time: float) -> list[dict]:
+    """LSH over top-k at E=64, d=1024, T=4096; hash router at d=1024 over d=256."""
+    T, E, d = 4096, 64, 1024
+    x = _tokens(T, d)
+    topk = TopKRouter(d, E, k=2, normalize=True, generator=torch.Generator().manual_seed(SEED))
+    lsh = LSHRouter(d, E, family="simhash", seed=SEED)
+    with torch.no_grad():
+        for router in (topk, lsh):
+            router(x).validate()
+        t_topk = _median(lambda: topk(x), num_threads, min_run_time, "top-k router")
+        t_lsh = _median(lambda: lsh(x), num_threads, min_run_time, "LSH router")
+        ids = torch.randint(32000, (T,), generator=torch.Generator().manual_seed(SEED))
+        hashed = HashRouter(E, key="token_id", seed=SEED)
+        t_hash = {}
+        for width in (256, 1024):
+            tokens = _tokens(T, width)
+            t_hash[width] = _median(lambda tokens=tokens: hashed(tokens, token_ids=ids), num_threads, min_run_time,
+                                    f"hash router d={width}")
+    lsh_ratio = t_lsh / t_topk
+    hash_ratio = t_hash[1024] / t_hash[256]
+    return [
+        _ratio("lsh_over_topk", t_lsh, t_topk, "<= 0.5", lsh_ratio <= 0.5, E=E, d_model=d, T=T),
+        _ratio("hash_d1024_over_d256", t_hash[1024], t_hash[256], f"<= {FLAT_MAX}", hash_ratio <= FLAT_MAX,
+               E=E, T=T),
+    ]
+
+
+def _dsm_target(x: torch.Tensor) -> torch.Tensor:
+    return torch.sin(x @ torch.linspace(-1.0, 1.0, x.shape[1]))
+
+
+def dsm_ratios(num_threads: int, min_run_time: float) -> list[dict]:
+    """LSHModel.predict flat in buckets (2^8 .. 2^16); dense random-features predict linear in width."""
+    x_train, query = _tokens(DSM_TRAIN, DSM_D), _tokens(DSM_QUERY, DSM_D, SEED + 1)
+    y_train = _dsm_target(x_train)
+    t_lsh = {}
+    for bits in (8, 12, 16):
+        model = LSHModel(DSM_D, family="simhash", num_hashes=bits, seed=SEED).fit(x_train, y_train)
+        t_lsh[bits] = _median(lambda model=model: model.predict(query), num_threads, min_run_time,
+                              f"LSH predict 2^{bits}")
+    t_dense = {}
+    for width in DENSE_WIDTHS:
+        model = RandomFeaturesDense(DSM_D, width, seed=SEED).fit(x_train[:8192], y_train[:8192])
+        t_dense[width] = _median(lambda model=model: model.predict(query), num_threads, min_run_time,
+                                 f"dense predict width {width}")
+    spread = max(t_lsh.values()) / min(t_lsh.values())
+    logs = [(math.log(w), math.log(t)) for w, t in t_dense.items()]
+    mean_w, mean_t = (sum(c) / len(logs) for c in zip(*logs))
+    slope = sum((w - mean_w) * (t - mean_t) for w, t in logs) / sum((w - mean_w) ** 2 for w, _ in logs)
+    low, high = LINEAR_SLOPE
+    return [
+        _ratio("lsh_predict_2e16_over_2e8", t_lsh[16], t_lsh[8], f"<= {FLAT_MAX}", t_lsh[16] / t_lsh[8] <= FLAT_MAX,
+               slowest_over_fastest=spread, times_s={f"2^{b}": t for b, t in t_lsh.items()}),
+        {"kind": "component_ratio", "name": "component/dense_width_slope", "ratio": slope,
+         "target": f"in [{low}, {high}]", "target_ok": low <= slope <= high,
+         "times_s": {str(w): t for w, t in t_dense.items()}},
+    ]
+
+
+def conv_pool_ratios(num_threads: int, min_run_time: float) -> list[dict]:
+    """im2col over native conv2d; pooling from a routing plan over native pooling."""
+    x = _tokens(8 * 64 * 32 * 32, 1).view(8, 64, 32, 32)
+    w = _tokens(64 * 64 * 9, 1, SEED + 1).view(64, 64, 3, 3) / 9
+    if float((conv2d_im2col(x, w, padding=1) - F.conv2d(x, w, padding=1)).abs().max()) > 1e-3:
+        raise AssertionError("conv2d_im2col disagrees with F.conv2d")
+    with torch.no_grad():
+        t_native = _median(lambda: F.conv2d(x, w, padding=1), num_threads, min_run_time, "conv2d native")
+        t_im2col = _median(lambda: conv2d_im2col(x, w, padding=1), num_threads, min_run_time, "conv2d im2col")
+        out = [_ratio("conv_im2col_over_native", t_im2col, t_native, "<= 2", t_im2col / t_native <= 2.0,
+                      shape=[8, 64, 32, 32], kernel=3)]
+        for kind, native, make_plan in (("max", F.max_pool2d, maxpool_plan), ("avg", F.avg_pool2d, avgpool_plan)):
+            if not torch.allclose(pool_from_plan(x, make_plan(x, 2)), native(x, 2), rtol=1e-6, atol=1e-6):
+                raise AssertionError(f"{kind} pooling from a plan disagrees with native pooling")
+            t_nat = _median(lambda native=native: native(x, 2), num_threads, min_run_time, f"{kind}pool native")
+            t_plan = _median(lambda make_plan=make_plan: pool_from_plan(x, make_plan(x, 2)), num_threads,
+                             min_run_time, f"{kind}pool plan")
+            out.append(_ratio(f"{kind}pool_plan_over_native", t_plan, t_nat, "<= 3", t_plan / t_nat <= 3.0,
+                              shape=[8, 64, 32, 32], kernel=2))
+    return out
+
+
+def run_components(num_threads: int = 2, min_run_time: float = 0.3) -> list[dict]:
+    """Every component ratio, measured with ``num_threads`` threads. Returns the records."""
+    with pinned_threads(num_threads):
+        records = (router_ratios(num_threads, min_run_time) + dsm_ratios(num_threads, min_run_time)
+                   + conv_pool_ratios(num_threads, min_run_time))
+    for record in records:
+        record.update({"num_threads": num_threads, "timestamp": time.time()})
+    return records
+
+
+def format_components(records: list[dict]) -> str:
+    return "\n".join(f"{r['name']:<42s} {r['ratio']:7.3f}  target {r['target']:<14s} "
+                     f"{'met' if r['target_ok'] else 'NOT met'}" for r in records)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .ratio_table import write_records
+
+    parser = argparse.ArgumentParser(prog="python -m sparse_bench.bench.components", description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--min-run-time", type=float, default=0.3, help="seconds of timed calls per measurement")
+    parser.add_argument("--results", default="results", help="results directory (bench.jsonl)")
+    args = parser.parse_args(argv)
+    records = run_components(args.threads, args.min_run_time)
+    print(format_components(records))
+    write_records(records, args.results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
