@@ -4,35 +4,31 @@ from __future__ import annotations
 
 from .common import SEED, Benchmark, get_tokens, require, safe_import
 
-LSHModel = RandomFeaturesDense = None
+LSHModel = RandomFeaturesDense = LSH_WIDTHS = DSM_TRAIN = DSM_HASHES = dsm_target = area_ratios = None
 with safe_import():
     from sparse_bench.dsm import LSHModel, RandomFeaturesDense
+with safe_import():
+    from sparse_bench.bench.components import DSM_HASHES, DSM_TRAIN, LSH_WIDTHS, area_ratios, dsm_target
 
 D = 8  # input dimension, as in the paper's experiments
-NUM_TRAIN, NUM_QUERY = 1 << 16, 4096
-
-
-def _target(x):
-    """A fixed smooth target: sin of a fixed projection (only a label for fitting; speed does not depend on it)."""
-    import torch
-
-    direction = torch.linspace(-1.0, 1.0, x.shape[1])
-    return torch.sin(x @ direction)
+NUM_QUERY = 4096
 
 
 class LSHPredict(Benchmark):
-    """LSHModel.predict over 2^8 .. 2^16 buckets (SimHash bits): time should stay flat (within 1.3x)."""
+    """LSHModel.predict (p-stable, 8 projections) with about 2^8 .. 2^16 non-empty buckets, set by the width alone:
+    time should stay flat (within 1.3x)."""
 
     params = [[8, 12, 16]]
     param_names = ["log2_buckets"]
 
     def setup(self, log2_buckets):
-        require(LSHModel=LSHModel)
+        require(LSHModel=LSHModel, LSH_WIDTHS=LSH_WIDTHS, dsm_target=dsm_target)
         self.pin_threads()
-        x_train = get_tokens(NUM_TRAIN, D, seed=SEED)
+        x_train = get_tokens(DSM_TRAIN, D, seed=SEED)
         self.x = get_tokens(NUM_QUERY, D, seed=SEED + 1)
-        self.model = LSHModel(D, family="simhash", num_hashes=log2_buckets, seed=SEED).fit(x_train, _target(x_train))
-        self.train_mse = float(((self.model.predict(x_train) - _target(x_train).double()) ** 2).mean())
+        self.model = LSHModel(D, num_hashes=DSM_HASHES, width=LSH_WIDTHS[log2_buckets], seed=SEED).fit(
+            x_train, dsm_target(x_train))
+        self.train_mse = float(((self.model.predict(x_train) - dsm_target(x_train).double()) ** 2).mean())
 
     def time_predict(self, log2_buckets):
         self.model.predict(self.x)
@@ -49,12 +45,12 @@ class DensePredict(Benchmark):
     param_names = ["width"]
 
     def setup(self, width):
-        require(RandomFeaturesDense=RandomFeaturesDense)
+        require(RandomFeaturesDense=RandomFeaturesDense, dsm_target=dsm_target)
         self.pin_threads()
         x_train = get_tokens(8192, D, seed=SEED)
         self.x = get_tokens(NUM_QUERY, D, seed=SEED + 1)
-        self.model = RandomFeaturesDense(D, width, seed=SEED).fit(x_train, _target(x_train))
-        self.train_mse = float(((self.model.predict(x_train).double() - _target(x_train).double()) ** 2).mean())
+        self.model = RandomFeaturesDense(D, width, seed=SEED).fit(x_train, dsm_target(x_train))
+        self.train_mse = float(((self.model.predict(x_train).double() - dsm_target(x_train).double()) ** 2).mean())
 
     def time_predict(self, width):
         self.model.predict(self.x)
@@ -62,3 +58,20 @@ class DensePredict(Benchmark):
     def track_train_mse(self, width):
         """Training mean squared error of the ridge readout (lower is better)."""
         return self.train_mse
+
+
+class CostRatios(Benchmark):
+    """The DSM cost claims as ratios timed side by side (``sparse_bench.bench.components``): LSH predict time at
+    ~2^16 over ~2^8 buckets (target <= 1.3), log-log slope of dense predict time on width (target ~1)."""
+
+    params = [["lsh_predict_2e16_over_2e8", "dense_width_slope"]]
+    param_names = ["ratio"]
+
+    def setup_cache(self):  # once per run: every ratio of the area is measured side by side
+        require(area_ratios=area_ratios)
+        return area_ratios("dsm")
+
+    def track_ratio(self, ratios, ratio):
+        return ratios[ratio]
+
+    track_ratio.unit = "ratio"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from .common import SEED, Benchmark, get_token_ids, get_tokens, require, safe_import
 
-TopKRouter = LSHRouter = HashRouter = ExpertChoiceRouter = SinkhornRouter = None
+TopKRouter = LSHRouter = HashRouter = ExpertChoiceRouter = SinkhornRouter = area_ratios = None
 with safe_import():
     from sparse_bench.routing import ExpertChoiceRouter, HashRouter, LSHRouter, SinkhornRouter, TopKRouter
+with safe_import():
+    from sparse_bench.bench.components import area_ratios
 
 NUM_TOKENS = 4096
 ROUTER_NAMES = ["topk", "lsh", "hash", "expert_choice", "sinkhorn"]
@@ -56,28 +58,21 @@ class Routing(Benchmark):
     track_max_load_over_mean.unit = "ratio"
 
 
-class LSHOverTopK(Benchmark):
-    """time(LSH router) / time(top-k softmax router) at T=4096 (target <= 0.5 at E=64, d=1024)."""
+class CostRatios(Benchmark):
+    """LSH router / top-k softmax router at E=64, d=1024, T=4096 (target <= 0.5), hash router at d=1024 / d=256
+    (target <= 1.3), timed side by side (``sparse_bench.bench.components``)."""
 
-    params = [[8, 64], [256, 1024]]
-    param_names = ["num_experts", "d_model"]
+    params = [["lsh_over_topk", "hash_d1024_over_d256"]]
+    param_names = ["ratio"]
 
-    def setup(self, num_experts, d_model):
-        self.pin_threads()
-        self.lsh = make_router("lsh", d_model, num_experts)
-        self.topk = make_router("topk", d_model, num_experts)
-        self.x = get_tokens(NUM_TOKENS, d_model)
+    def setup_cache(self):  # once per run: every ratio of the area is measured side by side
+        require(area_ratios=area_ratios)
+        return area_ratios("routers")
 
-    def track_time_ratio(self, num_experts, d_model):
-        from torch.utils.benchmark import Timer
+    def track_ratio(self, ratios, ratio):
+        return ratios[ratio]
 
-        def median(router):
-            timer = Timer("r(x)", globals={"r": router, "x": self.x}, num_threads=2)
-            return timer.blocked_autorange(min_run_time=0.2).median
-
-        return median(self.lsh) / median(self.topk)
-
-    track_time_ratio.unit = "ratio"
+    track_ratio.unit = "ratio"
 
 
 class CapacityDrops(Benchmark):

@@ -156,9 +156,11 @@ def write_manifest(results: Path, profile: str, seed: int | None) -> None:
 def run_bench(profile: str, results: Path) -> None:
     try:
         from sparse_bench.bench import run_ratio_table
+        from sparse_bench.bench.components import record_components
     except ImportError as error:
         raise UserError(f"the speed benchmarks are not available in this version ({error})") from None
     run_ratio_table(profile=profile, results_dir=results)
+    record_components(results, min_run_time=0.1 if profile == "quick" else 0.3)
 
 
 def cmd_run(args) -> int:

@@ -30,11 +30,11 @@ COLUMNS = (
 )
 
 
-def latest_ratio_records(records: list[dict]) -> list[dict]:
-    """Newest moe_ratio_table record per name, in grid order of first appearance."""
+def latest_ratio_records(records: list[dict], kind: str = "moe_ratio_table") -> list[dict]:
+    """Newest record of ``kind`` per name, in order of first appearance."""
     latest: dict[str, dict] = {}
     for record in records:
-        if record.get("kind") == "moe_ratio_table":
+        if record.get("kind") == kind:
             if record["name"] not in latest or record.get("timestamp", 0) >= latest[record["name"]].get(
                 "timestamp", 0
             ):
@@ -84,6 +84,16 @@ def ratio_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
             ]
         )
     return list(COLUMNS), rows
+
+
+COMPONENT_COLUMNS = ("component ratio", "measured", "target", "met")
+
+
+def component_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Columns and rows of the component ratios (routers, DSM, conv/pool; ``sparse_bench.bench.components``)."""
+    rows = [[r["name"].removeprefix("component/"), fmt(r.get("ratio"), 3), r.get("target", ""),
+             "yes" if r.get("target_ok") else "NO"] for r in latest_ratio_records(records, "component_ratio")]
+    return list(COMPONENT_COLUMNS), rows
 
 
 def ratio_figure(records: list[dict]) -> EmbeddedFigure | None:
