@@ -83,6 +83,8 @@ def combine_rows(
         uniform = uniform_token_order(plan)
     if uniform is not None:
         order, k = uniform
+        if k == 1:  # one row per token: a scaled gather (a (T, 1, 1) @ (T, 1, d) bmm is slower)
+            return source.index_select(0, row_of_assignment[order]) * plan.weight[order].to(source.dtype)[:, None]
         rows = source.index_select(0, row_of_assignment[order]).view(T, k, d)  # (T, k, d)
         weights = plan.weight[order].to(source.dtype).view(T, 1, k)  # (T, 1, k)
         return torch.bmm(weights, rows).squeeze(1)
