@@ -55,7 +55,7 @@ ROUTING_BUCKETS = (16, 64, 256, 1024)  # random-hash table sizes
 ROUTING_WIDTHS = (1.6, 0.8, 0.4, 0.2)  # p-stable widths (D = 4 hashes) for the LSH model
 ROUTING_TRAIN = (20_000, 100_000)
 ROUTING_TEST = (5_000, 20_000)
-ROUTING_REPLICATES = (8, 20)
+ROUTING_REPLICATES = (12, 20)  # quick: 8 left the LSH slope test short of power on 1 of 100 audit seeds
 
 # 8. coverage: 1-D p-stable buckets on [-1, 1], training sizes as multiples of the bucket count
 COVERAGE_HASHES = 6
