@@ -26,6 +26,27 @@ class Benchmark:
         torch.set_num_threads(NUM_THREADS)
 
 
+class AreaRatios(Benchmark):
+    """Base of each area's ``CostRatios``: every ratio of ``area`` in ``sparse_bench.bench.components`` measured
+    side by side once per run (``setup_cache``); a subclass exposes one ``track_ratio = AreaRatios.ratio`` per
+    ratio name in its ``params`` (this base has no ``track_`` attribute, so asv does not run it)."""
+
+    area = ""
+    param_names = ["ratio"]
+
+    def setup_cache(self):
+        area_ratios = None
+        with safe_import():
+            from sparse_bench.bench.components import area_ratios
+        require(area_ratios=area_ratios)
+        return area_ratios(self.area)
+
+    def ratio(self, ratios, ratio):
+        return ratios[ratio]
+
+    ratio.unit = "ratio"
+
+
 @contextlib.contextmanager
 def safe_import():
     """Import names that may not exist at an older commit: ``X = None`` first, then ``with safe_import(): ...``.

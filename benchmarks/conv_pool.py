@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from .common import SEED, Benchmark, relative_error, require, safe_import
+from .common import SEED, AreaRatios, Benchmark, relative_error, require, safe_import
 
-conv2d_im2col = maxpool_plan = avgpool_plan = pool_from_plan = area_ratios = None
+conv2d_im2col = maxpool_plan = avgpool_plan = pool_from_plan = None
 with safe_import():
     from sparse_bench.blocks import avgpool_plan, conv2d_im2col, maxpool_plan, pool_from_plan
-with safe_import():
-    from sparse_bench.bench.components import area_ratios
 
 
 def _images(batch, channels, size, seed=SEED):
@@ -64,18 +62,10 @@ class Pooling(Benchmark):
         self.fn()
 
 
-class CostRatios(Benchmark):
+class CostRatios(AreaRatios):
     """im2col / native conv2d (target <= 2) and plan-then-pool / native pooling (target <= 3), timed side by side
     (``sparse_bench.bench.components``)."""
 
+    area = "conv_pool"
     params = [["conv_im2col_over_native", "maxpool_plan_over_native", "avgpool_plan_over_native"]]
-    param_names = ["ratio"]
-
-    def setup_cache(self):  # once per run: every ratio of the area is measured side by side
-        require(area_ratios=area_ratios)
-        return area_ratios("conv_pool")
-
-    def track_ratio(self, ratios, ratio):
-        return ratios[ratio]
-
-    track_ratio.unit = "ratio"
+    track_ratio = AreaRatios.ratio

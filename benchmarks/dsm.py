@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from .common import SEED, Benchmark, get_tokens, require, safe_import
+from .common import SEED, AreaRatios, Benchmark, get_tokens, require, safe_import
 
-LSHModel = RandomFeaturesDense = LSH_WIDTHS = DSM_TRAIN = DSM_HASHES = dsm_target = area_ratios = None
+LSHModel = RandomFeaturesDense = LSH_WIDTHS = DSM_TRAIN = DSM_HASHES = dsm_target = None
 with safe_import():
     from sparse_bench.dsm import LSHModel, RandomFeaturesDense
 with safe_import():
-    from sparse_bench.bench.components import DSM_HASHES, DSM_TRAIN, LSH_WIDTHS, area_ratios, dsm_target
+    from sparse_bench.bench.components import DSM_HASHES, DSM_TRAIN, LSH_WIDTHS, dsm_target
 
 D = 8  # input dimension, as in the paper's experiments
 NUM_QUERY = 4096
@@ -60,18 +60,10 @@ class DensePredict(Benchmark):
         return self.train_mse
 
 
-class CostRatios(Benchmark):
+class CostRatios(AreaRatios):
     """The DSM cost claims as ratios timed side by side (``sparse_bench.bench.components``): LSH predict time at
     ~2^16 over ~2^8 buckets (target <= 1.3), log-log slope of dense predict time on width (target ~1)."""
 
+    area = "dsm"
     params = [["lsh_predict_2e16_over_2e8", "dense_width_slope"]]
-    param_names = ["ratio"]
-
-    def setup_cache(self):  # once per run: every ratio of the area is measured side by side
-        require(area_ratios=area_ratios)
-        return area_ratios("dsm")
-
-    def track_ratio(self, ratios, ratio):
-        return ratios[ratio]
-
-    track_ratio.unit = "ratio"
+    track_ratio = AreaRatios.ratio

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from .common import SEED, Benchmark, get_token_ids, get_tokens, require, safe_import
+from .common import SEED, AreaRatios, Benchmark, get_token_ids, get_tokens, require, safe_import
 
-TopKRouter = LSHRouter = HashRouter = ExpertChoiceRouter = SinkhornRouter = area_ratios = None
+TopKRouter = LSHRouter = HashRouter = ExpertChoiceRouter = SinkhornRouter = None
 with safe_import():
     from sparse_bench.routing import ExpertChoiceRouter, HashRouter, LSHRouter, SinkhornRouter, TopKRouter
-with safe_import():
-    from sparse_bench.bench.components import area_ratios
 
 NUM_TOKENS = 4096
 ROUTER_NAMES = ["topk", "lsh", "hash", "expert_choice", "sinkhorn"]
@@ -58,21 +56,13 @@ class Routing(Benchmark):
     track_max_load_over_mean.unit = "ratio"
 
 
-class CostRatios(Benchmark):
+class CostRatios(AreaRatios):
     """LSH router / top-k softmax router at E=64, d=1024, T=4096 (target <= 0.5), hash router at d=1024 / d=256
     (target <= 1.3), timed side by side (``sparse_bench.bench.components``)."""
 
+    area = "routers"
     params = [["lsh_over_topk", "hash_d1024_over_d256"]]
-    param_names = ["ratio"]
-
-    def setup_cache(self):  # once per run: every ratio of the area is measured side by side
-        require(area_ratios=area_ratios)
-        return area_ratios("routers")
-
-    def track_ratio(self, ratios, ratio):
-        return ratios[ratio]
-
-    track_ratio.unit = "ratio"
+    track_ratio = AreaRatios.ratio
 
 
 class CapacityDrops(Benchmark):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.autograd.gradcheck import GradcheckError
-
 from moe_cases import (
     ACTIVATIONS,
     D_HIDDEN,
@@ -19,6 +17,8 @@ from moe_cases import (
     reference_assignments,
     relative_error,
 )
+from torch.autograd.gradcheck import GradcheckError
+
 from sparse_bench import ExpertBank, MoELayer, reference
 from sparse_bench import dispatch as dispatch_module
 from sparse_bench.dispatch import DISPATCHERS

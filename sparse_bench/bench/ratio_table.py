@@ -15,8 +15,15 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..threads import pinned_threads
-from .floor import (FLOOR_BLOCK_ROWS, STREAM_BYTES, floor_block_fn, grouped_floor_fn, routed_flops, stream_read_fn,
-                    weight_traffic_bytes)
+from .floor import (
+    FLOOR_BLOCK_ROWS,
+    STREAM_BYTES,
+    floor_block_fn,
+    grouped_floor_fn,
+    routed_flops,
+    stream_read_fn,
+    weight_traffic_bytes,
+)
 from .grid import PROFILES, GridPoint, grid_for
 from .peers import STRATEGY_PEERS, Case, build_case, forward_backward_fn, forward_fn
 from .timing import peak_bytes, time_call
