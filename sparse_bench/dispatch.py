@@ -254,15 +254,18 @@ def dispatch_padded(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> tor
     return combine_rows(out, slab_row, plan, uniform)
 
 
-# Crossover for dispatch="auto" (CPU fp32, d_model=512, SwiGLU, top-k router, forward medians,
-# torch.utils.benchmark with 2 threads on a quiet machine, 15:18 on 2026-11-24; sparse_bench.bench.peers cases):
-#   rows/expert 128: E=64 k=2 T=4096 h=256  sorted 76.6 ms < padded 83.2 ms; E=8 k=2 T=512 h=256 sorted 9.4 < 10.0
-#                    (E=8 k=2 T=4096 h=1024, 512 rows: sorted 158.9 < padded 200.2)
-#   rows/expert  64: E=64 k=8 T=512 h=256  padded 33.0 ms < sorted 43.3 ms; E=64 k=1 T=4096 h=256 padded 40.8 < 51.6
-# Small per-expert GEMMs each pay a thread barrier, so one slab GEMM wins; large ones are efficient on their own and
-# padding only adds work. With 1 thread "sorted" won at all 7 points measured by CPU time (sorted/padded 0.80-0.92).
-# The waste bound caps the FLOPs and memory that padding may add. Re-measure: python -m sparse_bench.bench.calibrate.
+# Crossover for dispatch="auto" (CPU fp32, d_model=512, SwiGLU, top-k router): `python -m sparse_bench.bench.calibrate
+# --threads 2 --min-run-time 0.3`, 16:56 on 2026-11-24 on a quiet machine, after "sorted" became chunked.
+# sorted / padded forward time (> 1: padded faster), by mean rows per expert A / E:
+#   E=8:  64 rows 1.08 (h=256), 0.95 (h=1024); 128-4096 rows 0.63-0.99 at all 10 points
+#   E=64: 8 rows 1.37 / 1.27 (h=256 / 1024, waste 2.38); 16 rows 1.25 / 1.18; 64 rows 1.09 / 1.02 (k=1, T=4096)
+#         and 1.31 / 1.17 (k=8, T=512); 128 rows 1.06 / 0.87; 512 rows 0.68 / 0.85
+# Many small per-expert GEMMs each pay a thread barrier, so one slab GEMM wins when there are many experts with
+# few rows; with 8 experts the chunked sorted path wins or loses by at most 8%. Padding waste stays <= 2.4 on the
+# grid; the bound caps the FLOPs and memory padding may add on skewed plans. With 1 thread "sorted" won at all 7
+# points measured before the chunking (CPU time, sorted/padded 0.80-0.92). Re-measure with the command above.
 AUTO_PADDED_MIN_THREADS = 2
+AUTO_PADDED_MIN_EXPERTS = 16
 AUTO_PADDED_MAX_ROWS_PER_EXPERT = 64
 AUTO_PADDED_MAX_WASTE = 3.0
 
@@ -277,11 +280,12 @@ def padding_waste(plan: RoutingPlan) -> float:
 def choose_dispatch(plan: RoutingPlan, device: torch.device, num_threads: int | None = None) -> str:
     """The strategy "auto" runs for this plan: "padded" or "sorted" (see the crossover note above).
 
-    "padded" when there are >= 2 threads (or a GPU), at most AUTO_PADDED_MAX_ROWS_PER_EXPERT rows per expert on
-    average and padding waste <= AUTO_PADDED_MAX_WASTE; "sorted" otherwise. The CUDA crossover is not measured yet.
+    "padded" when there are >= 2 threads (or a GPU), at least AUTO_PADDED_MIN_EXPERTS experts, at most
+    AUTO_PADDED_MAX_ROWS_PER_EXPERT rows per expert on average and padding waste <= AUTO_PADDED_MAX_WASTE;
+    "sorted" otherwise. The CUDA crossover is not measured yet.
     """
     threads = torch.get_num_threads() if num_threads is None else num_threads
-    if device.type == "cpu" and threads < AUTO_PADDED_MIN_THREADS:
+    if device.type == "cpu" and threads < AUTO_PADDED_MIN_THREADS or plan.num_experts < AUTO_PADDED_MIN_EXPERTS:
         return "sorted"
     small = plan.num_assignments <= AUTO_PADDED_MAX_ROWS_PER_EXPERT * plan.num_experts
     return "padded" if small and padding_waste(plan) <= AUTO_PADDED_MAX_WASTE else "sorted"

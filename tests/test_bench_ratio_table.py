@@ -17,7 +17,7 @@ from sparse_bench.bench.floor import grouped_floor_fn, routed_flops, weight_traf
 from sparse_bench.bench.gshard import GShardEinsumMoE
 from sparse_bench.bench.peers import build_case, check_agrees
 from sparse_bench.bench.timing import peak_bytes
-from sparse_bench.dispatch import AUTO_PADDED_MAX_WASTE, choose_dispatch, padding_waste
+from sparse_bench.dispatch import AUTO_PADDED_MAX_WASTE, AUTO_PADDED_MIN_EXPERTS, choose_dispatch, padding_waste
 from sparse_bench.routing import plan_from_assignments
 from theory_checks.framework.results_io import read_records
 
@@ -107,15 +107,19 @@ def test_grouped_floor_and_peak_bytes():
     assert peak_bytes(two_live_mebibytes, torch.device("cpu")) == 2 * 2**20
 
 
-def test_auto_choice_follows_threads_and_padding_waste():
-    balanced = plan_from_assignments(torch.arange(8), torch.arange(8) % 4, torch.ones(8), 8, 4)
-    skewed = plan_from_assignments(torch.arange(8), torch.tensor([0] * 7 + [1]), torch.ones(8), 8, 4)
-    assert padding_waste(balanced) == 1.0 and padding_waste(skewed) == 3.5 > AUTO_PADDED_MAX_WASTE
+def test_auto_choice_follows_threads_experts_and_padding_waste():
+    E = AUTO_PADDED_MIN_EXPERTS
+    balanced = plan_from_assignments(torch.arange(2 * E), torch.arange(2 * E) % E, torch.ones(2 * E), 2 * E, E)
+    skewed = plan_from_assignments(torch.arange(8), torch.tensor([0] * 7 + [1]), torch.ones(8), 8, E)
+    assert padding_waste(balanced) == 1.0 and padding_waste(skewed) == 7 * E / 8 > AUTO_PADDED_MAX_WASTE
     cpu = torch.device("cpu")
     assert choose_dispatch(balanced, cpu, num_threads=1) == "sorted"
     assert choose_dispatch(balanced, cpu, num_threads=2) == "padded"
     assert choose_dispatch(skewed, cpu, num_threads=2) == "sorted"
-    many_rows = plan_from_assignments(torch.arange(800) % 400, torch.arange(800) % 4, torch.ones(800), 400, 4)
+    few_experts = plan_from_assignments(torch.arange(8), torch.arange(8) % 4, torch.ones(8), 8, 4)
+    assert padding_waste(few_experts) == 1.0 and choose_dispatch(few_experts, cpu, num_threads=2) == "sorted"
+    many_rows = plan_from_assignments(torch.arange(200 * E) % (100 * E), torch.arange(200 * E) % E,
+                                      torch.ones(200 * E), 100 * E, E)
     assert padding_waste(many_rows) == 1.0 and choose_dispatch(many_rows, cpu, num_threads=2) == "sorted"
 
 

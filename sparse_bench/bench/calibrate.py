@@ -2,7 +2,7 @@
 
 ``python -m sparse_bench.bench.calibrate [--threads 1 2] [--min-run-time S]`` prints one line per grid point with
 the padding waste (E * C_max / A) and ``sorted / padded`` (> 1: padded is faster). The constants
-``AUTO_PADDED_MIN_THREADS`` and ``AUTO_PADDED_MAX_WASTE`` in ``sparse_bench/dispatch.py`` quote its output.
+the ``AUTO_PADDED_*`` constants in ``sparse_bench/dispatch.py`` quote its output.
 """
 
 from __future__ import annotations
