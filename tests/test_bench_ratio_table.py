@@ -138,3 +138,13 @@ def test_grid_point_rejects_bad_shapes():
         GridPoint(4, 5, 64, 32, 16)
     with pytest.raises(ValueError, match="swiglu"):
         GridPoint(4, 2, 64, 32, 16, activation="relu")
+
+
+def test_calibration_rows_time_both_strategies():
+    from sparse_bench.bench.calibrate import crossover_rows
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        (row,) = crossover_rows([TINY], num_threads=1, min_run_time=0.001)
+    assert row["point"] == TINY.label and row["waste"] >= 1.0
+    assert math.isclose(row["sorted_over_padded"], row["sorted_s"] / row["padded_s"], rel_tol=1e-12)

@@ -14,7 +14,7 @@ from ..dispatch import padding_waste
 from ..threads import pinned_threads
 from .grid import GridPoint, issue_grid
 from .peers import build_case, forward_fn
-from .timing import time_call
+from .timing import time_interleaved
 
 
 def crossover_rows(points: list[GridPoint], num_threads: int, min_run_time: float, seed: int = 0) -> list[dict]:
@@ -23,8 +23,9 @@ def crossover_rows(points: list[GridPoint], num_threads: int, min_run_time: floa
     with pinned_threads(num_threads):
         for point in points:
             case = build_case(point, seed=seed, dispatch="sorted", peers=("padded",))
-            sorted_t = time_call(forward_fn(case.layer, case.x), num_threads, min_run_time).median
-            padded_t = time_call(forward_fn(case.modules["padded"], case.x), num_threads, min_run_time).median
+            t = time_interleaved({"sorted": forward_fn(case.layer, case.x),
+                                  "padded": forward_fn(case.modules["padded"], case.x)}, num_threads, min_run_time)
+            sorted_t, padded_t = t["sorted"].median, t["padded"].median
             rows.append(
                 {"point": point.label, "threads": num_threads, "waste": padding_waste(case.plan),
                  "sorted_s": sorted_t, "padded_s": padded_t, "sorted_over_padded": sorted_t / padded_t}

@@ -31,7 +31,7 @@ from ..blocks import avgpool_plan, conv2d_im2col, maxpool_plan, pool_from_plan
 from ..dsm import LSHModel, RandomFeaturesDense
 from ..routing import HashRouter, LSHRouter, TopKRouter
 from ..threads import pinned_threads
-from .timing import time_call
+from .timing import time_interleaved
 
 SEED = 20221128
 FLAT_MAX = 1.3
@@ -46,8 +46,9 @@ def _tokens(n: int, d: int, seed: int = SEED) -> torch.Tensor:
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
 
 
-def _median(fn: Callable[[], object], num_threads: int, min_run_time: float, label: str) -> float:
-    return time_call(fn, num_threads, min_run_time, label).median
+def _medians(fns: dict[str, Callable[[], object]], num_threads: int, min_run_time: float) -> dict[str, float]:
+    """Median seconds per call of each callable, timed in alternation (``timing.time_interleaved``)."""
+    return {name: t.median for name, t in time_interleaved(fns, num_threads, min_run_time).items()}
 
 
 def _ratio(name: str, numerator: float, denominator: float, target: str, ok: bool, **details) -> dict:
@@ -61,18 +62,15 @@ def router_ratios(num_threads: int, min_run_time: float) -> list[dict]:
     x = _tokens(T, d)
     topk = TopKRouter(d, E, k=2, normalize=True, generator=torch.Generator().manual_seed(SEED))
     lsh = LSHRouter(d, E, family="simhash", seed=SEED)
+    ids = torch.randint(32000, (T,), generator=torch.Generator().manual_seed(SEED))
+    hashed = HashRouter(E, key="token_id", seed=SEED)
+    x256 = _tokens(T, 256)
     with torch.no_grad():
         for router in (topk, lsh):
             router(x).validate()
-        t_topk = _median(lambda: topk(x), num_threads, min_run_time, "top-k router")
-        t_lsh = _median(lambda: lsh(x), num_threads, min_run_time, "LSH router")
-        ids = torch.randint(32000, (T,), generator=torch.Generator().manual_seed(SEED))
-        hashed = HashRouter(E, key="token_id", seed=SEED)
-        t_hash = {}
-        for width in (256, 1024):
-            tokens = _tokens(T, width)
-            t_hash[width] = _median(lambda tokens=tokens: hashed(tokens, token_ids=ids), num_threads, min_run_time,
-                                    f"hash router d={width}")
+        t = _medians({"topk": lambda: topk(x), "lsh": lambda: lsh(x), "hash 256": lambda: hashed(x256, token_ids=ids),
+                      "hash 1024": lambda: hashed(x, token_ids=ids)}, num_threads, min_run_time)
+    t_topk, t_lsh, t_hash = t["topk"], t["lsh"], {256: t["hash 256"], 1024: t["hash 1024"]}
     lsh_ratio = t_lsh / t_topk
     hash_ratio = t_hash[1024] / t_hash[256]
     return [
@@ -91,17 +89,15 @@ def dsm_ratios(num_threads: int, min_run_time: float) -> list[dict]:
     """LSHModel.predict flat in buckets (2^8 .. 2^16); dense random-features predict linear in width."""
     x_train, query = _tokens(DSM_TRAIN, DSM_D), _tokens(DSM_QUERY, DSM_D, SEED + 1)
     y_train = dsm_target(x_train)
-    t_lsh, buckets = {}, {}
+    models, buckets = {}, {}
     for bits, width in LSH_WIDTHS.items():
-        model = LSHModel(DSM_D, num_hashes=DSM_HASHES, width=width, seed=SEED).fit(x_train, y_train)
-        buckets[bits] = model.num_nonempty_buckets
-        t_lsh[bits] = _median(lambda model=model: model.predict(query), num_threads, min_run_time,
-                              f"LSH predict ~2^{bits} buckets")
-    t_dense = {}
-    for width in DENSE_WIDTHS:
-        model = RandomFeaturesDense(DSM_D, width, seed=SEED).fit(x_train[:1024], y_train[:1024])  # any readout
-        t_dense[width] = _median(lambda model=model: model.predict(query), num_threads, min_run_time,
-                                 f"dense predict width {width}")
+        models[f"lsh {bits}"] = LSHModel(DSM_D, num_hashes=DSM_HASHES, width=width, seed=SEED).fit(x_train, y_train)
+        buckets[bits] = models[f"lsh {bits}"].num_nonempty_buckets
+    for width in DENSE_WIDTHS:  # any readout: speed does not depend on it
+        models[f"dense {width}"] = RandomFeaturesDense(DSM_D, width, seed=SEED).fit(x_train[:1024], y_train[:1024])
+    t = _medians({name: (lambda m=m: m.predict(query)) for name, m in models.items()}, num_threads, min_run_time)
+    t_lsh = {bits: t[f"lsh {bits}"] for bits in LSH_WIDTHS}
+    t_dense = {width: t[f"dense {width}"] for width in DENSE_WIDTHS}
     spread = max(t_lsh.values()) / min(t_lsh.values())
     logs = [(math.log(w), math.log(t)) for w, t in t_dense.items()]
     mean_w, mean_t = (sum(c) / len(logs) for c in zip(*logs))
@@ -122,19 +118,22 @@ def conv_pool_ratios(num_threads: int, min_run_time: float) -> list[dict]:
     w = _tokens(64 * 64 * 9, 1, SEED + 1).view(64, 64, 3, 3) / 9
     if float((conv2d_im2col(x, w, padding=1) - F.conv2d(x, w, padding=1)).abs().max()) > 1e-3:
         raise AssertionError("conv2d_im2col disagrees with F.conv2d")
+    pools = (("max", F.max_pool2d, maxpool_plan), ("avg", F.avg_pool2d, avgpool_plan))
+    for kind, native, make_plan in pools:
+        if not torch.allclose(pool_from_plan(x, make_plan(x, 2)), native(x, 2), rtol=1e-6, atol=1e-6):
+            raise AssertionError(f"{kind} pooling from a plan disagrees with native pooling")
+    fns = {"conv native": lambda: F.conv2d(x, w, padding=1), "conv im2col": lambda: conv2d_im2col(x, w, padding=1)}
+    for kind, native, make_plan in pools:
+        fns[f"{kind} native"] = lambda native=native: native(x, 2)
+        fns[f"{kind} plan"] = lambda make_plan=make_plan: pool_from_plan(x, make_plan(x, 2))
     with torch.no_grad():
-        t_native = _median(lambda: F.conv2d(x, w, padding=1), num_threads, min_run_time, "conv2d native")
-        t_im2col = _median(lambda: conv2d_im2col(x, w, padding=1), num_threads, min_run_time, "conv2d im2col")
-        out = [_ratio("conv_im2col_over_native", t_im2col, t_native, "<= 2", t_im2col / t_native <= 2.0,
-                      shape=[8, 64, 32, 32], kernel=3)]
-        for kind, native, make_plan in (("max", F.max_pool2d, maxpool_plan), ("avg", F.avg_pool2d, avgpool_plan)):
-            if not torch.allclose(pool_from_plan(x, make_plan(x, 2)), native(x, 2), rtol=1e-6, atol=1e-6):
-                raise AssertionError(f"{kind} pooling from a plan disagrees with native pooling")
-            t_nat = _median(lambda native=native: native(x, 2), num_threads, min_run_time, f"{kind}pool native")
-            t_plan = _median(lambda make_plan=make_plan: pool_from_plan(x, make_plan(x, 2)), num_threads,
-                             min_run_time, f"{kind}pool plan")
-            out.append(_ratio(f"{kind}pool_plan_over_native", t_plan, t_nat, "<= 3", t_plan / t_nat <= 3.0,
-                              shape=[8, 64, 32, 32], kernel=2))
+        t = _medians(fns, num_threads, min_run_time)
+    out = [_ratio("conv_im2col_over_native", t["conv im2col"], t["conv native"], "<= 2",
+                  t["conv im2col"] / t["conv native"] <= 2.0, shape=[8, 64, 32, 32], kernel=3)]
+    for kind, _, _ in pools:
+        ratio = t[f"{kind} plan"] / t[f"{kind} native"]
+        out.append(_ratio(f"{kind}pool_plan_over_native", t[f"{kind} plan"], t[f"{kind} native"], "<= 3",
+                          ratio <= 3.0, shape=[8, 64, 32, 32], kernel=2))
     return out
 
 

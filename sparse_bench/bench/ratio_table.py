@@ -1,6 +1,7 @@
 """The ratio table: our MoE layer against the GEMM floor and against peers, measured side by side in one process.
 
-For each grid point and direction (forward; forward+backward) it times, with the same thread count:
+For each grid point and direction (forward; forward+backward) it times, with the same thread count and in
+alternation (``timing.time_interleaved``):
 the floor (expert GEMMs on well-shaped blocks, scaled to A rows), the grouped floor (the same GEMMs at the
 realised per-expert counts), our layer, and each peer; it measures peak memory of our layer and HF's block.
 ``R = t_layer / t_floor`` splits as ``shape = t_grouped / t_floor`` times ``overhead = t_layer / t_grouped``;
@@ -26,7 +27,7 @@ from .floor import (
 )
 from .grid import PROFILES, GridPoint, grid_for
 from .peers import STRATEGY_PEERS, Case, build_case, forward_backward_fn, forward_fn
-from .timing import peak_bytes, time_call
+from .timing import peak_bytes, time_call, time_interleaved
 
 BENCH_FILE = "bench.jsonl"
 DIRECTIONS = ("forward", "forward_backward")
@@ -66,20 +67,21 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
     def fn_for(module):
         return forward_backward_fn(module, case.x, case.upstream) if backward else forward_fn(module, case.x)
 
-    block = _timed(floor_block_fn(bank.w_in[0], bank.w_out[0], backward), num_threads, min_run_time, f"floor {label}")
-    t_floor = block["median_s"] * A / FLOOR_BLOCK_ROWS
     counts = plan.expert_counts.tolist()
-    grouped_fn = grouped_floor_fn(bank.w_in, bank.w_out, counts, backward)
-    grouped = _timed(grouped_fn, num_threads, min_run_time, f"grouped {label}")
     stream = _timed(stream_read_fn(case.x.device), num_threads, min_run_time, f"stream {label}")
     traffic = weight_traffic_bytes(bank.w_in, bank.w_out, counts, backward)
     bandwidth = STREAM_BYTES / stream["median_s"]  # bytes / s
     t_weights = traffic / bandwidth
-    ours = _timed(fn_for(layer), num_threads, min_run_time, f"ours {label}")
-    router = _timed(forward_fn(layer.router, case.x), num_threads, min_run_time, f"router {label}")
+    fns = {"floor": floor_block_fn(bank.w_in[0], bank.w_out[0], backward),
+           "grouped": grouped_floor_fn(bank.w_in, bank.w_out, counts, backward),
+           "ours": fn_for(layer), "router": forward_fn(layer.router, case.x)}
+    fns.update({f"peer {name}": fn_for(module) for name, module in case.modules.items()})
+    timings = {name: t.to_dict() for name, t in time_interleaved(fns, num_threads, min_run_time).items()}
+    block, grouped, ours, router = (timings[name] for name in ("floor", "grouped", "ours", "router"))
+    t_floor = block["median_s"] * A / FLOOR_BLOCK_ROWS
     peers = {name: {"skipped": reason} for name, reason in case.skipped.items()}
-    for name, module in case.modules.items():
-        timing = _timed(fn_for(module), num_threads, min_run_time, f"{name} {label}")
+    for name in case.modules:
+        timing = timings[f"peer {name}"]
         timing["ratio_to_floor"] = timing["median_s"] / t_floor
         timing["speedup_of_ours"] = timing["median_s"] / ours["median_s"]
         peers[name] = timing

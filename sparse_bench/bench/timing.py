@@ -1,5 +1,8 @@
 """Timing and peak-memory measurement for the ratio table: pinned threads, median and IQR, live-bytes peak.
 
+Callables compared with each other are timed in alternation (``time_interleaved``): on a shared machine the
+speed drifts over seconds, and timing one callable after another would charge the drift to their ratio.
+
 Times come from ``torch.utils.benchmark.Timer.blocked_autorange`` (which synchronises CUDA inside the clock).
 Peak memory on CUDA is ``torch.cuda.max_memory_allocated``; on CPU it is the high-water mark of live tensor
 bytes reconstructed from the profiler's memory records. The profiler books an op's own allocations net of the
@@ -41,6 +44,34 @@ def time_call(fn: Callable[[], object], num_threads: int, min_run_time: float, l
         spread = result.iqr / result.median
         warnings.warn(f"{label}: IQR is {spread:.0%} of the median; timings are noisy", stacklevel=2)
     return result
+
+
+def time_interleaved(fns: dict[str, Callable[[], object]], num_threads: int, min_run_time: float,
+                     rounds: int = 7) -> dict[str, Timing]:
+    """Time several callables in alternation, so that a shared machine's slow drifts hit all of them alike.
+
+    Each callable is warmed up and its block size set so that one block lasts about min_run_time / rounds
+    seconds; then ``rounds`` rounds each time one block of every callable in turn (``Timer.timeit``, which
+    synchronises CUDA). Median and IQR are over the per-call times of the blocks.
+    """
+    timers, blocks = {}, {}
+    for name, fn in fns.items():
+        fn()  # warm-up outside the clock
+        timers[name] = Timer("fn()", globals={"fn": fn}, num_threads=num_threads, label=name)
+        once = timers[name].timeit(1).mean
+        blocks[name] = max(1, int(min_run_time / rounds / max(once, 1e-9)))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, timer in timers.items():
+            samples[name].append(timer.timeit(blocks[name]).mean)
+    out = {}
+    for name, values in samples.items():
+        q1, median, q3 = (float(v) for v in torch.tensor(values, dtype=torch.float64).quantile(
+            torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)))
+        out[name] = Timing(median=median, iqr=q3 - q1, blocks=rounds)
+        if median > 0 and (q3 - q1) / median > NOISY_IQR_FRACTION:
+            warnings.warn(f"{name}: IQR is {(q3 - q1) / median:.0%} of the median; timings are noisy", stacklevel=2)
+    return out
 
 
 def peak_bytes(fn: Callable[[], object], device: torch.device) -> int:

@@ -46,12 +46,14 @@ def _window_positions(x, kernel, stride, padding, out_hw):
     return rows, cols
 
 
-def _plan(x, tokens, experts, weights, out_hw, kind) -> RoutingPlan:
+def _plan(x, tokens, experts, weights, out_hw, kind, counts) -> RoutingPlan:
+    """counts: (E,) assignments per window, known to the builder."""
     n, c, h, w = x.shape
     aux = {"output_shape": (n, c, out_hw[0], out_hw[1]), "pool": kind}
     num_experts = n * c * out_hw[0] * out_hw[1]
     # both builders emit windows in order and a window's positions in row-major order: sorted by construction
-    return plan_from_sorted_assignments(tokens, experts, weights, n * c * h * w, num_experts, aux=aux)
+    return plan_from_sorted_assignments(tokens, experts, weights, n * c * h * w, num_experts, aux=aux,
+                                        expert_counts=counts)
 
 
 def maxpool_plan(x, kernel_size, stride=None, padding=0) -> RoutingPlan:
@@ -83,7 +85,8 @@ def maxpool_plan(x, kernel_size, stride=None, padding=0) -> RoutingPlan:
         plane = torch.arange(n * c, device=x.device).reshape(-1, 1)  # (N*C, 1)
         tokens = ((plane * h + r) * w + q).reshape(-1)
         experts = (plane * first_max.shape[1] + window).reshape(-1)
-    return _plan(x, tokens, experts, x.new_ones(tokens.shape), out_hw, "max")
+    ones = torch.ones(tokens.shape, dtype=torch.int64, device=x.device)  # one assignment per window
+    return _plan(x, tokens, experts, x.new_ones(tokens.shape), out_hw, "max", ones)
 
 
 def avgpool_plan(x, kernel_size, stride=None, padding=0, count_include_pad=True) -> RoutingPlan:
@@ -102,7 +105,8 @@ def avgpool_plan(x, kernel_size, stride=None, padding=0, count_include_pad=True)
         tokens = (plane * h * w + (rows * w + cols)[inside].reshape(1, -1)).reshape(-1)
         experts = (plane * rows.shape[0] + window[inside].reshape(1, -1)).reshape(-1)
         weights = (1.0 / divisor[inside].to(x.dtype)).repeat(n * c)
-    return _plan(x, tokens, experts, weights, out_hw, "avg")
+        counts = inside.sum(dim=1).repeat(n * c)  # (E,) in-bounds positions of every window
+    return _plan(x, tokens, experts, weights, out_hw, "avg", counts)
 
 
 def pool_from_plan(x: torch.Tensor, plan: RoutingPlan) -> torch.Tensor:

@@ -159,12 +159,14 @@ def plan_from_sorted_assignments(
     num_tokens: int,
     num_experts: int,
     aux: dict | None = None,
+    expert_counts: torch.Tensor | None = None,
 ) -> RoutingPlan:
-    """A RoutingPlan from assignments its builder emits already sorted by (expert, token): counts only, no sort.
+    """A RoutingPlan from assignments its builder emits already sorted by (expert, token): no sort.
 
     For constructions that are sorted by design (pooling windows); ``plan_from_assignments`` is the general
-    entry. The order is not re-checked here (``RoutingPlan.validate`` does, in the builders' tests).
+    entry. expert_counts: (E,) int64 when the builder knows them (else counted here). Neither the order nor given
+    counts are re-checked here (``RoutingPlan.validate`` does, in the builders' tests).
     """
     with torch.no_grad():
-        counts = torch.bincount(expert_index, minlength=num_experts)
+        counts = torch.bincount(expert_index, minlength=num_experts) if expert_counts is None else expert_counts
     return RoutingPlan(token_index, expert_index, weight, counts, num_tokens, num_experts, aux=dict(aux or {}))
