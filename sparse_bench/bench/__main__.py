@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
     parser.add_argument("--dispatch", default="auto", help="our layer's dispatch strategy (default auto)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--peers", nargs="+", help="peers to time (default: by profile; see bench.peers)")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore", UserWarning)  # noisy-IQR warnings: the IQR is in the records
     run_ratio_table(
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         memory=None if args.no_memory else "default",
         seed=args.seed,
         dispatch=args.dispatch,
+        peers=args.peers,
     )
     return 0
 
