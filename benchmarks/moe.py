@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import Benchmark, relative_error, require, safe_import
+from .common import Benchmark, relative_error, require, safe_import, skip
 
 GridPoint = build_case = forward_fn = forward_backward_fn = measure_point = DISPATCHERS = None
 with safe_import():
@@ -88,14 +88,14 @@ class RatioToFloor(Benchmark):
         """t_ours / t_HF MixtralSparseMoeBlock on identical weights (target < 1)."""
         hf = self.record["peers"].get("hf_mixtral", {})
         if "median_s" not in hf:
-            raise NotImplementedError("transformers is not installed")
+            skip("transformers is not installed")
         return self.record["ours"]["median_s"] / hf["median_s"]
 
     def track_ours_over_gshard(self, num_experts, k, direction):
         """t_ours / t_GShard one-hot einsum layer (target <= 0.5)."""
         peer = self.record["peers"]["gshard_einsum"]
         if "median_s" not in peer:
-            raise NotImplementedError(peer.get("skipped", "skipped"))
+            skip(peer.get("skipped", "skipped"))  # the (T, E, C) one-hot tensor would be too large
         return self.record["ours"]["median_s"] / peer["median_s"]
 
     track_R.unit = track_overhead.unit = track_ours_over_hf.unit = track_ours_over_gshard.unit = "ratio"

@@ -20,10 +20,10 @@ prints the table and appends ``kind == "component_ratio"`` records to ``results/
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -99,9 +99,7 @@ def dsm_ratios(num_threads: int, min_run_time: float) -> list[dict]:
     t_lsh = {bits: t[f"lsh {bits}"] for bits in LSH_WIDTHS}
     t_dense = {width: t[f"dense {width}"] for width in DENSE_WIDTHS}
     spread = max(t_lsh.values()) / min(t_lsh.values())
-    logs = [(math.log(w), math.log(t)) for w, t in t_dense.items()]
-    mean_w, mean_t = (sum(c) / len(logs) for c in zip(*logs))
-    slope = sum((w - mean_w) * (t - mean_t) for w, t in logs) / sum((w - mean_w) ** 2 for w, _ in logs)
+    slope = float(np.polyfit(np.log(list(t_dense)), np.log(list(t_dense.values())), 1)[0])  # least squares
     low, high = LINEAR_SLOPE
     return [
         _ratio("lsh_predict_2e16_over_2e8", t_lsh[16], t_lsh[8], f"<= {FLAT_MAX}", t_lsh[16] / t_lsh[8] <= FLAT_MAX,
@@ -119,11 +117,10 @@ def conv_pool_ratios(num_threads: int, min_run_time: float) -> list[dict]:
     if float((conv2d_im2col(x, w, padding=1) - F.conv2d(x, w, padding=1)).abs().max()) > 1e-3:
         raise AssertionError("conv2d_im2col disagrees with F.conv2d")
     pools = (("max", F.max_pool2d, maxpool_plan), ("avg", F.avg_pool2d, avgpool_plan))
+    fns = {"conv native": lambda: F.conv2d(x, w, padding=1), "conv im2col": lambda: conv2d_im2col(x, w, padding=1)}
     for kind, native, make_plan in pools:
         if not torch.allclose(pool_from_plan(x, make_plan(x, 2)), native(x, 2), rtol=1e-6, atol=1e-6):
             raise AssertionError(f"{kind} pooling from a plan disagrees with native pooling")
-    fns = {"conv native": lambda: F.conv2d(x, w, padding=1), "conv im2col": lambda: conv2d_im2col(x, w, padding=1)}
-    for kind, native, make_plan in pools:
         fns[f"{kind} native"] = lambda native=native: native(x, 2)
         fns[f"{kind} plan"] = lambda make_plan=make_plan: pool_from_plan(x, make_plan(x, 2))
     with torch.no_grad():

@@ -52,10 +52,6 @@ def memory_budget(point: GridPoint, itemsize: int, backward: bool, weight_bytes:
     return 2 * forward + weight_bytes if backward else forward
 
 
-def _timed(fn: Callable[[], None], num_threads: int, min_run_time: float, label: str) -> dict:
-    return time_call(fn, num_threads, min_run_time, label).to_dict()
-
-
 def measure_point(case: Case, direction: str, num_threads: int, min_run_time: float, memory: str | None) -> dict:
     """One record: floor, grouped floor, our layer, peers and peak memory (memory: "ours", "all" or None)."""
     point, plan, layer = case.point, case.plan, case.layer
@@ -68,9 +64,9 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
         return forward_backward_fn(module, case.x, case.upstream) if backward else forward_fn(module, case.x)
 
     counts = plan.expert_counts.tolist()
-    stream = _timed(stream_read_fn(case.x.device), num_threads, min_run_time, f"stream {label}")
+    stream = time_call(stream_read_fn(case.x.device), num_threads, min_run_time, f"stream {label}")
     traffic = weight_traffic_bytes(bank.w_in, bank.w_out, counts, backward)
-    bandwidth = STREAM_BYTES / stream["median_s"]  # bytes / s
+    bandwidth = STREAM_BYTES / stream.median  # bytes / s
     t_weights = traffic / bandwidth
     fns = {"floor": floor_block_fn(bank.w_in[0], bank.w_out[0], backward),
            "grouped": grouped_floor_fn(bank.w_in, bank.w_out, counts, backward),
