@@ -133,23 +133,10 @@ def plan_from_assignments(
     keeps its graph (it is gathered with the permutation).
     """
     with torch.no_grad():
-        key = (
-            expert_index * max(num_tokens, 1) + token_index
-        )  # (A,) unique per (expert, token) up to duplicates
+        key = expert_index * max(num_tokens, 1) + token_index  # (A,) unique per (expert, token) up to duplicates
         order = torch.argsort(key, stable=True)  # (A,)
-        token_sorted = token_index[order]
-        expert_sorted = expert_index[order]
-        counts = torch.bincount(expert_sorted, minlength=num_experts)
-    return RoutingPlan(
-        token_index=token_sorted,
-        expert_index=expert_sorted,
-        weight=weight[order],
-        expert_counts=counts,
-        num_tokens=num_tokens,
-        num_experts=num_experts,
-        dropped=int(dropped),
-        aux=dict(aux or {}),
-    )
+    return plan_from_sorted_assignments(token_index[order], expert_index[order], weight[order], num_tokens,
+                                        num_experts, aux=aux, dropped=dropped)
 
 
 def plan_from_sorted_assignments(
@@ -160,13 +147,16 @@ def plan_from_sorted_assignments(
     num_experts: int,
     aux: dict | None = None,
     expert_counts: torch.Tensor | None = None,
+    dropped: int = 0,
 ) -> RoutingPlan:
     """A RoutingPlan from assignments its builder emits already sorted by (expert, token): no sort.
 
-    For constructions that are sorted by design (pooling windows); ``plan_from_assignments`` is the general
-    entry. expert_counts: (E,) int64 when the builder knows them (else counted here). Neither the order nor given
-    counts are re-checked here (``RoutingPlan.validate`` does, in the builders' tests).
+    For constructions that are sorted by design (pooling windows), and the last step of
+    ``plan_from_assignments`` (the general entry). expert_counts: (E,) int64 when the builder knows them (else
+    counted here). Neither the order nor given counts are re-checked here (``RoutingPlan.validate`` does, in the
+    builders' tests).
     """
     with torch.no_grad():
         counts = torch.bincount(expert_index, minlength=num_experts) if expert_counts is None else expert_counts
-    return RoutingPlan(token_index, expert_index, weight, counts, num_tokens, num_experts, aux=dict(aux or {}))
+    return RoutingPlan(token_index, expert_index, weight, counts, num_tokens, num_experts, dropped=int(dropped),
+                       aux=dict(aux or {}))
