@@ -6,7 +6,8 @@ of the same sizes (input and weight gradients of each). The **floor** times that
 blocks of ``FLOOR_BLOCK_ROWS`` rows and scales to A rows (one huge GEMM over all A rows is slower than
 cache-sized blocks on CPU, so it is not the floor). The **grouped floor** runs the same GEMMs at the realised
 per-expert counts, one expert's weights per segment: the cost of uneven small GEMMs, which belongs to the
-routing outcome. Only GEMMs are timed: every operand and output is preallocated, nothing else runs.
+routing outcome. Only GEMMs are timed (every operand is preallocated, nothing else runs), on ``gemm.mm``: the
+kernel the layer's grouped path uses, so a faster GEMM back-end lowers the floor as much as the layer.
 
 The FLOP floor assumes the weights stream from cache, as they do for one expert's block. A layer must read every
 used expert's weights at least once per call (forward; backward reads them again and writes their gradients),
@@ -19,6 +20,8 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
+
+from .. import gemm
 
 FLOOR_BLOCK_ROWS = 1024  # rows per well-shaped GEMM block (the example shape: 1024 x d x 2h)
 STREAM_BYTES = 256 * 2**20  # the buffer read to measure memory bandwidth: larger than any cache here
@@ -36,7 +39,6 @@ class _GemmBlock:
     def __init__(self, rows: int, w_in: torch.Tensor, w_out: torch.Tensor, generator: torch.Generator):
         d_model, in_width = w_in.shape
         d_hidden = w_out.shape[0]
-        opts = {"dtype": w_in.dtype, "device": w_in.device}
 
         def rand(*shape):
             return torch.randn(*shape, generator=generator, dtype=w_in.dtype).to(w_in.device)
@@ -44,19 +46,16 @@ class _GemmBlock:
         self.w_in, self.w_out = w_in, w_out
         self.x, self.act = rand(rows, d_model), rand(rows, d_hidden)
         self.grad_out, self.grad_pre = rand(rows, d_model), rand(rows, in_width)
-        self.pre, self.out = torch.empty(rows, in_width, **opts), torch.empty(rows, d_model, **opts)
-        self.grad_act, self.grad_x = torch.empty(rows, d_hidden, **opts), torch.empty(rows, d_model, **opts)
-        self.grad_w_in, self.grad_w_out = torch.empty_like(w_in), torch.empty_like(w_out)
 
     def forward(self) -> None:
-        torch.mm(self.x, self.w_in, out=self.pre)  # (rows, 2h)
-        torch.mm(self.act, self.w_out, out=self.out)  # (rows, d)
+        gemm.mm(self.x, self.w_in)  # (rows, 2h)
+        gemm.mm(self.act, self.w_out)  # (rows, d)
 
     def backward(self) -> None:
-        torch.mm(self.grad_out, self.w_out.t(), out=self.grad_act)  # (rows, h)
-        torch.mm(self.act.t(), self.grad_out, out=self.grad_w_out)  # (h, d)
-        torch.mm(self.grad_pre, self.w_in.t(), out=self.grad_x)  # (rows, d)
-        torch.mm(self.x.t(), self.grad_pre, out=self.grad_w_in)  # (d, 2h)
+        gemm.mm(self.grad_out, self.w_out.t())  # (rows, h)
+        gemm.mm(self.act.t(), self.grad_out)  # (h, d)
+        gemm.mm(self.grad_pre, self.w_in.t())  # (rows, d)
+        gemm.mm(self.x.t(), self.grad_pre)  # (d, 2h)
 
 
 def floor_block_fn(w_in: torch.Tensor, w_out: torch.Tensor, backward: bool, seed: int = 0) -> Callable[[], None]:
