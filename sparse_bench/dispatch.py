@@ -235,10 +235,13 @@ def padded_slots(plan: RoutingPlan) -> tuple[torch.Tensor, int]:
 
 
 def dispatch_padded(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
-    """Gather rows into an (E, C_max, d) slab, two batched matmuls, combine straight from the slab.
+    """Gather rows into (E, C_max, d) slabs, two batched matmuls per slab, combine straight from the slab.
 
     C_max is the largest realised expert count, so padding never drops an assignment. Pad slots read an
-    appended zero row: their outputs are never combined and their gradients are exactly zero.
+    appended zero row: their outputs are never combined and their gradients are exactly zero. CPU: the experts
+    go in groups whose slab stays under SORTED_CHUNK_BYTES (as "sorted"'s chunks, for the same reason), each
+    group's outputs added into y with ``index_add_``; peak memory then no longer grows with the padding. Other
+    devices: one slab for all experts and the atomics-free ``combine_rows``.
     """
     check_plan_matches(x, plan, bank)
     if plan.num_assignments == 0:
@@ -248,10 +251,35 @@ def dispatch_padded(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> tor
         slab_row, capacity = padded_slots(plan)  # (A,)
         source = torch.full((bank.num_experts * capacity,), T, dtype=torch.int64, device=x.device)
         source[slab_row] = plan.token_index  # (E * C,) token read by each slab row; T = the zero row
+    if x.device.type == "cpu":
+        return _padded_by_expert_groups(x, plan, bank, source, slab_row, capacity)
     uniform = uniform_token_order(plan)
     slab = gather_tokens(x, source, slab_row, uniform).view(bank.num_experts, capacity, d)  # (E, C, d)
     out = bank.forward_batched(slab).view(-1, d)  # (E * C, d)
     return combine_rows(out, slab_row, plan, uniform)
+
+
+def _padded_by_expert_groups(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank, source: torch.Tensor,
+                             slab_row: torch.Tensor, capacity: int) -> torch.Tensor:
+    """The CPU body of ``dispatch_padded``: source (E * C,) and slab_row (A,) as built there."""
+    T, d = x.shape
+    row_bytes = max(d, bank.w_in.shape[2]) * x.element_size()  # the widest temporary per slab row
+    group = max(1, SORTED_CHUNK_BYTES // (capacity * row_bytes))  # experts per slab
+    x_ext = torch.cat([x, x.new_zeros(1, d)])  # (T + 1, d)
+    ends = plan.expert_counts.cumsum(0).tolist()  # assignments are in expert order
+    weight = plan.weight.to(x.dtype).unsqueeze(1)  # (A, 1)
+    y = x.new_zeros(T, d)
+    for first, weights in zip(range(0, bank.num_experts, group), bank.weight_groups(group)):
+        last = first + weights[0].shape[0]  # experts [first, last)
+        start, stop = ends[first - 1] if first else 0, ends[last - 1]
+        if start == stop:
+            continue
+        slab = x_ext.index_select(0, source[first * capacity:last * capacity]).view(-1, capacity, d)
+        out = bank.forward_batched(slab, weights).view(-1, d)  # (G * C, d)
+        rows = out.index_select(0, slab_row[start:stop] - first * capacity)  # (assignments of the group, d)
+        scaled = rows * weight[start:stop] if torch.is_grad_enabled() else rows.mul_(weight[start:stop])
+        y.index_add_(0, plan.token_index[start:stop], scaled)
+    return y
 
 
 # Crossover for dispatch="auto" (CPU fp32, d_model=512, SwiGLU, top-k router): `python -m sparse_bench.bench.calibrate
