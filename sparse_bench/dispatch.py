@@ -283,18 +283,21 @@ def _padded_by_expert_groups(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBan
 
 
 # Crossover for dispatch="auto" (CPU fp32, d_model=512, SwiGLU, top-k router): `python -m sparse_bench.bench.calibrate
-# --threads 2 --min-run-time 0.3`, 16:56 on 2026-11-24 on a quiet machine, after "sorted" became chunked.
-# sorted / padded forward time (> 1: padded faster), by mean rows per expert A / E:
-#   E=8:  64 rows 1.08 (h=256), 0.95 (h=1024); 128-4096 rows 0.63-0.99 at all 10 points
-#   E=64: 8 rows 1.37 / 1.27 (h=256 / 1024, waste 2.38); 16 rows 1.25 / 1.18; 64 rows 1.09 / 1.02 (k=1, T=4096)
-#         and 1.31 / 1.17 (k=8, T=512); 128 rows 1.06 / 0.87; 512 rows 0.68 / 0.85
-# Many small per-expert GEMMs each pay a thread barrier, so one slab GEMM wins when there are many experts with
-# few rows; with 8 experts the chunked sorted path wins or loses by at most 8%. Padding waste stays <= 2.4 on the
-# grid; the bound caps the FLOPs and memory padding may add on skewed plans. With 1 thread "sorted" won at all 7
-# points measured before the chunking (CPU time, sorted/padded 0.80-0.92). Re-measure with the command above.
+# --threads 2 --min-run-time 0.3`, 2026-11-24, after "sorted" moved its products to oneDNN (``gemm.mm``) and
+# "padded" went to expert-group slabs. sorted / padded forward time (> 1: padded faster):
+#   E=8, all 12 points: 0.62-0.97 (sorted wins everywhere)
+#   E=64, h=256 (1.5 MiB of weights per expert):  T=512: 1.10 (k=1, waste 2.38), 1.18 (k=2), 1.17 (k=8, 64 rows/expert);
+#         T=4096 (64-512 rows/expert): 0.78-0.85
+#   E=64, h=1024 (6 MiB per expert): 0.69-0.88 at all 6 points, T=512 included
+# One batched matmul (MKL) beats many separate products only when there are many experts with few rows each
+# *and* each expert's product is small; for larger experts oneDNN's per-expert products win despite the
+# barriers. Padding waste stays <= 2.4 on the grid; the waste bound caps the FLOPs and memory padding may add on
+# skewed plans. Before the oneDNN move, padded also won at h=1024 (1.17-1.31); with 1 thread "sorted" won at all
+# 7 points measured (CPU time, sorted/padded 0.80-0.92). Re-measure with the command above.
 AUTO_PADDED_MIN_THREADS = 2
 AUTO_PADDED_MIN_EXPERTS = 16
 AUTO_PADDED_MAX_ROWS_PER_EXPERT = 64
+AUTO_PADDED_MAX_EXPERT_BYTES = 3 * 2**20  # between the 1.5 MiB (padded wins) and 6 MiB (sorted wins) measured
 AUTO_PADDED_MAX_WASTE = 3.0
 
 
@@ -305,23 +308,26 @@ def padding_waste(plan: RoutingPlan) -> float:
     return plan.num_experts * int(plan.expert_counts.max()) / plan.num_assignments
 
 
-def choose_dispatch(plan: RoutingPlan, device: torch.device, num_threads: int | None = None) -> str:
-    """The strategy "auto" runs for this plan: "padded" or "sorted" (see the crossover note above).
+def choose_dispatch(plan: RoutingPlan, bank: ExpertBank, device: torch.device, num_threads: int | None = None) -> str:
+    """The strategy "auto" runs for this plan and bank: "padded" or "sorted" (see the crossover note above).
 
     "padded" when there are >= 2 threads (or a GPU), at least AUTO_PADDED_MIN_EXPERTS experts, at most
-    AUTO_PADDED_MAX_ROWS_PER_EXPERT rows per expert on average and padding waste <= AUTO_PADDED_MAX_WASTE;
-    "sorted" otherwise. The CUDA crossover is not measured yet.
+    AUTO_PADDED_MAX_ROWS_PER_EXPERT rows per expert on average, at most AUTO_PADDED_MAX_EXPERT_BYTES of weights
+    per expert and padding waste <= AUTO_PADDED_MAX_WASTE; "sorted" otherwise. The CUDA crossover is not
+    measured yet.
     """
     threads = torch.get_num_threads() if num_threads is None else num_threads
     if device.type == "cpu" and threads < AUTO_PADDED_MIN_THREADS or plan.num_experts < AUTO_PADDED_MIN_EXPERTS:
         return "sorted"
+    expert_bytes = (bank.w_in[0].numel() + bank.w_out[0].numel()) * bank.w_in.element_size()
     small = plan.num_assignments <= AUTO_PADDED_MAX_ROWS_PER_EXPERT * plan.num_experts
+    small = small and expert_bytes <= AUTO_PADDED_MAX_EXPERT_BYTES
     return "padded" if small and padding_waste(plan) <= AUTO_PADDED_MAX_WASTE else "sorted"
 
 
 def dispatch_auto(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
     """Runs the strategy ``choose_dispatch`` picks for this plan, device and thread count (same results)."""
-    return DISPATCHERS[choose_dispatch(plan, x.device)](x, plan, bank)
+    return DISPATCHERS[choose_dispatch(plan, bank, x.device)](x, plan, bank)
 
 
 DISPATCHERS: dict[str, Callable[[torch.Tensor, RoutingPlan, ExpertBank], torch.Tensor]] = {

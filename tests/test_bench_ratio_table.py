@@ -12,6 +12,8 @@ import warnings
 import pytest
 import torch
 
+from sparse_bench import ExpertBank
+from sparse_bench import dispatch as dispatch_module
 from sparse_bench.bench import BENCH_FILE, GridPoint, format_table, run_ratio_table
 from sparse_bench.bench.floor import grouped_floor_fn, routed_flops, weight_traffic_bytes
 from sparse_bench.bench.gshard import GShardEinsumMoE
@@ -107,20 +109,23 @@ def test_grouped_floor_and_peak_bytes():
     assert peak_bytes(two_live_mebibytes, torch.device("cpu")) == 2 * 2**20
 
 
-def test_auto_choice_follows_threads_experts_and_padding_waste():
+def test_auto_choice_follows_threads_experts_expert_size_and_padding_waste(monkeypatch):
     E = AUTO_PADDED_MIN_EXPERTS
+    bank = ExpertBank(E, 8, 4, activation="swiglu")  # 384 bytes of weights per expert
     balanced = plan_from_assignments(torch.arange(2 * E), torch.arange(2 * E) % E, torch.ones(2 * E), 2 * E, E)
     skewed = plan_from_assignments(torch.arange(8), torch.tensor([0] * 7 + [1]), torch.ones(8), 8, E)
     assert padding_waste(balanced) == 1.0 and padding_waste(skewed) == 7 * E / 8 > AUTO_PADDED_MAX_WASTE
     cpu = torch.device("cpu")
-    assert choose_dispatch(balanced, cpu, num_threads=1) == "sorted"
-    assert choose_dispatch(balanced, cpu, num_threads=2) == "padded"
-    assert choose_dispatch(skewed, cpu, num_threads=2) == "sorted"
+    assert choose_dispatch(balanced, bank, cpu, num_threads=1) == "sorted"
+    assert choose_dispatch(balanced, bank, cpu, num_threads=2) == "padded"
+    assert choose_dispatch(skewed, bank, cpu, num_threads=2) == "sorted"
     few_experts = plan_from_assignments(torch.arange(8), torch.arange(8) % 4, torch.ones(8), 8, 4)
-    assert padding_waste(few_experts) == 1.0 and choose_dispatch(few_experts, cpu, num_threads=2) == "sorted"
+    assert padding_waste(few_experts) == 1.0 and choose_dispatch(few_experts, bank, cpu, num_threads=2) == "sorted"
     many_rows = plan_from_assignments(torch.arange(200 * E) % (100 * E), torch.arange(200 * E) % E,
                                       torch.ones(200 * E), 100 * E, E)
-    assert padding_waste(many_rows) == 1.0 and choose_dispatch(many_rows, cpu, num_threads=2) == "sorted"
+    assert padding_waste(many_rows) == 1.0 and choose_dispatch(many_rows, bank, cpu, num_threads=2) == "sorted"
+    monkeypatch.setattr(dispatch_module, "AUTO_PADDED_MAX_EXPERT_BYTES", 383)  # now the experts count as large
+    assert choose_dispatch(balanced, bank, cpu, num_threads=2) == "sorted"
 
 
 @pytest.mark.parametrize(
