@@ -44,9 +44,16 @@ def _segments(counts: list[int]) -> list[tuple[int, int, int]]:
     return [(i, start, n) for i, (start, n) in enumerate(zip(starts, counts))]
 
 
-def _cat_rows(pieces: list[torch.Tensor]) -> torch.Tensor:
-    """Stack per-segment (n_i, m) products into one (sum n_i, m) tensor (no copy for a single segment)."""
-    return pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+def _segment_products(left: torch.Tensor, rights: list[torch.Tensor], segments: list[tuple[int, int, int]],
+                      width: int) -> torch.Tensor:
+    """(A, width): segment i of left (A, k) times rights[i] (k, width), one ``gemm.mm_out`` per segment into one
+    buffer, so at most one segment's product exists beside it (a cat of all products would hold two copies)."""
+    if len(segments) == 1:
+        return gemm.mm(left, rights[0])
+    out = left.new_empty(left.shape[0], width)
+    for i, start, size in segments:
+        gemm.mm_out(left.narrow(0, start, size), rights[i], out.narrow(0, start, size))
+    return out
 
 
 class _SwiGLUGrouped(torch.autograd.Function):
@@ -55,7 +62,7 @@ class _SwiGLUGrouped(torch.autograd.Function):
     rows: (A, d) grouped into segments of ``counts`` rows (every count >= 1), segment i for the i-th weights;
     w_ins: (d, 2h) and w_outs: (h, d), one per segment (unbound from the stacked parameters, so autograd stacks
     all weight gradients in one op). Products go through ``gemm.mm`` (oneDNN for row-major left operands on
-    CPU, which beats MKL by 1.1-1.4x on few-row products even after the one concatenation per product), the
+    CPU, which beats MKL by 1.1-1.4x on few-row products even after copying each into its buffer), the
     activation is one elementwise pass over all rows, and backward is written by hand (as in ``_SwiGLUSlab``).
     """
 
@@ -64,10 +71,10 @@ class _SwiGLUGrouped(torch.autograd.Function):
         n = len(counts)
         w_ins, w_outs = weights[:n], weights[n:]
         segments = _segments(counts)
-        pre = _cat_rows([gemm.mm(rows.narrow(0, start, size), w_ins[i]) for i, start, size in segments])  # (A, 2h)
+        pre = _segment_products(rows, w_ins, segments, w_ins[0].shape[1])  # (A, 2h)
         gate, up = pre.split(w_outs[0].shape[0], dim=-1)
         act = F.silu(gate).mul_(up)  # (A, h)
-        out = _cat_rows([gemm.mm(act.narrow(0, start, size), w_outs[i]) for i, start, size in segments])  # (A, d)
+        out = _segment_products(act, w_outs, segments, w_outs[0].shape[1])  # (A, d)
         ctx.counts = counts
         ctx.save_for_backward(rows, pre, *weights)
         return out
@@ -81,13 +88,11 @@ class _SwiGLUGrouped(torch.autograd.Function):
         w_ins, w_outs = weights[:n], weights[n:]
         segments = _segments(counts)
         grad_out = grad_out.contiguous()
-        grad_act = _cat_rows([gemm.mm(grad_out.narrow(0, start, size), w_outs[i].t())
-                              for i, start, size in segments])  # (A, h)
+        grad_act = _segment_products(grad_out, [w.t() for w in w_outs], segments, w_outs[0].shape[0])  # (A, h)
         grad_pre, act = swiglu_backward(pre, grad_act)  # (A, 2h), (A, h)
         grad_rows = None
         if ctx.needs_input_grad[0]:
-            grad_rows = _cat_rows([gemm.mm(grad_pre.narrow(0, start, size), w_ins[i].t())
-                                   for i, start, size in segments])  # (A, d)
+            grad_rows = _segment_products(grad_pre, [w.t() for w in w_ins], segments, w_ins[0].shape[0])  # (A, d)
         grad_w_in, grad_w_out = [None] * n, [None] * n
         for i, start, size in segments:
             if ctx.needs_input_grad[2 + i]:

@@ -46,6 +46,14 @@ def uses_onednn(a: torch.Tensor, b: torch.Tensor) -> bool:
     )
 
 
+def mm_out(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``mm(a, b)`` written into out, (n, m): straight from MKL, or copied from oneDNN's result (which has no
+    out= form; one pass over the product, and the caller's buffer holds at most one product beside it)."""
+    if uses_onednn(a, b):
+        return out.copy_(mm(a, b))
+    return torch.mm(a, b, out=out)
+
+
 def mm(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """a: (n, k), b: (k, m). Returns a @ b, (n, m), without autograd through the oneDNN path (callers that
     need gradients call it inside an autograd.Function, where grad mode is off)."""

@@ -109,6 +109,28 @@ def test_grouped_floor_and_peak_bytes():
     assert peak_bytes(two_live_mebibytes, torch.device("cpu")) == 2 * 2**20
 
 
+def test_peak_bytes_sees_temporaries_freed_inside_a_composite_op():
+    """An autograd Function making and dropping two 1 MiB temporaries in turn peaks at 1 MiB (+ its output), not 2:
+    frees are counted when they happen, not when the enclosing op ends."""
+
+    class TwoTemporaries(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            first = x.repeat(2**18)  # 1 MiB
+            total = first.sum()
+            del first
+            second = x.repeat(2**18)  # 1 MiB, after the first is gone
+            return total + second.sum()
+
+        @staticmethod
+        def backward(ctx, grad):
+            return grad
+
+    x = torch.ones(1)
+    peak = peak_bytes(lambda: TwoTemporaries.apply(x), torch.device("cpu"))
+    assert 2**20 <= peak < 2**20 + 2**12
+
+
 def test_auto_choice_follows_threads_experts_expert_size_and_padding_waste(monkeypatch):
     E = AUTO_PADDED_MIN_EXPERTS
     bank = ExpertBank(E, 8, 4, activation="swiglu")  # 384 bytes of weights per expert

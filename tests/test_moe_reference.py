@@ -91,19 +91,17 @@ def test_sorted_in_chunks_matches_reference(router_name, chunk_rows, monkeypatch
     run_against_reference(router_name, "sorted", "swiglu", num_tokens=37)
 
 
-@pytest.mark.parametrize("experts_per_slab", [1, 3])  # 3 of 7: the last group is partial
+@pytest.mark.parametrize("num_slabs", [7, 3])  # 1 expert per slab; 3 per slab, the last slab partial (7 experts)
 @pytest.mark.parametrize("activation,bias", [("swiglu", False), ("gelu", True)])
 @pytest.mark.parametrize("router_name", ["mixtral", "expert_choice"])
-def test_padded_in_expert_groups_matches_reference(router_name, activation, bias, experts_per_slab, monkeypatch):
+def test_padded_in_expert_groups_matches_reference(router_name, activation, bias, num_slabs, monkeypatch):
     """CPU "padded" with its slab cut into groups of experts: output and gradients, and the same bits without
     autograd (the in-place inference path)."""
-    layer = MoELayer(make_router(router_name, seed=0), ExpertBank(NUM_EXPERTS, D_MODEL, D_HIDDEN, activation, bias))
+    monkeypatch.setattr(dispatch_module, "PADDED_MIN_GROUPS", num_slabs)
+    bank = ExpertBank(NUM_EXPERTS, D_MODEL, D_HIDDEN, activation, bias)
+    layer = MoELayer(make_router(router_name, seed=0), bank, dispatch="padded")
     x = numpy_seed_tokens(37, seed=2)
-    capacity = int(layer.router(x).expert_counts.max())
-    row_bytes = max(D_MODEL, layer.experts.w_in.shape[2]) * x.element_size()
-    monkeypatch.setattr(dispatch_module, "SORTED_CHUNK_BYTES", experts_per_slab * capacity * row_bytes)
     run_against_reference(router_name, "padded", activation, num_tokens=37, bias=bias)
-    layer.dispatcher = DISPATCHERS["padded"]
     with torch.no_grad():
         inference = layer(x)
     assert torch.equal(inference, layer(x).detach())
