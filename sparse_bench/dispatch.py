@@ -266,14 +266,17 @@ def _padded_by_expert_groups(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBan
                              slab_row: torch.Tensor, capacity: int) -> torch.Tensor:
     """The CPU body of ``dispatch_padded``: source (E * C,) and slab_row (A,) as built there.
 
-    At least PADDED_MIN_GROUPS slabs, each under SORTED_CHUNK_BYTES: one slab for all experts held the padded
-    input, pre-activation and output of every slot at once, 1.4-2.0x the layer's activation budget at E=64,
-    T=512 (waste up to 2.4). Pad slots read token T - 1 instead of an appended zero row (no copy of x): their
+    Slabs under SORTED_CHUNK_BYTES each, and without autograd at least PADDED_MIN_GROUPS of them: one slab for all
+    experts held the padded input, pre-activation and output of every slot at once, 1.4-2.0x the layer's
+    activation budget at E=64, T=512 (waste up to 2.4). Pad slots read token T - 1 instead of an appended zero row (no copy of x): their
     outputs are never combined, so their values do not matter and their gradients are exactly zero.
     """
     T, d = x.shape
     row_bytes = max(d, bank.w_in.shape[2]) * x.element_size()  # the widest temporary per slab row
-    group = -(-bank.num_experts // PADDED_MIN_GROUPS)  # experts per slab
+    # With autograd every slab's activations are kept for backward anyway, and the split weights' gradients are
+    # concatenated (a second copy of them): cutting only pays in inference.
+    slabs = 1 if torch.is_grad_enabled() else PADDED_MIN_GROUPS
+    group = -(-bank.num_experts // slabs)  # experts per slab
     group = max(1, min(group, SORTED_CHUNK_BYTES // (capacity * row_bytes)))
     source = source.clamp(max=T - 1)
     ends = plan.expert_counts.cumsum(0).tolist()  # assignments are in expert order

@@ -97,10 +97,14 @@ def test_sorted_in_chunks_matches_reference(router_name, chunk_rows, monkeypatch
 def test_padded_in_expert_groups_matches_reference(router_name, activation, bias, num_slabs, monkeypatch):
     """CPU "padded" with its slab cut into groups of experts: output and gradients, and the same bits without
     autograd (the in-place inference path)."""
-    monkeypatch.setattr(dispatch_module, "PADDED_MIN_GROUPS", num_slabs)
     bank = ExpertBank(NUM_EXPERTS, D_MODEL, D_HIDDEN, activation, bias)
     layer = MoELayer(make_router(router_name, seed=0), bank, dispatch="padded")
     x = numpy_seed_tokens(37, seed=2)
+    capacity = int(layer.router(x).expert_counts.max())
+    row_bytes = max(D_MODEL, bank.w_in.shape[2]) * x.element_size()
+    per_slab = -(-NUM_EXPERTS // num_slabs)
+    monkeypatch.setattr(dispatch_module, "PADDED_MIN_GROUPS", num_slabs)  # cuts without autograd
+    monkeypatch.setattr(dispatch_module, "SORTED_CHUNK_BYTES", per_slab * capacity * row_bytes)  # cuts with it
     run_against_reference(router_name, "padded", activation, num_tokens=37, bias=bias)
     with torch.no_grad():
         inference = layer(x)
