@@ -239,9 +239,10 @@ def dispatch_padded(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> tor
 
     C_max is the largest realised expert count, so padding never drops an assignment. Pad slots read an
     appended zero row (on CPU, token T - 1): their outputs are never combined and their gradients are exactly
-    zero. CPU: the experts
-    go in several slabs (``_padded_by_expert_groups``), each group's outputs added into y with ``index_add_``.
-    Other devices: one slab for all experts and the atomics-free ``combine_rows``.
+    zero. CPU without autograd: the experts go in several slabs (``_padded_by_expert_groups``), each group's
+    outputs added into y with ``index_add_``. With autograd (where every slab's activations are kept for backward
+    anyway, and split weights would get their gradients concatenated, a second copy) and on other devices: one
+    slab for all experts and the atomics-free ``combine_rows``.
     """
     check_plan_matches(x, plan, bank)
     if plan.num_assignments == 0:
@@ -251,7 +252,7 @@ def dispatch_padded(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> tor
         slab_row, capacity = padded_slots(plan)  # (A,)
         source = torch.full((bank.num_experts * capacity,), T, dtype=torch.int64, device=x.device)
         source[slab_row] = plan.token_index  # (E * C,) token read by each slab row; T = the zero row
-    if x.device.type == "cpu":
+    if x.device.type == "cpu" and not torch.is_grad_enabled():
         return _padded_by_expert_groups(x, plan, bank, source, slab_row, capacity)
     uniform = uniform_token_order(plan)
     slab = gather_tokens(x, source, slab_row, uniform).view(bank.num_experts, capacity, d)  # (E, C, d)
@@ -266,17 +267,14 @@ def _padded_by_expert_groups(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBan
                              slab_row: torch.Tensor, capacity: int) -> torch.Tensor:
     """The CPU body of ``dispatch_padded``: source (E * C,) and slab_row (A,) as built there.
 
-    Slabs under SORTED_CHUNK_BYTES each, and without autograd at least PADDED_MIN_GROUPS of them: one slab for all
-    experts held the padded input, pre-activation and output of every slot at once, 1.4-2.0x the layer's
-    activation budget at E=64, T=512 (waste up to 2.4). Pad slots read token T - 1 instead of an appended zero row (no copy of x): their
+    At least PADDED_MIN_GROUPS slabs, each under SORTED_CHUNK_BYTES: one slab for all experts held the padded
+    input, pre-activation and output of every slot at once, 1.4-2.0x the layer's activation budget at E=64,
+    T=512 (waste up to 2.4). Pad slots read token T - 1 instead of an appended zero row (no copy of x): their
     outputs are never combined, so their values do not matter and their gradients are exactly zero.
     """
     T, d = x.shape
     row_bytes = max(d, bank.w_in.shape[2]) * x.element_size()  # the widest temporary per slab row
-    # With autograd every slab's activations are kept for backward anyway, and the split weights' gradients are
-    # concatenated (a second copy of them): cutting only pays in inference.
-    slabs = 1 if torch.is_grad_enabled() else PADDED_MIN_GROUPS
-    group = -(-bank.num_experts // slabs)  # experts per slab
+    group = -(-bank.num_experts // PADDED_MIN_GROUPS)  # experts per slab
     group = max(1, min(group, SORTED_CHUNK_BYTES // (capacity * row_bytes)))
     source = source.clamp(max=T - 1)
     ends = plan.expert_counts.cumsum(0).tolist()  # assignments are in expert order
