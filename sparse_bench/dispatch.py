@@ -248,11 +248,13 @@ def dispatch_padded(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> tor
     if plan.num_assignments == 0:
         return x.new_zeros(x.shape)
     T, d = x.shape  # tokens, d_model
+    in_slabs = x.device.type == "cpu" and not torch.is_grad_enabled()
     with torch.no_grad():
         slab_row, capacity = padded_slots(plan)  # (A,)
-        source = torch.full((bank.num_experts * capacity,), T, dtype=torch.int64, device=x.device)
-        source[slab_row] = plan.token_index  # (E * C,) token read by each slab row; T = the zero row
-    if x.device.type == "cpu" and not torch.is_grad_enabled():
+        pad_token = T - 1 if in_slabs else T  # T: the appended zero row
+        source = torch.full((bank.num_experts * capacity,), pad_token, dtype=torch.int64, device=x.device)
+        source[slab_row] = plan.token_index  # (E * C,) token read by each slab row
+    if in_slabs:
         return _padded_by_expert_groups(x, plan, bank, source, slab_row, capacity)
     uniform = uniform_token_order(plan)
     slab = gather_tokens(x, source, slab_row, uniform).view(bank.num_experts, capacity, d)  # (E, C, d)
@@ -265,18 +267,17 @@ PADDED_MIN_GROUPS = 4  # CPU "padded" cuts the experts into at least this many s
 
 def _padded_by_expert_groups(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank, source: torch.Tensor,
                              slab_row: torch.Tensor, capacity: int) -> torch.Tensor:
-    """The CPU body of ``dispatch_padded``: source (E * C,) and slab_row (A,) as built there.
+    """The CPU inference body of ``dispatch_padded``: source (E * C,) and slab_row (A,) as built there.
 
     At least PADDED_MIN_GROUPS slabs, each under SORTED_CHUNK_BYTES: one slab for all experts held the padded
     input, pre-activation and output of every slot at once, 1.4-2.0x the layer's activation budget at E=64,
     T=512 (waste up to 2.4). Pad slots read token T - 1 instead of an appended zero row (no copy of x): their
-    outputs are never combined, so their values do not matter and their gradients are exactly zero.
+    outputs are never combined, so their values do not matter.
     """
     T, d = x.shape
     row_bytes = max(d, bank.w_in.shape[2]) * x.element_size()  # the widest temporary per slab row
     group = -(-bank.num_experts // PADDED_MIN_GROUPS)  # experts per slab
     group = max(1, min(group, SORTED_CHUNK_BYTES // (capacity * row_bytes)))
-    source = source.clamp(max=T - 1)
     ends = plan.expert_counts.cumsum(0).tolist()  # assignments are in expert order
     weight = plan.weight.to(x.dtype).unsqueeze(1)  # (A, 1)
     y = x.new_zeros(T, d)
@@ -288,8 +289,7 @@ def _padded_by_expert_groups(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBan
         slab = x.index_select(0, source[first * capacity:last * capacity]).view(-1, capacity, d)
         out = bank.forward_batched(slab, weights).view(-1, d)  # (G * C, d)
         rows = out.index_select(0, slab_row[start:stop] - first * capacity)  # (assignments of the group, d)
-        scaled = rows * weight[start:stop] if torch.is_grad_enabled() else rows.mul_(weight[start:stop])
-        y.index_add_(0, plan.token_index[start:stop], scaled)
+        y.index_add_(0, plan.token_index[start:stop], rows.mul_(weight[start:stop]))  # no autograd here: in place
     return y
 
 

@@ -242,8 +242,8 @@ class ExpertBank(nn.Module):
 
     def weight_groups(self, group_size: int) -> list[tuple]:
         """Stacked weights of consecutive groups of ``group_size`` experts (the last may be smaller): tuples
-        (w_in (G, d, in_width), w_out (G, h, d), b_in (G, in_width) or None, b_out (G, d) or None) from one split
-        per parameter, so backward assembles each full gradient in one op."""
+        (w_in (G, d, in_width), w_out (G, h, d), b_in (G, in_width) or None, b_out (G, d) or None), views from
+        one split per parameter."""
         w_in, w_out = self.w_in.split(group_size), self.w_out.split(group_size)
         if self.has_bias:
             return list(zip(w_in, w_out, self.b_in.split(group_size), self.b_out.split(group_size)))

@@ -119,7 +119,9 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
 def _chosen(layer, plan) -> str:
     from ..dispatch import choose_dispatch
 
-    return choose_dispatch(plan, layer.experts, plan.token_index.device) if layer.dispatch_name == "auto" else layer.dispatch_name
+    if layer.dispatch_name != "auto":
+        return layer.dispatch_name
+    return choose_dispatch(plan, layer.experts, plan.token_index.device)
 
 
 def _memory(case: Case, fn_for, backward: bool, compare_hf: bool) -> dict:
