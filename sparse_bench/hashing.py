@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import gemm
 from .validation import check_finite_image, check_int_in_range, check_positive_float, check_tokens
 
 MERSENNE_31 = (1 << 31) - 1  # prime modulus of the universal hash: products of two residues fit in int64
@@ -33,6 +34,15 @@ def universal_hash(codes: torch.Tensor, seed: int) -> torch.Tensor:
     return halves[0] * (1 << 31) + halves[1]
 
 
+def project(x: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
+    """x: (n, d) float; directions: (d, m) float64. Returns x @ directions in x's dtype, (n, m).
+
+    On ``gemm.mm``: MKL is slow on these few-column products (E=64, d=1024, 4096 rows, 2 threads, measured
+    2026-11-24: 6 columns 4.3 ms on MKL, 1.9 ms on oneDNN; 64 columns 3.9 ms and 2.8 ms).
+    """
+    return gemm.mm(x, directions.to(x.dtype))
+
+
 class SimHash(nn.Module):
     """Random-hyperplane LSH: ``bits`` sign bits of Gaussian projections; P[same bit] = 1 - angle/pi.
 
@@ -51,7 +61,7 @@ class SimHash(nn.Module):
     def signs(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n, d) float. Returns (n, bits) bool, True where the projection is >= 0."""
         check_tokens(x, self.d, values=False)  # NaN/Inf: found in the (n, bits) projection instead
-        proj = x @ self.directions.to(x.dtype)  # (n, bits)
+        proj = project(x, self.directions)  # (n, bits)
         check_finite_image(proj, x)
         return proj >= 0
 
@@ -85,7 +95,7 @@ class PStableHash(nn.Module):
     def codes(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n, d) float. Returns (n, num_hashes) int64 bucket coordinates."""
         check_tokens(x, self.d, values=False)  # NaN/Inf: found in the (n, num_hashes) projection instead
-        proj = x @ self.directions.to(x.dtype) + self.offsets.to(x.dtype)  # (n, num_hashes)
+        proj = project(x, self.directions) + self.offsets.to(x.dtype)  # (n, num_hashes)
         check_finite_image(proj, x)
         return torch.floor(proj / self.width).to(torch.int64)
 

@@ -1,19 +1,21 @@
-"""Convolution as unfold + one matmul: every output is a linear classifier's score on one patch.
-
-The patch matrix is ``F.unfold``'s, built by ``patch.patch_columns`` (one strided copy, faster than unfold here).
+"""Convolution as im2col + one matmul: every output is a linear classifier's score on one patch.
 
 Convention (PyTorch's): ``conv2d`` is a cross-correlation, ``y[n, o, i, j] = b[o] + sum_{c, p, q}
 w[o, c, p, q] * x_pad[n, g*C_g + c, i*s_h + p*d_h, j*s_w + q*d_w]`` with zero padding, where g is the group
-of output channel o. Patches are flattened in the order (channel, kernel row, kernel column), the order of
-``torch.nn.functional.unfold`` and of ``weight.reshape(C_out, -1)``.
+of output channel o. ``conv2d_im2col`` takes the patches as rows (``patch.patch_rows_channels_last``: one row
+per output pixel, flattened (kernel row, kernel column, channel)) and the kernel as a classifier with the same
+column order, so the product is ``rows @ classifier.T`` with the rows row-major, the layout the fast GEMM
+wants (``gemm.mm``; measured on (8, 64, 32, 32), 3x3, 2 threads: 4.0-4.5 ms against 4.8-5.9 ms for
+``weight @ unfold(x)`` and 2.7-2.9 ms for ``F.conv2d``).
 """
 
 from __future__ import annotations
 
 import torch
 
+from .. import gemm
 from ._args import check_image, output_size, pair
-from .patch import patch_columns
+from .patch import patch_rows_channels_last
 
 
 def check_conv_args(x: torch.Tensor, weight: torch.Tensor, bias, stride, padding, dilation, groups):
@@ -45,25 +47,29 @@ def check_conv_args(x: torch.Tensor, weight: torch.Tensor, bias, stride, padding
 
 
 def conv2d_im2col(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:
-    """2-D convolution (PyTorch semantics) as ``weight @ unfold(x)``.
+    """2-D convolution (PyTorch semantics) as ``patch_rows @ weight_rows.T``.
 
     x: (N, C_in, H, W); weight: (C_out, C_in/groups, kH, kW); bias: (C_out,) or None.
-    Returns (N, C_out, H_out, W_out). Differentiable in x, weight and bias.
+    Returns (N, C_out, H_out, W_out), contiguous. Differentiable in x, weight and bias.
     """
     stride, padding, dilation, (h_out, w_out) = check_conv_args(
         x, weight, bias, stride, padding, dilation, groups
     )
     n = x.shape[0]
-    c_out = weight.shape[0]
-    kernel = (weight.shape[2], weight.shape[3])
-    cols = patch_columns(x, kernel, stride, padding, dilation, (h_out, w_out))  # (N, C_in*kH*kW, L)
-    cols = cols.reshape(n, groups, -1, h_out * w_out)  # (N, G, C_g*kH*kW, L): channels are the slowest axis
-    w = weight.reshape(groups, c_out // groups, -1)  # (G, C_out/G, C_g*kH*kW)
-    out = torch.matmul(w, cols)  # (N, G, C_out/G, L): one linear classifier per output channel, every patch
-    out = out.reshape(n, c_out, h_out, w_out)
+    c_out, c_g, k_h, k_w = weight.shape
+    rows = patch_rows_channels_last(x, (k_h, k_w), stride, padding, dilation, (h_out, w_out))  # (N*L, K)
+    # K = kH*kW*C_in; one classifier per output channel, its columns in the rows' (kH, kW, C_in) order
+    if groups == 1:
+        out = gemm.mm(rows, weight.permute(0, 2, 3, 1).reshape(c_out, -1).t())  # (N*L, C_out)
+    else:  # group g reads channels g*C_g .. (g+1)*C_g - 1 of every kernel position
+        num_rows, o_g = rows.shape[0], c_out // groups
+        rows_g = rows.reshape(num_rows, k_h * k_w, groups, c_g).permute(2, 0, 1, 3)  # (G, N*L, kH*kW, C_g)
+        rows_g = rows_g.reshape(groups, num_rows, -1)
+        w_g = weight.reshape(groups, o_g, c_g, k_h, k_w).permute(0, 1, 3, 4, 2).reshape(groups, o_g, -1)
+        out = torch.matmul(rows_g, w_g.transpose(1, 2)).permute(1, 0, 2).reshape(num_rows, c_out)
     if bias is not None:
-        out = out + bias.reshape(1, c_out, 1, 1)
-    return out
+        out = out + bias
+    return out.view(n, h_out, w_out, c_out).permute(0, 3, 1, 2).contiguous()
 
 
 def conv2d_toeplitz_matrix(weight, input_shape, stride=1, padding=0, dilation=1, groups=1) -> torch.Tensor:

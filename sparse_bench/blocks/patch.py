@@ -1,6 +1,6 @@
 """A convolution kernel is a linear classifier applied to every patch: convert between the two.
 
-Patch layout (shared with ``conv2d_im2col``): a patch of a (C, kH, kW) window is flattened in the order
+Patch layout (``image_patches``, ``F.unfold``'s): a patch of a (C, kH, kW) window is flattened in the order
 (channel, row, column), i.e. ``patch.reshape(C, kH, kW)`` recovers the window. A scikit-learn linear model
 fitted on such rows has ``coef_`` of shape (classes or 1, C*kH*kW) and ``intercept_`` of shape
 (classes or 1,);
@@ -36,6 +36,27 @@ def patch_columns(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, i
         (s_n, s_c, dilation[0] * s_h, dilation[1] * s_w, stride[0] * s_h, stride[1] * s_w),
     )
     return view.reshape(n, c * kernel[0] * kernel[1], out_hw[0] * out_hw[1])
+
+
+def patch_rows_channels_last(x: torch.Tensor, kernel: tuple[int, int], stride: tuple[int, int],
+                             padding: tuple[int, int], dilation: tuple[int, int],
+                             out_hw: tuple[int, int]) -> torch.Tensor:
+    """Every patch as a row, flattened (kernel row, kernel column, channel): (N*H_out*W_out, kH*kW*C).
+
+    x: (N, C, H, W), arguments already validated. The zero-padded x is copied once to channels-last, so a
+    row's C channels are contiguous in the source and the strided copy into rows streams; measured here on
+    (8, 64, 32, 32), 3x3, padding 1 (2 threads): 0.8-0.9 ms, against 7-8 ms for the same rows in the
+    (channel, row, column) order. Rows are ordered (n, i, j), the output pixels in channels-last order.
+    """
+    padded = F.pad(x, (padding[1], padding[1], padding[0], padding[0])) if any(padding) else x
+    hwc = padded.permute(0, 2, 3, 1).contiguous()  # (N, H_pad, W_pad, C)
+    n, c = x.shape[:2]
+    s_n, s_h, s_w, s_c = hwc.stride()
+    view = hwc.as_strided(
+        (n, out_hw[0], out_hw[1], kernel[0], kernel[1], c),
+        (s_n, stride[0] * s_h, stride[1] * s_w, dilation[0] * s_h, dilation[1] * s_w, s_c),
+    )
+    return view.reshape(n * out_hw[0] * out_hw[1], kernel[0] * kernel[1] * c)
 
 
 def image_patches(x, kernel_size, stride=1, padding=0, dilation=1) -> torch.Tensor:

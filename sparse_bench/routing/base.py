@@ -6,9 +6,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .. import gemm
 from ..validation import check_finite, check_finite_image, check_int_in_range, check_positive_float, check_tokens
 from .plan import RoutingPlan
 
@@ -73,7 +73,7 @@ class LearnedRouter(Router):
                 1 - self.jitter, 1 + self.jitter, generator=self.generator
             )
             x = x * noise.to(x.device)
-        logits = F.linear(x, self.weight.to(dtype))
+        logits = gemm.mm(x, self.weight.to(dtype).t())  # F.linear; on oneDNN without autograd (gemm.py)
         check_finite_image(logits, x)
         return logits
 
