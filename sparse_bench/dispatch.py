@@ -11,7 +11,7 @@ from typing import Callable
 
 import torch
 
-from .experts import ExpertBank
+from .experts import ExpertBank, expert_chunks
 from .routing.plan import RoutingPlan, rank_in_group
 
 
@@ -172,50 +172,27 @@ SORTED_CHUNK_ROWS = 1024
 SORTED_CHUNK_BYTES = 16 * 2**20
 
 
-def expert_chunks(counts: list[int], max_rows: int) -> list[tuple[int, int, list[int]]]:
-    """Cut expert-sorted rows into chunks of at most ``max_rows`` rows, along expert boundaries where possible.
-
-    counts: rows per expert. Returns (first expert, first row, rows per expert from the first expert) per chunk:
-    consecutive small experts share a chunk; an expert with more than max_rows rows is cut into blocks.
-    """
-    chunks, row, first, group = [], 0, 0, []
-    for expert, n in enumerate(counts):
-        if group and sum(group) + n > max_rows:
-            chunks.append((first, row, group))
-            row, group = row + sum(group), []
-        if not group:
-            first = expert
-        if n > max_rows:  # its own blocks; the last, partial block stays open for the next experts
-            for _ in range(n // max_rows):
-                chunks.append((expert, row, [max_rows]))
-                row += max_rows
-            n %= max_rows
-            if not n:
-                continue
-        group.append(n)
-    if group:
-        chunks.append((first, row, group))
-    return chunks
-
-
 def dispatch_sorted(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
     """Rows in expert order, one GEMM pair per expert segment, weighted sum per token.
 
-    CPU: chunk by chunk (``expert_chunks``), each chunk's outputs added into y with ``index_add_`` (a serial,
-    hence deterministic, loop on CPU), so temporaries stay small and are reused. Other devices: one gather of
-    all A rows and the atomics-free ``combine_rows``.
+    CPU without autograd: chunk by chunk (``expert_chunks``), each chunk's outputs added into y with
+    ``index_add_`` (a serial, hence deterministic, loop on CPU), so temporaries stay small and are reused.
+    With autograd (where every chunk's rows and pre-activations are kept for backward anyway) and on other
+    devices: one gather of all A rows, one grouped call (on CPU its temporaries in blocks of chunk size; one
+    weight-gradient buffer) and the atomics-free ``combine_rows``.
     """
     check_plan_matches(x, plan, bank)
     T, d = x.shape
     if plan.num_assignments == 0:
         return x.new_zeros(T, d)
-    if x.device.type != "cpu":
-        uniform = uniform_token_order(plan)
-        row = torch.arange(plan.num_assignments, device=x.device)  # (A,) assignment a is row a
-        rows = bank.forward_grouped(gather_tokens(x, plan.token_index, row, uniform), plan.expert_counts)
-        return combine_rows(rows, row, plan, uniform)
     row_bytes = max(d, bank.w_in.shape[2]) * x.element_size()  # the widest temporary per row
     max_rows = max(1, min(SORTED_CHUNK_ROWS, SORTED_CHUNK_BYTES // row_bytes))
+    if x.device.type != "cpu" or torch.is_grad_enabled():
+        uniform = uniform_token_order(plan)
+        row = torch.arange(plan.num_assignments, device=x.device)  # (A,) assignment a is row a
+        rows = bank.forward_grouped(gather_tokens(x, plan.token_index, row, uniform), plan.expert_counts,
+                                    max_block_rows=max_rows if x.device.type == "cpu" else None)
+        return combine_rows(rows, row, plan, uniform)
     weight = plan.weight.to(x.dtype).unsqueeze(1)  # (A, 1)
     y = x.new_zeros(T, d)
     experts = bank.per_expert_weights()
@@ -223,8 +200,7 @@ def dispatch_sorted(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> tor
         stop = start + sum(counts)
         tokens = plan.token_index[start:stop]
         out = bank.forward_grouped(x.index_select(0, tokens), counts, first, experts)  # (rows, d)
-        scaled = out * weight[start:stop] if torch.is_grad_enabled() else out.mul_(weight[start:stop])
-        y.index_add_(0, tokens, scaled)
+        y.index_add_(0, tokens, out.mul_(weight[start:stop]))
     return y
 
 
