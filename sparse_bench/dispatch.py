@@ -13,6 +13,7 @@ import torch
 
 from .experts import ExpertBank, expert_chunks
 from .routing.plan import RoutingPlan, rank_in_group
+from .sorted_swiglu import sorted_swiglu
 
 
 def check_plan_matches(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> None:
@@ -175,24 +176,24 @@ SORTED_CHUNK_BYTES = 16 * 2**20
 def dispatch_sorted(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
     """Rows in expert order, one GEMM pair per expert segment, weighted sum per token.
 
-    CPU without autograd: chunk by chunk (``expert_chunks``), each chunk's outputs added into y with
-    ``index_add_`` (a serial, hence deterministic, loop on CPU), so temporaries stay small and are reused.
-    With autograd (where every chunk's rows and pre-activations are kept for backward anyway) and on other
-    devices: one gather of all A rows, one grouped call (on CPU its temporaries in blocks of chunk size; one
-    weight-gradient buffer) and the atomics-free ``combine_rows``.
+    CPU: chunk by chunk (``expert_chunks``), each chunk's outputs added into y with ``index_add_`` (a serial,
+    hence deterministic, loop on CPU), so temporaries stay small and are reused; with autograd, bias-free SwiGLU
+    runs the same chunks inside one Function (``sorted_swiglu``: one buffer per weight gradient). Other
+    devices: one gather of all A rows, one grouped call and the atomics-free ``combine_rows``.
     """
     check_plan_matches(x, plan, bank)
     T, d = x.shape
     if plan.num_assignments == 0:
         return x.new_zeros(T, d)
-    row_bytes = max(d, bank.w_in.shape[2]) * x.element_size()  # the widest temporary per row
-    max_rows = max(1, min(SORTED_CHUNK_ROWS, SORTED_CHUNK_BYTES // row_bytes))
-    if x.device.type != "cpu" or torch.is_grad_enabled():
+    if x.device.type != "cpu":
         uniform = uniform_token_order(plan)
         row = torch.arange(plan.num_assignments, device=x.device)  # (A,) assignment a is row a
-        rows = bank.forward_grouped(gather_tokens(x, plan.token_index, row, uniform), plan.expert_counts,
-                                    max_block_rows=max_rows if x.device.type == "cpu" else None)
+        rows = bank.forward_grouped(gather_tokens(x, plan.token_index, row, uniform), plan.expert_counts)
         return combine_rows(rows, row, plan, uniform)
+    row_bytes = max(d, bank.w_in.shape[2]) * x.element_size()  # the widest temporary per row
+    max_rows = max(1, min(SORTED_CHUNK_ROWS, SORTED_CHUNK_BYTES // row_bytes))
+    if torch.is_grad_enabled() and bank.activation == "swiglu" and not bank.has_bias:
+        return sorted_swiglu(x, plan, bank, max_rows)
     weight = plan.weight.to(x.dtype).unsqueeze(1)  # (A, 1)
     y = x.new_zeros(T, d)
     experts = bank.per_expert_weights()
@@ -200,7 +201,8 @@ def dispatch_sorted(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> tor
         stop = start + sum(counts)
         tokens = plan.token_index[start:stop]
         out = bank.forward_grouped(x.index_select(0, tokens), counts, first, experts)  # (rows, d)
-        y.index_add_(0, tokens, out.mul_(weight[start:stop]))
+        scaled = out * weight[start:stop] if torch.is_grad_enabled() else out.mul_(weight[start:stop])
+        y.index_add_(0, tokens, scaled)
     return y
 
 

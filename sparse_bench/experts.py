@@ -72,59 +72,92 @@ def expert_chunks(counts: list[int], max_rows: int) -> list[tuple[int, int, list
     return chunks
 
 
-def expert_blocks(counts: list[int], first_expert: int, max_rows: int | None) -> list[tuple[int, int, list]]:
-    """(first row, rows, segments) of each ``expert_chunks`` block of at most max_rows rows (None: one block);
-    segments: (expert, first row within the block, rows), non-empty only."""
-    if max_rows is None:
-        return [(0, sum(counts), expert_segments(counts, first_expert))]
-    return [(start, sum(group), expert_segments(group, first_expert + first))
-            for first, start, group in expert_chunks(counts, max_rows)]
+def expert_blocks(counts: list[int], max_rows: int) -> list[tuple[int, int, list]]:
+    """(first row, rows, segments) of each ``expert_chunks`` block of at most max_rows rows; segments:
+    (expert, first row within the block, rows), non-empty only."""
+    return [(start, sum(group), expert_segments(group, first)) for first, start, group in expert_chunks(counts, max_rows)]
 
 
 def _segment_products(left: torch.Tensor, rights: torch.Tensor, segments: list[tuple[int, int, int]],
-                      out: torch.Tensor) -> torch.Tensor:
-    """Into out (n, m): each segment of left (n, k) times its expert's rights[e] (rights: (E, k, m), any
-    strides), one ``gemm.mm_out`` per segment. Returns out."""
+                      width: int) -> torch.Tensor:
+    """(n, width): each segment of left (n, k) times its expert's rights[e] (rights: (E, k, width), any strides),
+    one ``gemm.mm_out`` per segment into one buffer (a cat of all products would hold two copies)."""
+    if len(segments) == 1 and segments[0][2] == left.shape[0]:
+        return gemm.mm(left, rights[segments[0][0]])
+    out = left.new_empty(left.shape[0], width)
     for e, start, size in segments:
         gemm.mm_out(left.narrow(0, start, size), rights[e], out.narrow(0, start, size))
     return out
 
 
-def _add_weight_gradients(grad: torch.Tensor, written: set, left: torch.Tensor, right: torch.Tensor,
-                          segments: list[tuple[int, int, int]]) -> None:
-    """grad[e] (+)= left[seg].T @ right[seg] for each segment's expert e: written on its first segment (recorded
-    in ``written``), accumulated on later ones (an expert cut across blocks). left: (n, k), right: (n, m)."""
-    for e, start, size in segments:
-        rows_t, cols = left.narrow(0, start, size).t(), right.narrow(0, start, size)
-        if e in written:
-            grad[e].addmm_(rows_t, cols)
-        else:
-            gemm.mm_out(rows_t, cols, grad[e])
-            written.add(e)
+class WeightGradients:
+    """Gradients of stacked expert weights w_in (E, d, 2h) and w_out (E, h, d), written in place segment by
+    segment: one buffer each, where per-expert gradients stacked by autograd held a second copy (fwd+bwd peak
+    1.54-1.60x the budget at E=64, T=512, h=1024). ``finish`` zeroes the experts no segment wrote."""
+
+    def __init__(self, w_in: torch.Tensor, w_out: torch.Tensor, need_w_in: bool, need_w_out: bool):
+        self.grads = (w_in.new_empty(w_in.shape) if need_w_in else None,
+                      w_out.new_empty(w_out.shape) if need_w_out else None)
+        self.written = (set(), set())
+
+    def add(self, rows: torch.Tensor, grad_pre: torch.Tensor, act: torch.Tensor, grad_out: torch.Tensor,
+            segments: list[tuple[int, int, int]]) -> None:
+        """grad_w_in[e] (+)= rows[seg].T @ grad_pre[seg], grad_w_out[e] (+)= act[seg].T @ grad_out[seg]: written by
+        an expert's first segment, accumulated by later ones (an expert cut across chunks)."""
+        for grad, written, left, right in zip(self.grads, self.written, (rows, act), (grad_pre, grad_out)):
+            if grad is None:
+                continue
+            for e, start, size in segments:
+                left_t, right_seg = left.narrow(0, start, size).t(), right.narrow(0, start, size)
+                if e in written:
+                    grad[e].addmm_(left_t, right_seg)
+                else:
+                    gemm.mm_out(left_t, right_seg, grad[e])
+                    written.add(e)
+
+    def finish(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(grad w_in, grad w_out), None where not needed."""
+        for grad, written in zip(self.grads, self.written):
+            if grad is not None:
+                for e in sorted(set(range(grad.shape[0])) - written):
+                    grad[e].zero_()
+        return self.grads
+
+
+def swiglu_segments_forward(rows: torch.Tensor, segments: list, w_in: torch.Tensor,
+                            w_out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """rows: (n, d) in ``segments``; w_in (E, d, 2h), w_out (E, h, d). Returns (pre (n, 2h), out (n, d)); the
+    (n, h) activation is a temporary."""
+    h = w_out.shape[1]
+    pre = _segment_products(rows, w_in, segments, 2 * h)
+    act = F.silu(pre[:, :h]).mul_(pre[:, h:])
+    return pre, _segment_products(act, w_out, segments, w_out.shape[2])
+
+
+def swiglu_segments_backward(rows: torch.Tensor, pre: torch.Tensor, grad_out: torch.Tensor, segments: list,
+                             w_in: torch.Tensor, w_out: torch.Tensor, weight_grads: WeightGradients,
+                             need_rows: bool) -> torch.Tensor | None:
+    """Backward of ``swiglu_segments_forward`` for upstream grad_out (n, d): adds into weight_grads, returns the
+    (n, d) gradient of rows (None unless need_rows); the activation is recomputed from pre."""
+    grad_act = _segment_products(grad_out, w_out.transpose(1, 2), segments, w_out.shape[1])  # (n, h)
+    grad_pre, act = swiglu_backward(pre, grad_act)  # (n, 2h), (n, h)
+    weight_grads.add(rows, grad_pre, act, grad_out, segments)
+    return _segment_products(grad_pre, w_in.transpose(1, 2), segments, w_in.shape[1]) if need_rows else None
 
 
 class _SwiGLUGrouped(torch.autograd.Function):
-    """Bias-free SwiGLU experts on expert-grouped rows: ``apply(rows, blocks, w_in, w_out)``.
+    """Bias-free SwiGLU experts on expert-grouped rows: ``apply(rows, segments, w_in, w_out)``.
 
-    rows: (A, d), cut into ``expert_blocks(...)``; w_in (E, d, 2h) and w_out (E, h, d): the stacked parameters.
-    Forward saves rows and the (A, 2h) pre-activation; every other temporary (activation, and in backward the
-    activation and pre-activation gradients) exists for one block at a time. Backward writes the weight
-    gradients straight into one (E, ...) buffer each (zeros for experts without rows): per-expert gradients
-    stacked by autograd held a second copy (fwd+bwd peak 1.54-1.60x the budget at E=64, T=512, h=1024).
+    rows: (A, d) in ``expert_segments(...)`` (each expert at most once); w_in (E, d, 2h) and w_out (E, h, d):
+    the stacked parameters, whose gradients backward writes into one buffer each (``WeightGradients``).
     Products go through ``gemm.mm`` (oneDNN for row-major left operands on CPU, which beats MKL by 1.1-1.4x on
-    few-row products even after copying each into its buffer).
+    few-row products even after copying each into its buffer); backward is written by hand.
     """
 
     @staticmethod
-    def forward(ctx, rows: torch.Tensor, blocks: list, w_in: torch.Tensor, w_out: torch.Tensor) -> torch.Tensor:
-        h = w_out.shape[1]
-        pre = rows.new_empty(rows.shape[0], 2 * h)  # (A, 2h)
-        out = rows.new_empty(rows.shape[0], w_out.shape[2])  # (A, d)
-        for start, size, segments in blocks:
-            pre_block = _segment_products(rows.narrow(0, start, size), w_in, segments, pre.narrow(0, start, size))
-            act = F.silu(pre_block[:, :h]).mul_(pre_block[:, h:])  # (rows, h)
-            _segment_products(act, w_out, segments, out.narrow(0, start, size))
-        ctx.blocks = blocks
+    def forward(ctx, rows: torch.Tensor, segments: list, w_in: torch.Tensor, w_out: torch.Tensor) -> torch.Tensor:
+        pre, out = swiglu_segments_forward(rows, segments, w_in, w_out)
+        ctx.segments = segments
         ctx.save_for_backward(rows, pre, w_in, w_out)
         return out
 
@@ -132,28 +165,10 @@ class _SwiGLUGrouped(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
         rows, pre, w_in, w_out = ctx.saved_tensors
-        grad_out = grad_out.contiguous()
-        need_rows, need_w_in, need_w_out = (ctx.needs_input_grad[i] for i in (0, 2, 3))
-        grad_rows = rows.new_empty(rows.shape) if need_rows else None
-        grad_w_in = w_in.new_empty(w_in.shape) if need_w_in else None
-        grad_w_out = w_out.new_empty(w_out.shape) if need_w_out else None
-        written_in, written_out = set(), set()
-        for start, size, segments in ctx.blocks:
-            grad_out_block = grad_out.narrow(0, start, size)
-            grad_act = _segment_products(grad_out_block, w_out.transpose(1, 2), segments,
-                                         rows.new_empty(size, w_out.shape[1]))  # (rows, h)
-            grad_pre, act = swiglu_backward(pre.narrow(0, start, size), grad_act)  # (rows, 2h), (rows, h)
-            if need_rows:
-                _segment_products(grad_pre, w_in.transpose(1, 2), segments, grad_rows.narrow(0, start, size))
-            if need_w_in:
-                _add_weight_gradients(grad_w_in, written_in, rows.narrow(0, start, size), grad_pre, segments)
-            if need_w_out:
-                _add_weight_gradients(grad_w_out, written_out, act, grad_out_block, segments)
-        for grad, written in ((grad_w_in, written_in), (grad_w_out, written_out)):
-            if grad is not None:
-                for e in sorted(set(range(grad.shape[0])) - written):
-                    grad[e].zero_()
-        return grad_rows, None, grad_w_in, grad_w_out
+        weight_grads = WeightGradients(w_in, w_out, ctx.needs_input_grad[2], ctx.needs_input_grad[3])
+        grad_rows = swiglu_segments_backward(rows, pre, grad_out.contiguous(), ctx.segments, w_in, w_out,
+                                             weight_grads, ctx.needs_input_grad[0])
+        return grad_rows, None, *weight_grads.finish()
 
 
 class _SwiGLUSlab(torch.autograd.Function):
@@ -274,13 +289,12 @@ class ExpertBank(nn.Module):
         return out + b_out if b_out is not None else out
 
     def forward_grouped(self, x_sorted: torch.Tensor, expert_counts, first_expert: int = 0,
-                        weights: list[tuple] | None = None, max_block_rows: int | None = None) -> torch.Tensor:
+                        weights: list[tuple] | None = None) -> torch.Tensor:
         """x_sorted: (A, d_model) rows grouped by expert; expert_counts: rows of experts first_expert,
         first_expert + 1, ... (a (n,) tensor or a list of ints). Returns (A, d_model).
 
-        SwiGLU without bias (``_SwiGLUGrouped``): temporaries of at most ``max_block_rows`` rows (None: all
-        rows), and each call's backward returns whole (E, ...) weight gradients, so a caller with autograd makes
-        one call for all its rows. Otherwise per-expert products; weights:
+        SwiGLU without bias (``_SwiGLUGrouped``): each call's backward returns whole (E, ...) weight gradients,
+        so a caller with autograd makes one call for all its rows. Otherwise per-expert products; weights:
         ``per_expert_weights()`` from a caller that runs several chunks (one unbind for all: each unbind's
         backward stacks a full (E, ...) gradient)."""
         self.check_input(x_sorted)
@@ -290,8 +304,7 @@ class ExpertBank(nn.Module):
         if not 0 <= first_expert <= self.num_experts - len(counts):
             raise ValueError(f"{len(counts)} counts from expert {first_expert} exceed {self.num_experts} experts")
         if self.activation == "swiglu" and not self.has_bias and x_sorted.shape[0]:
-            blocks = expert_blocks(counts, first_expert, max_block_rows)
-            return _SwiGLUGrouped.apply(x_sorted, blocks, self.w_in, self.w_out)
+            return _SwiGLUGrouped.apply(x_sorted, expert_segments(counts, first_expert), self.w_in, self.w_out)
         weights = (weights or self.per_expert_weights())[first_expert:first_expert + len(counts)]
         pieces = [self.apply_expert(rows, weights[e]) for e, rows in enumerate(x_sorted.split(counts))
                   if rows.shape[0]]
