@@ -1,5 +1,6 @@
-"""The hand-written backward of the padded SwiGLU experts (the fast path's kernel) against autograd's numerical
-gradients in float64, with a negative control: the same check must reject a backward with a planted error."""
+"""The hand-written backwards of the SwiGLU expert kernels (padded slab, grouped rows, CPU sorted dispatch) against
+autograd's numerical gradients in float64, with negative controls: the same check must reject a backward with a
+planted error."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import torch
 from torch.autograd.gradcheck import GradcheckError
 
 from sparse_bench import ExpertBank
-from sparse_bench.experts import _SwiGLUSlab
+from sparse_bench.experts import WeightGradients, _SwiGLUGrouped, _SwiGLUSlab, expert_blocks, expert_segments
+from sparse_bench.routing.plan import plan_from_assignments
+from sparse_bench.sorted_swiglu import _SortedSwiGLU
 
 
 def inputs(seed=0):
@@ -43,3 +46,57 @@ def test_inference_path_equals_graph_path():
     slab, w_in, w_out = inputs()
     with torch.no_grad():
         assert torch.equal(_SwiGLUSlab.inference(slab, w_in, w_out), _SwiGLUSlab.apply(slab, w_in, w_out))
+
+
+def grouped_bank(seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    return ExpertBank(4, 5, 3, activation="swiglu", generator=gen).double(), gen
+
+
+def test_grouped_gradcheck_float64_and_zero_gradient_for_an_empty_expert():
+    bank, gen = grouped_bank()
+    segments = expert_segments([3, 0, 4, 2])  # expert 1 gets no rows
+    rows = torch.randn(9, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+
+    def grouped(r, w_in, w_out):
+        return _SwiGLUGrouped.apply(r, segments, w_in, w_out)
+
+    assert torch.autograd.gradcheck(grouped, (rows, bank.w_in, bank.w_out), eps=1e-6, atol=1e-8)
+    grouped(rows, bank.w_in, bank.w_out).sum().backward()
+    assert not bank.w_in.grad[1].any() and not bank.w_out.grad[1].any()
+
+
+def sorted_inputs():
+    """6 tokens, k = 2 over 4 experts (4, 2, 6 and 0 rows), cut into chunks of 2 rows: experts 0 and 2 are split
+    across chunks, so their weight gradients must accumulate; expert 3's are zero."""
+    bank, gen = grouped_bank(2)
+    experts = torch.tensor([0, 1, 0, 2, 2, 0, 2, 1, 2, 2, 0, 2])
+    plan = plan_from_assignments(torch.arange(6).repeat_interleave(2), experts,
+                                 torch.rand(12, generator=gen, dtype=torch.float64), 6, 4)
+    chunks = expert_blocks(plan.expert_counts.tolist(), max_rows=2)
+    x = torch.randn(6, 5, generator=gen, dtype=torch.float64, requires_grad=True)
+    weight = plan.weight.detach().requires_grad_()
+
+    def sorted_layer(x, weight, w_in, w_out):
+        return _SortedSwiGLU.apply(x, weight, w_in, w_out, plan.token_index, chunks)
+
+    return sorted_layer, (x, weight, bank.w_in, bank.w_out)
+
+
+def test_sorted_swiglu_gradcheck_float64():
+    sorted_layer, args = sorted_inputs()
+    assert torch.autograd.gradcheck(sorted_layer, args, eps=1e-6, atol=1e-8)
+
+
+def test_sorted_swiglu_gradcheck_rejects_overwritten_weight_gradients(monkeypatch):
+    """Planted defect: every chunk overwrites its experts' weight gradients instead of adding to them."""
+    add = WeightGradients.add
+
+    def overwrite(self, *args):
+        self.written = (set(), set())
+        add(self, *args)
+
+    monkeypatch.setattr(WeightGradients, "add", overwrite)
+    sorted_layer, args = sorted_inputs()
+    with pytest.raises(GradcheckError):
+        torch.autograd.gradcheck(sorted_layer, args, eps=1e-6, atol=1e-8)
