@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from torch.autograd.gradcheck import GradcheckError
 
 from sparse_bench import ExpertBank
