@@ -17,9 +17,14 @@ from sparse_bench import dispatch as dispatch_module
 from sparse_bench.bench import BENCH_FILE, GridPoint, format_table, run_ratio_table
 from sparse_bench.bench.floor import grouped_floor_fn, routed_flops, weight_traffic_bytes
 from sparse_bench.bench.gshard import GShardEinsumMoE
-from sparse_bench.bench.peers import build_case, check_agrees
+from sparse_bench.bench.peers import build_case, check_agrees, forward_backward_fn
 from sparse_bench.bench.timing import peak_bytes
-from sparse_bench.dispatch import AUTO_PADDED_MAX_WASTE, AUTO_PADDED_MIN_EXPERTS, choose_dispatch, padding_waste
+from sparse_bench.dispatch import (
+    AUTO_PADDED_MAX_WASTE,
+    AUTO_PADDED_MIN_EXPERTS,
+    choose_dispatch,
+    padding_waste,
+)
 from sparse_bench.routing import plan_from_assignments
 from theory_checks.framework.results_io import read_records
 
@@ -175,3 +180,15 @@ def test_calibration_rows_time_both_strategies():
         (row,) = crossover_rows([TINY], num_threads=1, min_run_time=0.001)
     assert row["point"] == TINY.label and row["waste"] >= 1.0
     assert math.isclose(row["sorted_over_padded"], row["sorted_s"] / row["padded_s"], rel_tol=1e-12)
+
+
+def test_forward_backward_peak_counts_the_new_gradients_every_call():
+    """The gradients (here 4 MiB of weight) are part of each fwd+bwd call's peak, however many calls ran before:
+    dropping them at the start of a call had the previous call's gradients freed inside the reading (0.0x)."""
+    layer = torch.nn.Linear(1024, 1024, bias=False)
+    x, upstream = torch.randn(4, 1024), torch.randn(4, 1024)
+    run = forward_backward_fn(layer, x, upstream)
+    run()
+    weight_bytes = layer.weight.numel() * layer.weight.element_size()
+    peaks = [peak_bytes(run, torch.device("cpu")) for _ in range(2)]
+    assert all(weight_bytes <= p < 2 * weight_bytes for p in peaks), peaks
