@@ -75,7 +75,8 @@ def expert_chunks(counts: list[int], max_rows: int) -> list[tuple[int, int, list
 def expert_blocks(counts: list[int], max_rows: int) -> list[tuple[int, int, list]]:
     """(first row, rows, segments) of each ``expert_chunks`` block of at most max_rows rows; segments:
     (expert, first row within the block, rows), non-empty only."""
-    return [(start, sum(group), expert_segments(group, first)) for first, start, group in expert_chunks(counts, max_rows)]
+    return [(start, sum(group), expert_segments(group, first))
+            for first, start, group in expert_chunks(counts, max_rows)]
 
 
 def _segment_products(left: torch.Tensor, rights: torch.Tensor, segments: list[tuple[int, int, int]],

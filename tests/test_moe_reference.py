@@ -21,6 +21,7 @@ from torch.autograd.gradcheck import GradcheckError
 
 from sparse_bench import ExpertBank, MoELayer, reference
 from sparse_bench import dispatch as dispatch_module
+from sparse_bench.bench.timing import peak_bytes
 from sparse_bench.dispatch import DISPATCHERS
 from sparse_bench.routing import TopKRouter
 
@@ -160,8 +161,6 @@ def test_sorted_writes_weight_gradients_into_one_buffer(dispatch, one_copy):
     weight gradient straight into one (E, ...) buffer, so the peak stays under 1.5x the weights (the gradients
     once, plus about 0.1x of activations). Negative control: "loop" unbinds the weights and autograd stacks the
     per-expert gradients into a second buffer: 1.67x measured (as was "sorted" before it wrote in place)."""
-    from sparse_bench.bench.timing import peak_bytes
-
     gen = torch.Generator().manual_seed(0)
     router = TopKRouter(512, 8, k=8, generator=gen)
     bank = ExpertBank(8, 512, 64, activation="swiglu", generator=gen)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from sparse_bench.hashing import PStableHash, SimHash, universal_hash
+from sparse_bench.hashing import PStableHash, SimHash, project, universal_hash
 
 AREA = "paper"
 
@@ -37,7 +37,7 @@ def affine_simhash(d: int, bits: int, seed: int) -> SimHash:
 
     class AffineSimHash(SimHash):
         def signs(self, x, check_input=True):
-            return x @ self.directions.to(x.dtype) + 1.0 >= 0
+            return project(x, self.directions) + 1.0 >= 0
 
     return AffineSimHash(d, bits, seed)
 
