@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from .common import Benchmark, relative_error, require, safe_import, skip
 
-GridPoint = build_case = forward_fn = forward_backward_fn = measure_point = DISPATCHERS = None
+GridPoint = build_case = forward_fn = forward_backward_fn = measure_point = DISPATCHERS = FORWARD_ONLY_PEERS = None
 with safe_import():
     from sparse_bench.bench.grid import GridPoint
-    from sparse_bench.bench.peers import build_case, forward_backward_fn, forward_fn
+    from sparse_bench.bench.peers import FORWARD_ONLY_PEERS, build_case, forward_backward_fn, forward_fn
     from sparse_bench.bench.ratio_table import measure_point
     from sparse_bench.dispatch import DISPATCHERS
 
@@ -41,6 +41,24 @@ class DispatchStrategies(Benchmark):
 
     def peakmem_forward_backward(self, num_experts, k, dispatch):
         self.forward_backward()
+
+
+class PrepackedWeights(Benchmark):
+    """Forward of dispatch="auto" with and without oneDNN-prepacked expert weights (``ExpertBank.prepack``), T=512,
+    d=512, h=256 (SwiGLU); the prepacked layer is verified against the plain one."""
+
+    params = [[8, 64], [1, 2, 8], [False, True]]
+    param_names = ["num_experts", "k", "prepack"]
+
+    def setup(self, num_experts, k, prepack):
+        _require_all()
+        require(FORWARD_ONLY_PEERS=FORWARD_ONLY_PEERS)  # the "prepacked" peer
+        self.pin_threads()
+        case = build_case(GridPoint(num_experts, k, **SMALL), dispatch="auto", peers=("prepacked",) if prepack else ())
+        self.forward = forward_fn(case.modules["prepacked"] if prepack else case.layer, case.x)
+
+    def time_forward(self, num_experts, k, prepack):
+        self.forward()
 
 
 class AutoGrid(Benchmark):

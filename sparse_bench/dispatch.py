@@ -283,6 +283,10 @@ def _padded_by_expert_groups(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBan
 # barriers. Padding waste stays <= 2.4 on the grid; the waste bound caps the FLOPs and memory padding may add on
 # skewed plans. Before the oneDNN move, padded also won at h=1024 (1.17-1.31); with 1 thread "sorted" won at all
 # 7 points measured (CPU time, sorted/padded 0.80-0.92). Re-measure with the command above.
+# With prepacked expert weights (``ExpertBank.prepack``), sorted / padded forward time, same command's shapes timed
+# with /tmp-style interleaved Timer runs, 2026-11-24: 0.40-0.80 at E=64 (T=512 h=256 k=1,2,8; T=512 h=1024 k=1;
+# T=4096 h=256 k=2) and E=8 (T=512 h=256 k=1; h=1024 k=2): packing speeds up only the per-expert products, so
+# "sorted" wins at every point measured and auto always takes it there.
 AUTO_PADDED_MIN_THREADS = 2
 AUTO_PADDED_MIN_EXPERTS = 16
 AUTO_PADDED_MAX_ROWS_PER_EXPERT = 64
@@ -302,10 +306,12 @@ def choose_dispatch(plan: RoutingPlan, bank: ExpertBank, device: torch.device, n
 
     "padded" when there are >= 2 threads (or a GPU), at least AUTO_PADDED_MIN_EXPERTS experts, at most
     AUTO_PADDED_MAX_ROWS_PER_EXPERT rows per expert on average, at most AUTO_PADDED_MAX_EXPERT_BYTES of weights
-    per expert and padding waste <= AUTO_PADDED_MAX_WASTE; "sorted" otherwise. The CUDA crossover is not
-    measured yet.
+    per expert and padding waste <= AUTO_PADDED_MAX_WASTE; "sorted" otherwise, and always "sorted" for a forward
+    without autograd on prepacked weights. The CUDA crossover is not measured yet.
     """
     threads = torch.get_num_threads() if num_threads is None else num_threads
+    if bank.prepack_applies() and not torch.is_grad_enabled():
+        return "sorted"
     if device.type == "cpu" and threads < AUTO_PADDED_MIN_THREADS or plan.num_experts < AUTO_PADDED_MIN_EXPERTS:
         return "sorted"
     expert_bytes = (bank.w_in[0].numel() + bank.w_out[0].numel()) * bank.w_in.element_size()

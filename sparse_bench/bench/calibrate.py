@@ -1,8 +1,9 @@
 """Measure the crossover behind ``dispatch="auto"``: forward time of "sorted" over "padded" per shape and thread count.
 
-``python -m sparse_bench.bench.calibrate [--threads 1 2] [--min-run-time S]`` prints one line per grid point with
-the padding waste (E * C_max / A) and ``sorted / padded`` (> 1: padded is faster). The constants
-the ``AUTO_PADDED_*`` constants in ``sparse_bench/dispatch.py`` quote its output.
+``python -m sparse_bench.bench.calibrate [--threads 1 2] [--min-run-time S] [--prepack]`` prints one line per grid
+point with the padding waste (E * C_max / A) and ``sorted / padded`` (> 1: padded is faster); ``--prepack`` runs
+"sorted" on prepacked expert weights (``ExpertBank.prepack``). The ``AUTO_PADDED_*`` constants in
+``sparse_bench/dispatch.py`` quote its output.
 """
 
 from __future__ import annotations
@@ -11,19 +12,23 @@ import argparse
 import warnings
 
 from ..dispatch import padding_waste
+from ..moe import MoELayer
 from ..threads import pinned_threads
 from .grid import GridPoint, issue_grid
 from .peers import build_case, forward_fn
 from .timing import time_interleaved
 
 
-def crossover_rows(points: list[GridPoint], num_threads: int, min_run_time: float, seed: int = 0) -> list[dict]:
-    """For each point: padding waste and the forward medians of the sorted and padded strategies."""
+def crossover_rows(points: list[GridPoint], num_threads: int, min_run_time: float, seed: int = 0,
+                   prepack: bool = False) -> list[dict]:
+    """For each point: padding waste and the forward medians of the sorted (on prepacked weights if prepack) and
+    padded strategies."""
     rows = []
     with pinned_threads(num_threads):
         for point in points:
             case = build_case(point, seed=seed, dispatch="sorted", peers=("padded",))
-            t = time_interleaved({"sorted": forward_fn(case.layer, case.x),
+            layer = MoELayer(case.layer.router, case.layer.experts.sharing_weights(prepack), dispatch="sorted")
+            t = time_interleaved({"sorted": forward_fn(layer, case.x),
                                   "padded": forward_fn(case.modules["padded"], case.x)}, num_threads, min_run_time)
             sorted_t, padded_t = t["sorted"].median, t["padded"].median
             rows.append(
@@ -37,10 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sparse_bench.bench.calibrate", description=__doc__)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--min-run-time", type=float, default=0.3)
+    parser.add_argument("--prepack", action="store_true", help="sorted runs on prepacked expert weights")
     args = parser.parse_args(argv)
     warnings.simplefilter("ignore", UserWarning)
     for threads in args.threads:
-        for row in crossover_rows(issue_grid(), threads, args.min_run_time):
+        for row in crossover_rows(issue_grid(), threads, args.min_run_time, prepack=args.prepack):
             ratio = row["sorted_over_padded"]
             print(f"{row['point']:34s} threads={threads} waste={row['waste']:.2f} sorted/padded={ratio:.2f}", flush=True)
     return 0

@@ -2,7 +2,8 @@
 
 ``build_case`` makes our MoELayer (Mixtral-style top-k router, SwiGLU ExpertBank, seeded), then on the same weights:
 HF transformers' ``MixtralSparseMoeBlock`` (its eager per-expert loop with ``index_add_``), the GShard-style
-one-hot einsum layer, and our other dispatch strategies. Every peer's output is compared with ours once, outside
+one-hot einsum layer, our other dispatch strategies, and "prepacked": our layer on oneDNN-prepacked expert weights
+(``ExpertBank.prepack``, opt-in; forward only, since autograd never uses the packs). Every peer's output is compared with ours once, outside
 the timed region; a peer that disagrees raises rather than being timed.
 """
 
@@ -23,6 +24,8 @@ from .gshard import GShardEinsumMoE
 
 PEER_REL_TOL = 1e-4  # fp32: max |y_peer - y_ours| / max |y_ours|; differences come from summation order only
 STRATEGY_PEERS = ("loop", "einsum", "sorted", "padded")
+FORWARD_ONLY_PEERS = ("prepacked",)  # identical to our layer with autograd
+ALL_PEERS = ("hf_mixtral", "gshard_einsum", *STRATEGY_PEERS, *FORWARD_ONLY_PEERS)
 
 
 @dataclass
@@ -79,7 +82,7 @@ def build_case(
     point: GridPoint,
     seed: int = 0,
     dispatch: str = "auto",
-    peers: tuple[str, ...] = ("hf_mixtral", "gshard_einsum", *STRATEGY_PEERS),
+    peers: tuple[str, ...] = ALL_PEERS,
     device: str | torch.device = "cpu",
 ) -> Case:
     """Seeded inputs, our layer and the requested peers on its weights, all verified against our output."""
@@ -115,7 +118,9 @@ def _peer(name: str, layer: MoELayer) -> nn.Module:
         return GShardEinsumMoE(layer.router.weight, layer.experts, layer.router.k, normalize=layer.router.normalize)
     if name in STRATEGY_PEERS:
         return MoELayer(layer.router, layer.experts, dispatch=name)
-    raise ValueError(f"unknown peer {name!r}; known: hf_mixtral, gshard_einsum, {', '.join(STRATEGY_PEERS)}")
+    if name == "prepacked":
+        return MoELayer(layer.router, layer.experts.sharing_weights(prepack=True), dispatch=layer.dispatch_name)
+    raise ValueError(f"unknown peer {name!r}; known: {', '.join(ALL_PEERS)}")
 
 
 def check_agrees(name: str, y_peer: torch.Tensor, y_ours: torch.Tensor) -> None:

@@ -26,7 +26,7 @@ from .floor import (
     weight_traffic_bytes,
 )
 from .grid import PROFILES, GridPoint, grid_for
-from .peers import STRATEGY_PEERS, Case, build_case, forward_backward_fn, forward_fn
+from .peers import ALL_PEERS, FORWARD_ONLY_PEERS, Case, build_case, forward_backward_fn, forward_fn
 from .timing import peak_bytes, time_call, time_interleaved
 
 BENCH_FILE = "bench.jsonl"
@@ -39,7 +39,7 @@ HF_SLOW_R = 1.7
 TARGET_MEMORY_RATIO = 1.5
 MIN_RUN_TIME = {"quick": 0.05, "full": 0.2}  # seconds of timed calls per measurement
 QUICK_PEERS = ("hf_mixtral", "gshard_einsum")
-FULL_PEERS = ("hf_mixtral", "gshard_einsum", *STRATEGY_PEERS)
+FULL_PEERS = ALL_PEERS
 
 
 def memory_budget(point: GridPoint, itemsize: int, backward: bool, weight_bytes: int) -> int:
@@ -71,12 +71,14 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
     fns = {"floor": floor_block_fn(bank.w_in[0], bank.w_out[0], backward),
            "grouped": grouped_floor_fn(bank.w_in, bank.w_out, counts, backward),
            "ours": fn_for(layer), "router": forward_fn(layer.router, case.x)}
-    fns.update({f"peer {name}": fn_for(module) for name, module in case.modules.items()})
+    timed = [name for name in case.modules if not (backward and name in FORWARD_ONLY_PEERS)]
+    fns.update({f"peer {name}": fn_for(case.modules[name]) for name in timed})
     timings = {name: t.to_dict() for name, t in time_interleaved(fns, num_threads, min_run_time).items()}
     block, grouped, ours, router = (timings[name] for name in ("floor", "grouped", "ours", "router"))
     t_floor = block["median_s"] * A / FLOOR_BLOCK_ROWS
     peers = {name: {"skipped": reason} for name, reason in case.skipped.items()}
-    for name in case.modules:
+    peers.update({name: {"skipped": "forward only"} for name in case.modules if name not in timed})
+    for name in timed:
         timing = timings[f"peer {name}"]
         timing["ratio_to_floor"] = timing["median_s"] / t_floor
         timing["speedup_of_ours"] = timing["median_s"] / ours["median_s"]
