@@ -283,10 +283,11 @@ def _padded_by_expert_groups(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBan
 # barriers. Padding waste stays <= 2.4 on the grid; the waste bound caps the FLOPs and memory padding may add on
 # skewed plans. Before the oneDNN move, padded also won at h=1024 (1.17-1.31); with 1 thread "sorted" won at all
 # 7 points measured (CPU time, sorted/padded 0.80-0.92). Re-measure with the command above.
-# With prepacked expert weights (``ExpertBank.prepack``), sorted / padded forward time, same command's shapes timed
-# with /tmp-style interleaved Timer runs, 2026-11-24: 0.40-0.80 at E=64 (T=512 h=256 k=1,2,8; T=512 h=1024 k=1;
-# T=4096 h=256 k=2) and E=8 (T=512 h=256 k=1; h=1024 k=2): packing speeds up only the per-expert products, so
-# "sorted" wins at every point measured and auto always takes it there.
+# With prepacked expert weights (``ExpertBank.prepack``): `python -m sparse_bench.bench.calibrate --threads 2
+# --min-run-time 0.3 --prepack`, 2026-11-24, sorted (packed) / padded forward time: 0.50-0.99 at 22 of the 24
+# grid points (E=64: 0.50-0.99; h=1024: 0.50-0.79); E=8 T=512 h=256 k=1 and k=2 read 1.10 and 1.53 in that run,
+# which overlapped other work, and 0.76-0.96 and 0.76-0.80 re-measured alone (two runs each). Packing speeds up
+# only the per-expert products, so "sorted" wins everywhere and auto always takes it on packed weights.
 AUTO_PADDED_MIN_THREADS = 2
 AUTO_PADDED_MIN_EXPERTS = 16
 AUTO_PADDED_MAX_ROWS_PER_EXPERT = 64
