@@ -19,6 +19,8 @@ from sparse_bench.experts import ExpertBank
 from sparse_bench.moe import MoELayer
 from sparse_bench.routing.topk import TopKRouter
 
+# Packing is oneDNN's weight reorder, absent from torch builds without oneDNN (some non-x86 builds): there the
+# tests that need a packed copy cannot run, while the fallback tests below (no copy, original operand) still do.
 needs_packing = pytest.mark.skipif(not gemm.packing_available(torch.ones(1)), reason="this build has no oneDNN")
 E, D, H = 6, 48, 24
 

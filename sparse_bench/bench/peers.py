@@ -3,8 +3,8 @@
 ``build_case`` makes our MoELayer (Mixtral-style top-k router, SwiGLU ExpertBank, seeded), then on the same weights:
 HF transformers' ``MixtralSparseMoeBlock`` (its eager per-expert loop with ``index_add_``), the GShard-style
 one-hot einsum layer, our other dispatch strategies, and "prepacked": our layer on oneDNN-prepacked expert weights
-(``ExpertBank.prepack``, opt-in; forward only, since autograd never uses the packs). Every peer's output is compared with ours once, outside
-the timed region; a peer that disagrees raises rather than being timed.
+(``ExpertBank.prepack``, opt-in; forward only, since autograd never uses the packs). Every peer's output is
+compared with ours once, outside the timed region; a peer that disagrees raises rather than being timed.
 """
 
 from __future__ import annotations
