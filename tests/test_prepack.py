@@ -44,7 +44,9 @@ def test_packed_operand_gives_the_bits_of_the_unpacked_product(n):
     assert torch.equal(gemm.mm(a, packed), gemm.mm(a, b))
     out = torch.empty(n, 40)
     assert torch.equal(gemm.mm_out(a, packed, out), gemm.mm(a, b))
-    assert torch.allclose(gemm.mm(a, packed).double(), a.double() @ b.double(), rtol=0, atol=1e-4)
+    want = a.double() @ b.double()
+    # fp32 products of K = 64 terms: error well under 1e-5 of the output's scale (the bound test_gemm uses)
+    assert (gemm.mm(a, packed).double() - want).abs().max() <= 1e-5 * want.abs().max()
 
 
 def test_packed_operand_falls_back_to_the_original():
