@@ -16,14 +16,19 @@ SEED = 20221128
 
 
 class Benchmark:
-    """Base class: pins torch's intra-op thread count (asv runs each benchmark in a fresh process)."""
+    """Base class: pins torch's intra-op thread count and the host allocator the ratio table runs under
+    (asv runs each benchmark in a fresh process)."""
 
     timeout = 600
 
-    def pin_threads(self) -> None:
+    def prepare_process(self) -> None:
         import torch
 
         torch.set_num_threads(NUM_THREADS)
+        with safe_import():
+            from sparse_bench.bench.allocator import retain_freed_memory
+
+            retain_freed_memory()
 
 
 class AreaRatios(Benchmark):

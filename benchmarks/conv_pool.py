@@ -26,7 +26,7 @@ class Conv2d(Benchmark):
         import torch.nn.functional as F
 
         require(conv2d_im2col=conv2d_im2col)
-        self.pin_threads()
+        self.prepare_process()
         self.x = _images(8, channels, 32)
         self.w = torch.randn(channels, channels, 3, 3, generator=torch.Generator().manual_seed(SEED + 1)) / 9
         self.fn = F.conv2d if impl == "native" else conv2d_im2col
@@ -47,7 +47,7 @@ class Pooling(Benchmark):
         import torch.nn.functional as F
 
         require(maxpool_plan=maxpool_plan, avgpool_plan=avgpool_plan, pool_from_plan=pool_from_plan)
-        self.pin_threads()
+        self.prepare_process()
         self.x = _images(8, 64, 32)
         native = F.max_pool2d if kind == "max" else F.avg_pool2d
         make_plan = maxpool_plan if kind == "max" else avgpool_plan

@@ -23,7 +23,7 @@ class LSHPredict(Benchmark):
 
     def setup(self, log2_buckets):
         require(LSHModel=LSHModel, LSH_WIDTHS=LSH_WIDTHS, dsm_target=dsm_target)
-        self.pin_threads()
+        self.prepare_process()
         x_train = get_tokens(DSM_TRAIN, D, seed=SEED)
         self.x = get_tokens(NUM_QUERY, D, seed=SEED + 1)
         self.model = LSHModel(D, num_hashes=DSM_HASHES, width=LSH_WIDTHS[log2_buckets], seed=SEED).fit(
@@ -46,7 +46,7 @@ class DensePredict(Benchmark):
 
     def setup(self, width):
         require(RandomFeaturesDense=RandomFeaturesDense, dsm_target=dsm_target)
-        self.pin_threads()
+        self.prepare_process()
         x_train = get_tokens(8192, D, seed=SEED)
         self.x = get_tokens(NUM_QUERY, D, seed=SEED + 1)
         self.model = RandomFeaturesDense(D, width, seed=SEED).fit(x_train, dsm_target(x_train))

@@ -28,7 +28,7 @@ class DispatchStrategies(Benchmark):
         _require_all()
         if dispatch not in DISPATCHERS:
             raise NotImplementedError(f"dispatch {dispatch!r} does not exist at this commit")
-        self.pin_threads()
+        self.prepare_process()
         case = build_case(GridPoint(num_experts, k, **SMALL), dispatch=dispatch, peers=("loop",))  # verifies
         self.forward = forward_fn(case.layer, case.x)
         self.forward_backward = forward_backward_fn(case.layer, case.x, case.upstream)
@@ -53,7 +53,7 @@ class PrepackedWeights(Benchmark):
     def setup(self, num_experts, k, prepack):
         _require_all()
         require(FORWARD_ONLY_PEERS=FORWARD_ONLY_PEERS)  # the "prepacked" peer
-        self.pin_threads()
+        self.prepare_process()
         case = build_case(GridPoint(num_experts, k, **SMALL), dispatch="auto", peers=("prepacked",) if prepack else ())
         self.forward = forward_fn(case.modules["prepacked"] if prepack else case.layer, case.x)
 
@@ -70,7 +70,7 @@ class AutoGrid(Benchmark):
 
     def setup(self, num_experts, k, num_tokens, d_hidden):
         _require_all()
-        self.pin_threads()
+        self.prepare_process()
         case = build_case(GridPoint(num_experts, k, num_tokens, 512, d_hidden), dispatch="auto", peers=())
         reference = DISPATCHERS["loop"](case.x, case.plan, case.layer.experts)  # verify once, outside the clock
         if relative_error(case.layer(case.x).detach(), reference.detach()) > 1e-4:
@@ -90,7 +90,7 @@ class RatioToFloor(Benchmark):
 
     def setup(self, num_experts, k, direction):
         _require_all()
-        self.pin_threads()
+        self.prepare_process()
         case = build_case(GridPoint(num_experts, k, **SMALL), dispatch="auto", peers=("hf_mixtral", "gshard_einsum"))
         self.record = measure_point(case, direction, num_threads=2, min_run_time=0.1, memory=None)
 

@@ -36,7 +36,7 @@ class Routing(Benchmark):
     param_names = ["router", "num_experts", "d_model"]
 
     def setup(self, router, num_experts, d_model):
-        self.pin_threads()
+        self.prepare_process()
         self.router = make_router(router, d_model, num_experts)
         self.x = get_tokens(NUM_TOKENS, d_model)
         self.ids = get_token_ids(NUM_TOKENS)
@@ -75,7 +75,7 @@ class CapacityDrops(Benchmark):
         import torch
 
         require(TopKRouter=TopKRouter)
-        self.pin_threads()
+        self.prepare_process()
         gen = torch.Generator().manual_seed(SEED)
         self.router = TopKRouter(512, num_experts, k=k, capacity_factor=capacity_factor, generator=gen)
         self.x = get_tokens(NUM_TOKENS, 512)

@@ -16,6 +16,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+from sparse_bench.bench.allocator import add_allocator_argument
+
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -40,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         "--check", action="append", default=None, metavar="NAME", help="run only this check (repeatable)"
     )
     run.add_argument("--no-controls", action="store_true", help="skip the negative controls")
+    add_allocator_argument(run)
 
     report = sub.add_parser("report", help="build reports/index.html from results files only")
     report.add_argument("--results", default="results")
@@ -58,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="the MoE ratio table (R, shape, overhead, peers, memory)")
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--results", default="results")
+    add_allocator_argument(bench)
     return parser
 
 
@@ -153,12 +157,15 @@ def write_manifest(results: Path, profile: str, seed: int | None) -> None:
     write_atomic(results / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
 
 
-def run_bench(profile: str, results: Path) -> None:
+def run_bench(profile: str, results: Path, allocator: str) -> None:
+    """The ratio table and the component ratios, under ``allocator`` (applied here, after any checks ran)."""
     try:
         from sparse_bench.bench import run_ratio_table
+        from sparse_bench.bench.allocator import use_allocator
         from sparse_bench.bench.components import record_components
     except ImportError as error:
         raise UserError(f"the speed benchmarks are not available in this version ({error})") from None
+    use_allocator(allocator)
     run_ratio_table(profile=profile, results_dir=results)
     record_components(results, min_run_time=0.1 if profile == "quick" else 0.3)
 
@@ -172,7 +179,7 @@ def cmd_run(args) -> int:
     if names:
         failed, uncaught = run_checks(names, args.profile, args.seed, results, controls=not args.no_controls)
     if args.only in ("bench", "all"):
-        run_bench(args.profile, results)
+        run_bench(args.profile, results, args.allocator)
     elapsed = time.perf_counter() - started
     print(
         f"\nsparse-bench run ({args.profile}): {len(names)} checks, {len(names) - len(failed)} passed, "
@@ -240,7 +247,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    run_bench("quick" if args.quick else "full", _writable_dir(args.results))
+    run_bench("quick" if args.quick else "full", _writable_dir(args.results), args.allocator)
     return EXIT_OK
 
 

@@ -288,6 +288,9 @@ def _padded_by_expert_groups(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBan
 # grid points (E=64: 0.50-0.99; h=1024: 0.50-0.79); E=8 T=512 h=256 k=1 and k=2 read 1.10 and 1.53 in that run,
 # which overlapped other work, and 0.76-0.96 and 0.76-0.80 re-measured alone (two runs each). Packing speeds up
 # only the per-expert products, so "sorted" wins everywhere and auto always takes it on packed weights.
+# Re-measured 2026-11-25 under the benchmarks' default host allocator ("retain", ``bench/allocator.py``), same
+# command: the same decisions. E=8: 0.74-0.93 (1.03 at k=8 T=512 h=256); E=64 h=1024: 0.65-0.87; E=64 h=256:
+# T=512 1.07, 1.11, 1.02 (padded, as chosen), T=4096 0.95-0.99 (k=1, where auto takes padded: 0.96).
 AUTO_PADDED_MIN_THREADS = 2
 AUTO_PADDED_MIN_EXPERTS = 16
 AUTO_PADDED_MAX_ROWS_PER_EXPERT = 64

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import warnings
 
+from .allocator import add_allocator_argument, use_allocator
 from .ratio_table import DIRECTIONS, run_ratio_table
 
 
@@ -20,7 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dispatch", default="auto", help="our layer's dispatch strategy (default auto)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--peers", nargs="+", help="peers to time (default: by profile; see bench.peers)")
+    add_allocator_argument(parser)
     args = parser.parse_args(argv)
+    use_allocator(args.allocator)
     warnings.simplefilter("ignore", UserWarning)  # noisy-IQR warnings: the IQR is in the records
     run_ratio_table(
         "quick" if args.quick else "full",

@@ -14,6 +14,7 @@ import warnings
 from ..dispatch import padding_waste
 from ..moe import MoELayer
 from ..threads import pinned_threads
+from .allocator import add_allocator_argument, use_allocator
 from .grid import GridPoint, issue_grid
 from .peers import build_case, forward_fn
 from .timing import time_interleaved
@@ -43,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--min-run-time", type=float, default=0.3)
     parser.add_argument("--prepack", action="store_true", help="sorted runs on prepacked expert weights")
+    add_allocator_argument(parser)
     args = parser.parse_args(argv)
+    use_allocator(args.allocator)
     warnings.simplefilter("ignore", UserWarning)
     for threads in args.threads:
         for row in crossover_rows(issue_grid(), threads, args.min_run_time, prepack=args.prepack):

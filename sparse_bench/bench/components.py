@@ -31,6 +31,7 @@ from ..blocks import avgpool_plan, conv2d_im2col, maxpool_plan, pool_from_plan
 from ..dsm import LSHModel, RandomFeaturesDense
 from ..routing import HashRouter, LSHRouter, TopKRouter
 from ..threads import pinned_threads
+from .allocator import add_allocator_argument, use_allocator
 from .timing import time_interleaved
 
 SEED = 20221128
@@ -164,7 +165,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--min-run-time", type=float, default=0.3, help="seconds of timed calls per measurement")
     parser.add_argument("--results", default="results", help="results directory (bench.jsonl)")
+    add_allocator_argument(parser)
     args = parser.parse_args(argv)
+    use_allocator(args.allocator)
     record_components(args.results, args.threads, args.min_run_time)
     return 0
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..threads import pinned_threads
+from .allocator import allocator_state
 from .floor import (
     FLOOR_BLOCK_ROWS,
     STREAM_BYTES,
@@ -202,12 +203,12 @@ def run_ratio_table(
 
 
 def write_records(records: list[dict], results_dir: str | Path) -> Path:
-    """Append records (with library versions) to ``results_dir/bench.jsonl`` atomically."""
+    """Append records (with library versions and the host allocator) to ``results_dir/bench.jsonl`` atomically."""
     from theory_checks.framework.result import library_versions
     from theory_checks.framework.results_io import append_records
 
-    versions = library_versions()
-    return append_records(Path(results_dir) / BENCH_FILE, [{**r, "versions": versions} for r in records])
+    env = {"versions": library_versions(), "allocator": allocator_state()}
+    return append_records(Path(results_dir) / BENCH_FILE, [{**r, **env} for r in records])
 
 
 def format_row(record: dict) -> str:

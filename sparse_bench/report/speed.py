@@ -3,7 +3,8 @@
 A ratio-table record (``kind == "moe_ratio_table"``, written by ``sparse_bench.bench``) holds the layer's time
 relative to the GEMM floor (R = shape x overhead), each peer's ratio to the same floor and our speedup over it,
 the weight-traffic floor (which bound applies, and R against the larger floor), the peak-memory ratio and which
-targets of the speed issue it meets. Only the newest record per name is shown.
+targets of the speed issue it meets, and the host allocator it ran under (``bench.allocator``). Only the newest
+record per name is shown.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ COLUMNS = (
     "speedup vs GShard",
     "peak mem / budget",
     "targets met",
+    "host allocator",
 )
 
 
@@ -81,6 +83,7 @@ def ratio_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
                 fmt(_peer(r, "gshard_einsum", "speedup_of_ours"), 3),
                 fmt(r.get("memory", {}).get("ratio"), 3),
                 met,
+                r.get("allocator", {}).get("allocator", "unrecorded"),
             ]
         )
     return list(COLUMNS), rows
