@@ -15,6 +15,7 @@ from sparse_bench.blocks import (
     patch_classifier,
     pool_from_plan,
 )
+from sparse_bench.blocks.pooling import row_sums
 from sparse_bench.routing import RoutingPlan
 
 WINDOWS = [(2, None, 0), (3, 2, 1), ((3, 2), (1, 2), (1, 1)), (2, 1, 1), ((1, 4), (1, 4), 0)]
@@ -75,6 +76,20 @@ def test_avgpool_plan_weights_are_uniform_over_each_window():
     plan = avgpool_plan(torch.zeros(1, 1, 4, 4), 2)
     assert torch.equal(plan.expert_counts, torch.full((4,), 4))
     assert torch.equal(plan.weight, torch.full((16,), 0.25))
+
+
+@pytest.mark.parametrize("width", [0, 1, 2, 4, 8, 9, 16])
+def test_row_sums_match_float64_on_both_paths(width):
+    """Column additions (width <= NARROW_ROWS = 8) and the reduction (wider) against float64 row sums, with
+    autograd."""
+    table = torch.randn(300, width, generator=torch.Generator().manual_seed(width), requires_grad=True)
+    got = row_sums(table)
+    want = table.detach().double().sum(dim=1)
+    assert got.shape == (300,)
+    # width fp32 additions of O(1) terms: error well under width * 2^-23 * sum |x|
+    assert (got.detach().double() - want).abs().max() <= width * 2**-23 * table.detach().abs().sum(1).max() + 1e-30
+    got.sum().backward()
+    assert torch.equal(table.grad, torch.ones_like(table))
 
 
 def test_lse_pool_limits_and_bounds():
