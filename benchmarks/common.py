@@ -40,6 +40,7 @@ class AreaRatios(Benchmark):
     param_names = ["ratio"]
 
     def setup_cache(self):
+        self.prepare_process()
         area_ratios = None
         with safe_import():
             from sparse_bench.bench.components import area_ratios
