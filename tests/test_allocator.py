@@ -1,9 +1,15 @@
-"""The benchmarks' host allocator: "retain" must stop glibc from page-faulting a freed large buffer again.
+"""The benchmarks' host allocator: under "retain" glibc keeps a freed large block in the process.
 
-Counted, not timed: a child process allocates and fills a 256 MiB tensor, frees it, and counts the minor page
-faults of a second allocate-and-fill. Under glibc's default the block is mapped afresh (65,536 faults with 4 KiB
-pages, 128 with transparent huge pages); under "retain" it is reused from the heap. The negative control is the
-same child under "system", which must show the faults. Children keep the setting out of the pytest process.
+Measured, not timed: a child process allocates and fills a 256 MiB tensor, frees it, and reads how much of its
+resident memory went back to the kernel (/proc/self/statm). Under glibc's default the block was mapped for itself
+and is unmapped on free (all 256 MiB return); under "retain" it stays in the heap for the next allocation (none
+returns). The negative control is the same child under "system". Children keep the setting out of the pytest
+process.
+
+What retain buys is fewer page faults when later allocations reuse that memory. Reuse is glibc's decision and is
+not guaranteed: a loop that allocates and frees one 256 MiB block grew the heap instead in 5 of 6 children (an
+aligned request is slightly larger than the freed block, and small allocations next to it keep it from merging).
+So the speed effect is measured in the benchmarks (README, "Host allocator"), not asserted here.
 """
 
 from __future__ import annotations
@@ -20,35 +26,39 @@ from sparse_bench.bench.ratio_table import write_records
 from theory_checks.framework.results_io import read_records
 
 CHILD = """
-import json, resource, sys, torch
+import json, os, sys, torch
 from sparse_bench.bench.allocator import use_allocator
 state = use_allocator(sys.argv[1])
-numel = 256 * 2**20 // 4
-torch.empty(numel).fill_(1.0)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-torch.empty(numel).fill_(1.0)
-print(json.dumps({"faults": resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before, "state": state}))
+def resident():
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+block = torch.empty(256 * 2**20 // 4)
+block.fill_(1.0)
+before = resident()
+del block
+print(json.dumps({"returned_bytes": before - resident(), "state": state}))
 """
 
-glibc_only = pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+glibc_linux = pytest.mark.skipif(platform.libc_ver()[0] != "glibc" or sys.platform != "linux",
+                                 reason="mallopt is glibc's; /proc/self/statm is Linux's")
 
 
-def second_fill_faults(allocator: str) -> dict:
+def returned_on_free(allocator: str) -> dict:
     proc = subprocess.run([sys.executable, "-c", CHILD, allocator], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 
 
-@glibc_only
-def test_retain_reuses_freed_memory_without_page_faults():
-    system, retain = second_fill_faults("system"), second_fill_faults("retain")
+@glibc_linux
+def test_retain_keeps_a_freed_block_resident():
+    system, retain = returned_on_free("system"), returned_on_free("retain")
     assert system["state"] == {"allocator": "system"}
     assert retain["state"]["allocator"] == "retain"
-    # Negative control: glibc's default maps the block afresh, so the second fill faults its pages in again
-    # (at least one fault per 2 MiB huge page: 128).
-    assert system["faults"] >= 128, system
-    # Reuse: fewer than an eighth of the default's faults (a handful come from the interpreter itself).
-    assert retain["faults"] * 8 < system["faults"], (retain, system)
+    block = 256 * 2**20
+    # Negative control: glibc's default unmaps the block on free (allow an eighth for the interpreter's own churn).
+    assert system["returned_bytes"] >= block * 7 / 8, system
+    # retain: the block stays in the process.
+    assert retain["returned_bytes"] <= block / 8, retain
 
 
 def test_unknown_allocator_is_refused():
