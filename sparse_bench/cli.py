@@ -16,7 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from sparse_bench.bench.allocator import add_allocator_argument
+from sparse_bench.bench.allocator import add_allocator_argument, use_allocator
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -161,7 +161,6 @@ def run_bench(profile: str, results: Path, allocator: str) -> None:
     """The ratio table and the component ratios, under ``allocator`` (applied here, after any checks ran)."""
     try:
         from sparse_bench.bench import run_ratio_table
-        from sparse_bench.bench.allocator import use_allocator
         from sparse_bench.bench.components import record_components
     except ImportError as error:
         raise UserError(f"the speed benchmarks are not available in this version ({error})") from None

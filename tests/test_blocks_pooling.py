@@ -87,7 +87,7 @@ def test_row_sums_match_float64_on_both_paths(width):
     want = table.detach().double().sum(dim=1)
     assert got.shape == (300,)
     # width fp32 additions of O(1) terms: error well under width * 2^-23 * sum |x|
-    assert (got.detach().double() - want).abs().max() <= width * 2**-23 * table.detach().abs().sum(1).max() + 1e-30
+    assert (got.detach().double() - want).abs().max() <= width * 2**-23 * table.detach().abs().sum(1).max()
     got.sum().backward()
     assert torch.equal(table.grad, torch.ones_like(table))
 
