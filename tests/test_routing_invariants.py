@@ -8,7 +8,8 @@ import torch
 from moe_cases import make_router, numpy_seed_tokens
 from sparse_bench import ExpertBank, MoELayer
 from sparse_bench.dispatch import DISPATCHERS
-from sparse_bench.routing import ExpertChoiceRouter, HashRouter, LSHRouter, SinkhornRouter, TopKRouter
+from sparse_bench.routing import ExpertChoiceRouter, HashRouter, LSHRouter, SinkhornRouter, TopKRouter, z_loss
+from sparse_bench.routing.base import expert_softmax
 
 
 @pytest.mark.parametrize(
@@ -105,6 +106,38 @@ def test_z_loss_matches_its_definition():
     plan = TopKRouter(3, 5).double().plan_from_logits(logits)
     expected = sum(float(torch.log(torch.exp(row).sum())) ** 2 for row in logits) / 10
     assert float(plan.aux["z_loss"]) == pytest.approx(expected, rel=1e-12)
+
+
+def test_z_loss_read_off_the_top_probability_matches_logsumexp():
+    """The top-k router's z-loss uses lse = l[top] - log p[top]; against logsumexp in float64 (to rounding) and in
+    float32 with large logits (p[top] >= 1/E keeps the log well conditioned), gradient included."""
+    gen = torch.Generator().manual_seed(3)
+    for dtype, scale, rel in ((torch.float64, 1.0, 1e-12), (torch.float32, 30.0, 1e-5)):
+        logits = (scale * torch.randn(200, 8, generator=gen, dtype=dtype)).requires_grad_()
+        probs = torch.softmax(logits, dim=-1)
+        via_top = z_loss(logits, probs, probs.argmax(dim=-1))
+        direct = z_loss(logits)
+        assert float(via_top.detach()) == pytest.approx(float(direct.detach()), rel=rel)
+        (g_top,) = torch.autograd.grad(via_top, logits)
+        (g_direct,) = torch.autograd.grad(direct, logits)
+        torch.testing.assert_close(g_top, g_direct, rtol=rel, atol=rel * float(g_direct.abs().max()))
+    with pytest.raises(ValueError, match="both probs and top"):
+        z_loss(logits, probs=probs)
+
+
+@pytest.mark.parametrize("num_experts", [1, 4, 8, 15, 16, 64])
+def test_expert_softmax_matches_softmax_on_either_layout(num_experts):
+    """Below 16 experts the softmax runs across tokens on the transposed layout: same values to a few ulps, rows
+    summing to 1, and the same gradient."""
+    logits = (4 * torch.randn(300, num_experts, generator=torch.Generator().manual_seed(4))).requires_grad_()
+    ours, reference = expert_softmax(logits), torch.softmax(logits, dim=-1)
+    assert ours.shape == (300, num_experts)
+    torch.testing.assert_close(ours, reference, rtol=4 * 2**-23, atol=2**-30)
+    torch.testing.assert_close(ours.sum(dim=1), torch.ones(300), rtol=0, atol=num_experts * 2**-23)
+    upstream = torch.randn(300, num_experts, generator=torch.Generator().manual_seed(5))
+    (g_ours,) = torch.autograd.grad(ours, logits, upstream)
+    (g_reference,) = torch.autograd.grad(reference, logits, upstream)
+    torch.testing.assert_close(g_ours, g_reference, rtol=1e-5, atol=1e-6)
 
 
 def test_dropless_equals_capacity_path_when_capacity_is_ample():

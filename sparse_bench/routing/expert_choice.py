@@ -9,6 +9,7 @@ from .base import (
     RouterCapabilities,
     capacity_from_factor,
     check_capacity_args,
+    expert_softmax,
     switch_load_balancing_loss,
     z_loss,
 )
@@ -46,7 +47,7 @@ class ExpertChoiceRouter(LearnedRouter):
         """logits: (T, E) float. Returns a plan with exactly E * C assignments."""
         self.check_logits(logits)
         T, E = logits.shape  # tokens, experts
-        probs = torch.softmax(logits, dim=-1)  # (T, E)
+        probs = expert_softmax(logits)  # (T, E)
         capacity = self.expert_capacity(T)
         with torch.no_grad():
             chosen = torch.topk(probs.t(), capacity, dim=1).indices  # (E, C) token ids per expert

@@ -7,7 +7,7 @@ import math
 import torch
 
 from ..validation import check_int_in_range, check_positive_float
-from .base import LearnedRouter, RouterCapabilities, switch_load_balancing_loss, z_loss
+from .base import LearnedRouter, RouterCapabilities, expert_softmax, switch_load_balancing_loss, z_loss
 from .plan import RoutingPlan, plan_from_assignments
 
 
@@ -63,7 +63,7 @@ class SinkhornRouter(LearnedRouter):
         """logits: (T, E) float. Returns a plan with T*k assignments."""
         self.check_logits(logits)
         T, E = logits.shape
-        probs = torch.softmax(logits, dim=-1)  # (T, E)
+        probs = expert_softmax(logits)  # (T, E)
         balanced, used, error = self.transport(logits)
         with torch.no_grad():
             by_prob = torch.argsort(probs.detach(), dim=-1, descending=True, stable=True)  # (T, E)

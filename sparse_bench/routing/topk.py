@@ -10,6 +10,7 @@ from .base import (
     RouterCapabilities,
     capacity_from_factor,
     check_capacity_args,
+    expert_softmax,
     switch_load_balancing_loss,
     z_loss,
 )
@@ -67,7 +68,7 @@ class TopKRouter(LearnedRouter):
         """logits: (T, E) float. Returns a plan with up to T*k assignments."""
         self.check_logits(logits)
         T, E = logits.shape  # tokens, experts
-        probs = torch.softmax(logits, dim=-1)  # (T, E)
+        probs = expert_softmax(logits)  # (T, E)
         with torch.no_grad():
             top_expert = torch.topk(probs, self.k, dim=-1).indices  # (T, k)
         top_weight = probs.gather(1, top_expert)  # (T, k), differentiable
@@ -77,7 +78,7 @@ class TopKRouter(LearnedRouter):
             expert_load = torch.bincount(top_expert.reshape(-1), minlength=E)  # (E,) before dropping
         aux = {
             "load_balancing_loss": switch_load_balancing_loss(expert_load, probs),
-            "z_loss": z_loss(logits),
+            "z_loss": z_loss(logits, probs, top_expert[:, 0]),  # topk sorts: column 0 is the argmax
             "expert_load": expert_load,
         }
         token = torch.arange(T, device=logits.device).unsqueeze(1).expand(T, self.k)  # (T, k)
