@@ -291,10 +291,18 @@ def _padded_by_expert_groups(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBan
 # Re-measured 2026-11-25 under the benchmarks' default host allocator ("retain", ``bench/allocator.py``), same
 # command: the same decisions. E=8: 0.74-0.93 (1.03 at k=8 T=512 h=256); E=64 h=1024: 0.65-0.87; E=64 h=256:
 # T=512 1.07, 1.11, 1.02 (padded, as chosen), T=4096 0.95-0.99 (k=1, where auto takes padded: 0.96).
+# Forward+backward (the layer's weights require grad, autograd on), same build and allocator: `python -m
+# sparse_bench.bench.calibrate --threads 2 --min-run-time 0.3 --backward`, 2026-11-25, sorted / padded fwd+bwd
+# time. E=64, h=1024, T=512: 1.45 (k=1), 1.27 (k=2), 1.05 (k=8): padded wins with 6 MiB experts too, where the
+# forward alone favours sorted; so with autograd the expert-size cap is AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD.
+# E=64 h=256 T=512: 1.10, 1.38, 1.16 (padded, as chosen); E=64 T=4096: 0.91-1.05 (k=1 h=256: 1.05, padded as
+# chosen; k=2 h=256: 1.03 with 128 rows per expert, sorted as chosen); E=8: 0.89-1.10 (sorted; 1.10 and 1.05 at
+# k=8 T=512, where every token goes to every expert, left to sorted since it is within run-to-run noise).
 AUTO_PADDED_MIN_THREADS = 2
 AUTO_PADDED_MIN_EXPERTS = 16
 AUTO_PADDED_MAX_ROWS_PER_EXPERT = 64
 AUTO_PADDED_MAX_EXPERT_BYTES = 3 * 2**20  # between the 1.5 MiB (padded wins) and 6 MiB (sorted wins) measured
+AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD = 6 * 2**20  # the largest measured; padded won there (1.05-1.45)
 AUTO_PADDED_MAX_WASTE = 3.0
 
 
@@ -305,22 +313,28 @@ def padding_waste(plan: RoutingPlan) -> float:
     return plan.num_experts * int(plan.expert_counts.max()) / plan.num_assignments
 
 
-def choose_dispatch(plan: RoutingPlan, bank: ExpertBank, device: torch.device, num_threads: int | None = None) -> str:
-    """The strategy "auto" runs for this plan and bank: "padded" or "sorted" (see the crossover note above).
+def choose_dispatch(plan: RoutingPlan, bank: ExpertBank, device: torch.device, num_threads: int | None = None,
+                    backward: bool | None = None) -> str:
+    """The strategy "auto" runs for this plan and bank: "padded" or "sorted" (see the crossover notes above).
 
     "padded" when there are >= 2 threads (or a GPU), at least AUTO_PADDED_MIN_EXPERTS experts, at most
     AUTO_PADDED_MAX_ROWS_PER_EXPERT rows per expert on average, at most AUTO_PADDED_MAX_EXPERT_BYTES of weights
-    per expert and padding waste <= AUTO_PADDED_MAX_WASTE; "sorted" otherwise, and always "sorted" for a forward
-    without autograd on prepacked weights. The CUDA crossover is not measured yet.
+    per expert (AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD when a backward follows) and padding waste <=
+    AUTO_PADDED_MAX_WASTE; "sorted" otherwise, and always "sorted" for a forward without autograd on prepacked
+    weights. backward: whether the call is recorded for a backward through the expert weights (None: grad mode
+    is on and the bank's weights require grad). The CUDA crossover is not measured yet.
     """
     threads = torch.get_num_threads() if num_threads is None else num_threads
+    if backward is None:
+        backward = torch.is_grad_enabled() and (bank.w_in.requires_grad or bank.w_out.requires_grad)
     if bank.prepack_applies() and not torch.is_grad_enabled():
         return "sorted"
     if device.type == "cpu" and threads < AUTO_PADDED_MIN_THREADS or plan.num_experts < AUTO_PADDED_MIN_EXPERTS:
         return "sorted"
     expert_bytes = (bank.w_in[0].numel() + bank.w_out[0].numel()) * bank.w_in.element_size()
+    max_expert_bytes = AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD if backward else AUTO_PADDED_MAX_EXPERT_BYTES
     small = plan.num_assignments <= AUTO_PADDED_MAX_ROWS_PER_EXPERT * plan.num_experts
-    small = small and expert_bytes <= AUTO_PADDED_MAX_EXPERT_BYTES
+    small = small and expert_bytes <= max_expert_bytes
     return "padded" if small and padding_waste(plan) <= AUTO_PADDED_MAX_WASTE else "sorted"
 
 

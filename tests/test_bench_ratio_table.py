@@ -152,7 +152,16 @@ def test_auto_choice_follows_threads_experts_expert_size_and_padding_waste(monke
                                       torch.ones(200 * E), 100 * E, E)
     assert padding_waste(many_rows) == 1.0 and choose_dispatch(many_rows, bank, cpu, num_threads=2) == "sorted"
     monkeypatch.setattr(dispatch_module, "AUTO_PADDED_MAX_EXPERT_BYTES", 383)  # now the experts count as large
+    assert choose_dispatch(balanced, bank, cpu, num_threads=2, backward=False) == "sorted"
+    with torch.no_grad():  # backward=None: no graph is recorded, so the forward's cap applies
+        assert choose_dispatch(balanced, bank, cpu, num_threads=2) == "sorted"
+    # a backward follows (explicitly, or grad mode on with weights that require grad): the larger cap applies
+    assert choose_dispatch(balanced, bank, cpu, num_threads=2, backward=True) == "padded"
+    assert choose_dispatch(balanced, bank, cpu, num_threads=2) == "padded"
+    bank.requires_grad_(False)  # frozen experts: no weight gradients, the forward's cap
     assert choose_dispatch(balanced, bank, cpu, num_threads=2) == "sorted"
+    monkeypatch.setattr(dispatch_module, "AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD", 383)
+    assert choose_dispatch(balanced, bank, cpu, num_threads=2, backward=True) == "sorted"
 
 
 @pytest.mark.parametrize(
@@ -172,14 +181,17 @@ def test_grid_point_rejects_bad_shapes():
         GridPoint(4, 2, 64, 32, 16, activation="relu")
 
 
-def test_calibration_rows_time_both_strategies():
+@pytest.mark.parametrize("backward", [False, True])
+def test_calibration_rows_time_both_strategies(backward):
     from sparse_bench.bench.calibrate import crossover_rows
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        (row,) = crossover_rows([TINY], num_threads=1, min_run_time=0.001)
+        (row,) = crossover_rows([TINY], num_threads=1, min_run_time=0.001, backward=backward)
     assert row["point"] == TINY.label and row["waste"] >= 1.0
     assert math.isclose(row["sorted_over_padded"], row["sorted_s"] / row["padded_s"], rel_tol=1e-12)
+    with pytest.raises(ValueError, match="prepack or backward"):
+        crossover_rows([TINY], num_threads=1, min_run_time=0.001, prepack=True, backward=True)
 
 
 def test_forward_backward_peak_counts_the_new_gradients_every_call():

@@ -1,8 +1,9 @@
-"""Measure the crossover behind ``dispatch="auto"``: forward time of "sorted" over "padded" per shape and thread count.
+"""Measure the crossover behind ``dispatch="auto"``: time of "sorted" over "padded" per shape and thread count.
 
-``python -m sparse_bench.bench.calibrate [--threads 1 2] [--min-run-time S] [--prepack]`` prints one line per grid
-point with the padding waste (E * C_max / A) and ``sorted / padded`` (> 1: padded is faster); ``--prepack`` runs
-"sorted" on prepacked expert weights (``ExpertBank.prepack``). The ``AUTO_PADDED_*`` constants in
+``python -m sparse_bench.bench.calibrate [--threads 1 2] [--min-run-time S] [--prepack | --backward]`` prints one
+line per grid point with the padding waste (E * C_max / A) and ``sorted / padded`` (> 1: padded is faster), for
+the forward without autograd; ``--prepack`` runs "sorted" on prepacked expert weights (``ExpertBank.prepack``);
+``--backward`` times forward+backward into x and every weight instead. The ``AUTO_PADDED_*`` constants in
 ``sparse_bench/dispatch.py`` quote its output.
 """
 
@@ -16,21 +17,25 @@ from ..moe import MoELayer
 from ..threads import pinned_threads
 from .allocator import add_allocator_argument, use_allocator
 from .grid import GridPoint, issue_grid
-from .peers import build_case, forward_fn
+from .peers import build_case, forward_backward_fn, forward_fn
 from .timing import time_interleaved
 
 
 def crossover_rows(points: list[GridPoint], num_threads: int, min_run_time: float, seed: int = 0,
-                   prepack: bool = False) -> list[dict]:
-    """For each point: padding waste and the forward medians of the sorted (on prepacked weights if prepack) and
-    padded strategies."""
+                   prepack: bool = False, backward: bool = False) -> list[dict]:
+    """For each point: padding waste and the medians of the sorted (on prepacked weights if prepack) and padded
+    strategies, forward without autograd, or forward+backward if backward."""
+    if prepack and backward:
+        raise ValueError("prepacked weights serve forwards without autograd only: give prepack or backward")
     rows = []
     with pinned_threads(num_threads):
         for point in points:
             case = build_case(point, seed=seed, dispatch="sorted", peers=("padded",))
             layer = MoELayer(case.layer.router, case.layer.experts.sharing_weights(prepack), dispatch="sorted")
-            t = time_interleaved({"sorted": forward_fn(layer, case.x),
-                                  "padded": forward_fn(case.modules["padded"], case.x)}, num_threads, min_run_time)
+            modules = {"sorted": layer, "padded": case.modules["padded"]}
+            fns = {name: forward_backward_fn(module, case.x, case.upstream) if backward else forward_fn(module, case.x)
+                   for name, module in modules.items()}
+            t = time_interleaved(fns, num_threads, min_run_time)
             sorted_t, padded_t = t["sorted"].median, t["padded"].median
             rows.append(
                 {"point": point.label, "threads": num_threads, "waste": padding_waste(case.plan),
@@ -43,13 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sparse_bench.bench.calibrate", description=__doc__)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--min-run-time", type=float, default=0.3)
-    parser.add_argument("--prepack", action="store_true", help="sorted runs on prepacked expert weights")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--prepack", action="store_true", help="sorted runs on prepacked expert weights")
+    mode.add_argument("--backward", action="store_true", help="time forward+backward instead of the forward")
     add_allocator_argument(parser)
     args = parser.parse_args(argv)
     use_allocator(args.allocator)
     warnings.simplefilter("ignore", UserWarning)
     for threads in args.threads:
-        for row in crossover_rows(issue_grid(), threads, args.min_run_time, prepack=args.prepack):
+        for row in crossover_rows(issue_grid(), threads, args.min_run_time, prepack=args.prepack,
+                                  backward=args.backward):
             ratio = row["sorted_over_padded"]
             print(f"{row['point']:34s} threads={threads} waste={row['waste']:.2f} sorted/padded={ratio:.2f}", flush=True)
     return 0

@@ -91,7 +91,7 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
         "direction": direction,
         "point": point.to_dict(),
         "dispatch": layer.dispatch_name,
-        "chosen_strategy": _chosen(layer, plan),
+        "chosen_strategy": _chosen(layer, plan, backward),
         "num_threads": num_threads,
         "device": str(case.x.device),
         "dtype": str(case.x.dtype).replace("torch.", ""),
@@ -119,12 +119,12 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
     return record
 
 
-def _chosen(layer, plan) -> str:
+def _chosen(layer, plan, backward: bool) -> str:
     from ..dispatch import choose_dispatch
 
     if layer.dispatch_name != "auto":
         return layer.dispatch_name
-    return choose_dispatch(plan, layer.experts, plan.token_index.device)
+    return choose_dispatch(plan, layer.experts, plan.token_index.device, backward=backward)
 
 
 def _memory(case: Case, fn_for, backward: bool, compare_hf: bool) -> dict:
