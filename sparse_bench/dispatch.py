@@ -293,11 +293,12 @@ def _padded_by_expert_groups(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBan
 # T=512 1.07, 1.11, 1.02 (padded, as chosen), T=4096 0.95-0.99 (k=1, where auto takes padded: 0.96).
 # Forward+backward (the layer's weights require grad, autograd on), same build and allocator: `python -m
 # sparse_bench.bench.calibrate --threads 2 --min-run-time 0.3 --backward`, 2026-11-25, sorted / padded fwd+bwd
-# time. E=64, h=1024, T=512: 1.45 (k=1), 1.27 (k=2), 1.05 (k=8): padded wins with 6 MiB experts too, where the
-# forward alone favours sorted; so with autograd the expert-size cap is AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD.
-# E=64 h=256 T=512: 1.10, 1.38, 1.16 (padded, as chosen); E=64 T=4096: 0.91-1.05 (k=1 h=256: 1.05, padded as
-# chosen; k=2 h=256: 1.03 with 128 rows per expert, sorted as chosen); E=8: 0.89-1.10 (sorted; 1.10 and 1.05 at
-# k=8 T=512, where every token goes to every expert, left to sorted since it is within run-to-run noise).
+# time, two runs (a script doing the same, then that command). E=64, h=1024, T=512: 1.45 / 1.14 (k=1), 1.27 /
+# 1.07 (k=2), 1.05 / 0.96 (k=8): padded wins with 6 MiB experts too, where the forward alone favours sorted;
+# so with autograd the expert-size cap is AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD (k=8 is a toss-up).
+# E=64 h=256 T=512: 1.10-1.38 (padded, as chosen); E=64 T=4096: 0.84-1.05 (k=1 h=256: 1.05 / 1.04, padded as
+# chosen; k=2 and k=8 h=256: 0.94-1.03 with 128-512 rows per expert, sorted as chosen); E=8: 0.79-1.10 (sorted;
+# 1.10 / 0.95 and 1.05 / 1.02 at k=8 T=512, where every token goes to every expert: noise).
 AUTO_PADDED_MIN_THREADS = 2
 AUTO_PADDED_MIN_EXPERTS = 16
 AUTO_PADDED_MAX_ROWS_PER_EXPERT = 64
