@@ -10,6 +10,7 @@ import torch
 from sparse_bench import ExpertBank, MoELayer
 from sparse_bench.dispatch import DISPATCHERS, combine_by_token, combine_rows, weighted
 from sparse_bench.routing import ExpertChoiceRouter, TopKRouter
+from sparse_bench.routing.base import expert_softmax
 
 D_MODEL, D_HIDDEN, NUM_TOKENS = 64, 128, 512
 REL_TOL = 1e-5  # fp32 against fp32, differing in summation order only
@@ -83,3 +84,13 @@ def test_route(benchmark):
     router, _, x = make_case(64, 2)
     plan = benchmark(router, x)
     assert plan.num_assignments == 2 * NUM_TOKENS
+
+
+@pytest.mark.parametrize("layout", ["expert_softmax", "along_experts"])
+@pytest.mark.parametrize("num_experts", [8, 64])
+def test_router_softmax(benchmark, layout, num_experts):
+    """The routers' softmax (across tokens below 16 experts on CPU) beside ATen's softmax along the experts."""
+    logits = torch.randn(4096, num_experts, generator=torch.Generator().manual_seed(2))
+    fn = expert_softmax if layout == "expert_softmax" else lambda v: torch.softmax(v, dim=-1)
+    probs = benchmark(fn, logits)
+    assert rel_err(probs, torch.softmax(logits.double(), dim=-1)) < REL_TOL

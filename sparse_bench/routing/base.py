@@ -97,9 +97,10 @@ class LearnedRouter(Router):
 
 
 # ATen's CPU softmax vectorises along the reduced dimension, so it is slow when there are fewer experts than
-# fp32 lanes (16 with AVX-512); across tokens, on the transposed layout, it is fast. Measured here (2 threads,
-# `python /work/bench7/softmax_layout.py`, 2026-11-25), softmax(l, -1) / softmax(l.t(), 0): E=4, 8, 12:
-# 5.6-7.6 (590 vs 70 us at T=4096, E=8); E=16, 32, 64: 0.15-0.60 (E=24: 0.73-1.35).
+# fp32 lanes (16 with AVX-512); across tokens, on the transposed layout, it is fast. Measured here (AMD EPYC,
+# 2 threads, torch.utils.benchmark, T = 512 and 4096, 2026-11-25), softmax(l, -1) / softmax(l.t(), 0): E=4, 8,
+# 12: 5.6-7.6 (590 vs 70 us at T=4096, E=8); E=16, 32, 64: 0.15-0.60 (E=24: 0.73-1.35). Side by side:
+# `pytest tests/test_bench_hotpaths.py -k softmax --benchmark-enable`.
 SOFTMAX_ACROSS_TOKENS_BELOW_EXPERTS = 16
 
 
