@@ -294,8 +294,11 @@ def _padded_by_expert_groups(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBan
 # Forward+backward (the layer's weights require grad, autograd on), same build and allocator: `python -m
 # sparse_bench.bench.calibrate --threads 2 --min-run-time 0.3 --backward`, 2026-11-25, sorted / padded fwd+bwd
 # time, two runs (a script doing the same, then that command). E=64, h=1024, T=512: 1.45 / 1.14 (k=1), 1.27 /
-# 1.07 (k=2), 1.05 / 0.96 (k=8): padded wins with 6 MiB experts too, where the forward alone favours sorted;
-# so with autograd the expert-size cap is AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD (k=8 is a toss-up).
+# 1.07 (k=2), 1.05 / 0.96 (k=8): padded wins with 6 MiB experts too, where the forward alone favours sorted,
+# at 8 and 16 rows per expert; at 64 (k=8 here, and k=1 T=4096: 0.92 / 0.84, where the full table of 2026-11-25
+# read fwd+bwd R 1.94 with padded against 1.71 with sorted the day before) it does not. So with autograd,
+# experts up to AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD take padded at <= AUTO_PADDED_MAX_ROWS_PER_LARGE_EXPERT
+# rows per expert (between the 16 where padded won and the 64 where it did not).
 # E=64 h=256 T=512: 1.10-1.38 (padded, as chosen); E=64 T=4096: 0.84-1.05 (k=1 h=256: 1.05 / 1.04, padded as
 # chosen; k=2 and k=8 h=256: 0.94-1.03 with 128-512 rows per expert, sorted as chosen); E=8: 0.79-1.10 (sorted;
 # 1.10 / 0.95 and 1.05 / 1.02 at k=8 T=512, where every token goes to every expert: noise).
@@ -303,7 +306,8 @@ AUTO_PADDED_MIN_THREADS = 2
 AUTO_PADDED_MIN_EXPERTS = 16
 AUTO_PADDED_MAX_ROWS_PER_EXPERT = 64
 AUTO_PADDED_MAX_EXPERT_BYTES = 3 * 2**20  # between the 1.5 MiB (padded wins) and 6 MiB (sorted wins) measured
-AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD = 6 * 2**20  # the largest measured; padded won there (1.05-1.45)
+AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD = 6 * 2**20  # the largest measured; padded won there at <= 16 rows
+AUTO_PADDED_MAX_ROWS_PER_LARGE_EXPERT = 32
 AUTO_PADDED_MAX_WASTE = 3.0
 
 
@@ -320,7 +324,8 @@ def choose_dispatch(plan: RoutingPlan, bank: ExpertBank, device: torch.device, n
 
     "padded" when there are >= 2 threads (or a GPU), at least AUTO_PADDED_MIN_EXPERTS experts, at most
     AUTO_PADDED_MAX_ROWS_PER_EXPERT rows per expert on average, at most AUTO_PADDED_MAX_EXPERT_BYTES of weights
-    per expert (AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD when a backward follows) and padding waste <=
+    per expert (when a backward follows: up to AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD, with at most
+    AUTO_PADDED_MAX_ROWS_PER_LARGE_EXPERT rows per expert above the forward's cap) and padding waste <=
     AUTO_PADDED_MAX_WASTE; "sorted" otherwise, and always "sorted" for a forward without autograd on prepacked
     weights. backward: whether the call is recorded for a backward through the expert weights (None: grad mode
     is on and the bank's weights require grad). The CUDA crossover is not measured yet.
@@ -333,9 +338,13 @@ def choose_dispatch(plan: RoutingPlan, bank: ExpertBank, device: torch.device, n
     if device.type == "cpu" and threads < AUTO_PADDED_MIN_THREADS or plan.num_experts < AUTO_PADDED_MIN_EXPERTS:
         return "sorted"
     expert_bytes = (bank.w_in[0].numel() + bank.w_out[0].numel()) * bank.w_in.element_size()
-    max_expert_bytes = AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD if backward else AUTO_PADDED_MAX_EXPERT_BYTES
-    small = plan.num_assignments <= AUTO_PADDED_MAX_ROWS_PER_EXPERT * plan.num_experts
-    small = small and expert_bytes <= max_expert_bytes
+    if expert_bytes <= AUTO_PADDED_MAX_EXPERT_BYTES:
+        max_rows = AUTO_PADDED_MAX_ROWS_PER_EXPERT
+    elif backward and expert_bytes <= AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD:
+        max_rows = AUTO_PADDED_MAX_ROWS_PER_LARGE_EXPERT
+    else:
+        max_rows = 0
+    small = plan.num_assignments <= max_rows * plan.num_experts
     return "padded" if small and padding_waste(plan) <= AUTO_PADDED_MAX_WASTE else "sorted"
 
 

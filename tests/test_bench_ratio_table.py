@@ -158,6 +158,9 @@ def test_auto_choice_follows_threads_experts_expert_size_and_padding_waste(monke
     # a backward follows (explicitly, or grad mode on with weights that require grad): the larger cap applies
     assert choose_dispatch(balanced, bank, cpu, num_threads=2, backward=True) == "padded"
     assert choose_dispatch(balanced, bank, cpu, num_threads=2) == "padded"
+    forty_rows = plan_from_assignments(torch.arange(40 * E), torch.arange(40 * E) % E, torch.ones(40 * E), 40 * E, E)
+    assert padding_waste(forty_rows) == 1.0 and 32 < 40 <= dispatch_module.AUTO_PADDED_MAX_ROWS_PER_EXPERT
+    assert choose_dispatch(forty_rows, bank, cpu, num_threads=2, backward=True) == "sorted"  # large experts: <= 32
     bank.requires_grad_(False)  # frozen experts: no weight gradients, the forward's cap
     assert choose_dispatch(balanced, bank, cpu, num_threads=2) == "sorted"
     monkeypatch.setattr(dispatch_module, "AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD", 383)
