@@ -343,7 +343,7 @@ def choose_dispatch(plan: RoutingPlan, bank: ExpertBank, device: torch.device, n
     elif backward and expert_bytes <= AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD:
         max_rows = AUTO_PADDED_MAX_ROWS_PER_LARGE_EXPERT
     else:
-        max_rows = 0
+        return "sorted"
     small = plan.num_assignments <= max_rows * plan.num_experts
     return "padded" if small and padding_waste(plan) <= AUTO_PADDED_MAX_WASTE else "sorted"
 
