@@ -43,6 +43,20 @@ RATIO_RECORD = {  # the shape sparse_bench.bench writes; the second copy above i
     "memory": {"ratio": 1.2},
     "targets": {"R_ok": True, "hf_ok": True, "memory_ok": True},
 }
+MISSED_RECORD = {  # a forward+backward record that misses R below its grouped floor (speed_targets.record_targets)
+    "kind": "moe_ratio_table",
+    "name": "moe_ratio_table/forward_backward/E8/k2/T512",
+    "direction": "forward_backward",
+    "point": {"label": "E8 k2 T512"},
+    "chosen_strategy": "sorted",
+    "R": 1.6,
+    "shape": 1.4,
+    "overhead": 1.6 / 1.4,
+    "timestamp": 2.0,
+    "peers": {"hf_mixtral": {"ratio_to_floor": 2.0, "speedup_of_ours": 1.25}},
+    "targets": {"R_max": 1.3, "R_ok": False, "hf_speedup_needed": 1.5, "hf_ok": False,
+                "needed_R": {"R": 1.3, "hf": 2.0 / 1.5}, "limit": {"R": "grouped floor", "hf": "grouped floor"}},
+}
 
 
 def _record(name, passed, commit, **extra):
@@ -84,7 +98,7 @@ def write_results_fixture(root: Path, commit: str | None, stale_commit: str = "0
         root / "audit.jsonl",
         [{"name": FIXTURE_CHECKS[0], "pass_rate": 0.99, "seeds": 100, "profile": "quick"}],
     )
-    append_records(root / "bench.jsonl", [RATIO_RECORD, dict(RATIO_RECORD, R=1.5, timestamp=1.0)])
+    append_records(root / "bench.jsonl", [RATIO_RECORD, dict(RATIO_RECORD, R=1.5, timestamp=1.0), MISSED_RECORD])
     (root / "run.json").write_text(
         json.dumps({"started": "2026-01-01T00:00:00+00:00", "commit": commit, "profile": "quick"})
     )

@@ -18,6 +18,7 @@ from sparse_bench.bench import BENCH_FILE, GridPoint, format_table, run_ratio_ta
 from sparse_bench.bench.floor import grouped_floor_fn, routed_flops, weight_traffic_bytes
 from sparse_bench.bench.gshard import GShardEinsumMoE
 from sparse_bench.bench.peers import build_case, check_agrees, forward_backward_fn
+from sparse_bench.bench.speed_targets import format_target_summary, record_targets, target_limit, target_summary
 from sparse_bench.bench.timing import peak_bytes
 from sparse_bench.dispatch import (
     AUTO_PADDED_MAX_WASTE,
@@ -71,6 +72,48 @@ def test_records_are_written_as_json_lines(records):
     assert [w["name"] for w in written] == [r["name"] for r in recs]
     assert all("torch" in w["versions"] for w in written)
     assert len(format_table(recs).splitlines()) == len(recs)
+
+
+def test_each_speed_target_needs_the_R_at_which_it_is_met(records):
+    """needed_R restates each target as a bound on our R: met exactly when R <= needed_R (the peers' targets are
+    recorded as speedups, so this ties the two forms together); a miss, and only a miss, has a limit."""
+    _, recs = records
+    for r in recs:
+        targets = r["targets"]
+        assert set(targets["needed_R"]) == {"R", "hf", "gshard"} & {k[:-3] for k in targets if k.endswith("_ok")}
+        for name, needed in targets["needed_R"].items():
+            assert (r["R"] <= needed * (1 + 1e-12)) == targets[f"{name}_ok"] or math.isclose(r["R"], needed)
+            assert (name in targets["limit"]) == (not targets[f"{name}_ok"])
+
+
+@pytest.mark.parametrize("needed, shape, limit", [
+    (0.9, 1.3, "floor"), (0.999, 0.9, "floor"),  # faster than the FLOP floor, whatever the grouped floor
+    (1.2, 1.3, "grouped floor"), (1.0, 1.01, "grouped floor"),
+    (1.2, 1.1, "overhead"), (1.3, 1.3, "overhead"),  # the grouped floor itself would meet it
+])
+def test_target_limit(needed, shape, limit):
+    assert target_limit(needed, shape) == limit
+
+
+def test_target_summary_counts_misses_by_limit():
+    def record(direction, R, shape, hf_R=None):
+        peers = {"hf_mixtral": {"ratio_to_floor": hf_R, "speedup_of_ours": hf_R / R}} if hf_R else {}
+        rec = {"direction": direction, "R": R, "shape": shape, "peers": peers}
+        rec["targets"] = record_targets(rec, direction)
+        return rec
+
+    recs = [record("forward", 1.1, 1.0, hf_R=1.2),  # R met; HF not slow: never slower, met
+            record("forward", 1.4, 1.25, hf_R=1.8),  # R needs 1.15, HF (slow: 1.5x) 1.2: both below shape
+            record("forward", 1.3, 1.1, hf_R=1.2),  # R needs 1.15, HF (not slow: 1x) 1.2: both above shape
+            record("forward_backward", 1.2, 0.9),   # R <= 1.3 met; no peers
+            {"direction": "forward", "R": 2.0, "shape": 1.0, "targets": {"R_ok": False}}]  # no needed_R: skipped
+    rows = {(row["direction"], row["target"]): row for row in target_summary(recs)}
+    assert rows[("forward", "R")] == {"direction": "forward", "target": "R", "label": "R <= 1.15", "met": 1,
+                                      "measured": 3, "overhead": 1, "grouped floor": 1, "floor": 0}
+    hf = rows[("forward", "hf")]
+    assert (hf["met"], hf["measured"], hf["overhead"], hf["grouped floor"]) == (1, 3, 1, 1)
+    assert rows[("forward_backward", "R")]["met"] == 1 and ("forward_backward", "hf") not in rows
+    assert len(format_target_summary(recs).splitlines()) == 3
 
 
 def test_no_results_dir_writes_nothing(tmp_path, monkeypatch):

@@ -28,16 +28,11 @@ from .floor import (
 )
 from .grid import PROFILES, GridPoint, grid_for
 from .peers import ALL_PEERS, FORWARD_ONLY_PEERS, Case, build_case, forward_backward_fn, forward_fn
+from .speed_targets import format_target_summary, record_targets
 from .timing import peak_bytes, time_call, time_interleaved
 
 BENCH_FILE = "bench.jsonl"
 DIRECTIONS = ("forward", "forward_backward")
-# The issue's targets (CPU, fp32, 2 threads), recorded next to each measurement.
-TARGET_R = {"forward": 1.15, "forward_backward": 1.3}
-TARGET_GSHARD_SPEEDUP = 2.0
-TARGET_HF_SPEEDUP_WHERE_SLOW = 1.5  # wherever HF's own R >= HF_SLOW_R
-HF_SLOW_R = 1.7
-TARGET_MEMORY_RATIO = 1.5
 MIN_RUN_TIME = {"quick": 0.05, "full": 0.2}  # seconds of timed calls per measurement
 QUICK_PEERS = ("hf_mixtral", "gshard_einsum")
 FULL_PEERS = ALL_PEERS
@@ -115,7 +110,7 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
     }
     if memory:
         record["memory"] = _memory(case, fn_for, backward, compare_hf=memory == "all")
-    record["targets"] = _targets(record, direction)
+    record["targets"] = record_targets(record, direction)
     return record
 
 
@@ -138,21 +133,6 @@ def _memory(case: Case, fn_for, backward: bool, compare_hf: bool) -> dict:
     return out
 
 
-def _targets(record: dict, direction: str) -> dict:
-    peers = record["peers"]
-    out = {"R_max": TARGET_R[direction], "R_ok": record["R"] <= TARGET_R[direction]}
-    hf = peers.get("hf_mixtral", {})
-    if "speedup_of_ours" in hf:
-        need = TARGET_HF_SPEEDUP_WHERE_SLOW if hf["ratio_to_floor"] >= HF_SLOW_R else 1.0
-        out.update({"hf_speedup_needed": need, "hf_ok": hf["speedup_of_ours"] >= need})
-    gshard = peers.get("gshard_einsum", {})
-    if "speedup_of_ours" in gshard:
-        out["gshard_ok"] = gshard["speedup_of_ours"] >= TARGET_GSHARD_SPEEDUP
-    if "memory" in record:
-        out["memory_ok"] = record["memory"]["ratio"] <= TARGET_MEMORY_RATIO
-    return out
-
-
 def run_ratio_table(
     profile: str = "quick",
     results_dir: str | Path | None = "results",
@@ -171,7 +151,8 @@ def run_ratio_table(
     """Measure the ratio table for ``profile`` ("quick" or "full"); append records to results_dir/bench.jsonl.
 
     points, peers, min_run_time default by profile; memory: "ours" (peak of our layer), "all" (and HF's block),
-    None (skip), "default" ("ours" for quick, "all" for full). results_dir=None writes nothing. Returns the records.
+    None (skip), "default" ("ours" for quick, "all" for full). results_dir=None writes nothing. echo gets each
+    row as it is measured, then ``speed_targets.format_target_summary``. Returns the records.
     """
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
@@ -199,6 +180,10 @@ def run_ratio_table(
             if results_dir is not None:  # per point, so an interrupted sweep keeps what it measured
                 write_records(point_records, results_dir)
             records.extend(point_records)
+    if echo is not None and records:
+        echo("speed targets, each miss by what meeting it would take (overhead: less routing, gather and combine "
+             "time; grouped floor: faster expert GEMMs; floor: beating the FLOP floor)")
+        echo(format_target_summary(records))
     return records
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from .cells import fmt
 from .figures import check_figures
 from .inputs import DISTRIBUTED_FILE, FILL_COMMANDS, ReportInputs, current_commit, load_inputs
-from .speed import component_table, ratio_figure, ratio_table
+from .speed import component_table, ratio_figure, ratio_table, target_table
 
 STATUS_ORDER = {"fail": 0, "missing": 1, "stale": 2, "pass": 3}
 
@@ -203,6 +203,7 @@ def render(inputs: ReportInputs, expected: dict) -> str:
     speed_columns, speed_rows = ratio_table(inputs.bench)
     figure = ratio_figure(inputs.bench)
     component_columns, component_rows = component_table(inputs.bench)
+    target_columns, target_rows = target_table(inputs.bench)
     dist_columns, dist_rows = generic_table(inputs.distributed)
     env = Environment(
         loader=PackageLoader("sparse_bench.report", "templates"), autoescape=select_autoescape(["html", "j2"])
@@ -219,6 +220,8 @@ def render(inputs: ReportInputs, expected: dict) -> str:
             "rows": speed_rows,
             "columns": speed_columns,
             "figures": [figure] if figure else [],
+            "target_columns": target_columns,
+            "target_rows": target_rows,
             "component_columns": component_columns,
             "component_rows": component_rows,
             "note": "Ratios measured side by side in one process (median of repeated timings); absolute times vary run to run.",

@@ -3,12 +3,13 @@
 A ratio-table record (``kind == "moe_ratio_table"``, written by ``sparse_bench.bench``) holds the layer's time
 relative to the GEMM floor (R = shape x overhead), each peer's ratio to the same floor and our speedup over it,
 the weight-traffic floor (which bound applies, and R against the larger floor), the peak-memory ratio and which
-targets of the speed issue it meets, and the host allocator it ran under (``bench.allocator``). Only the newest
-record per name is shown.
+targets of the speed issue it meets (a miss with what stands in its way: ``bench.speed_targets.target_limit``),
+and the host allocator it ran under (``bench.allocator``). Only the newest record per name is shown.
 """
 
 from __future__ import annotations
 
+from ..bench.speed_targets import LIMITS, target_summary
 from .cells import fmt
 from .figures import EmbeddedFigure, _pyplot, to_data_uri
 
@@ -63,9 +64,7 @@ def ratio_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Columns and formatted rows of the ratio table."""
     rows = []
     for r in latest_ratio_records(records):
-        targets = r.get("targets", {})
-        checks = {k: v for k, v in targets.items() if k.endswith("_ok")}
-        met = ", ".join(f"{k[:-3]} {'yes' if v else 'NO'}" for k, v in checks.items())
+        met = _targets_met(r.get("targets", {}))
         rows.append(
             [
                 _label(r),
@@ -87,6 +86,27 @@ def ratio_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
             ]
         )
     return list(COLUMNS), rows
+
+
+def _targets_met(targets: dict) -> str:
+    """"R NO (grouped floor), hf yes, ...": each target met or not, a miss with its limit when recorded."""
+    limits = targets.get("limit", {})
+    cells = []
+    for key, ok in targets.items():
+        if key.endswith("_ok"):
+            name = key[:-3]
+            cells.append(f"{name} yes" if ok else f"{name} NO" + (f" ({limits[name]})" if name in limits else ""))
+    return ", ".join(cells)
+
+
+TARGET_COLUMNS = ("direction", "target", "met", *(f"missed: {limit}" for limit in LIMITS))
+
+
+def target_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Columns and rows of ``bench.speed_targets.target_summary`` over the newest ratio-table records."""
+    rows = [[row["direction"], row["label"], f"{row['met']}/{row['measured']}", *(str(row[limit]) for limit in LIMITS)]
+            for row in target_summary(latest_ratio_records(records))]
+    return list(TARGET_COLUMNS), rows
 
 
 COMPONENT_COLUMNS = ("component ratio", "measured", "target", "met")

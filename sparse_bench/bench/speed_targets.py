@@ -1,0 +1,86 @@
+"""The speed issue's targets for the MoE ratio table (CPU, fp32, 2 threads), and how a record stands against them.
+
+``record_targets`` is stored in every ratio-table record (its "targets"); ``target_summary`` counts, per direction
+and speed target, the records that meet it and sorts the misses by what stands in their way (``target_limit``):
+a miss that needs R below the grouped floor cannot be met by cutting routing overhead. Plain functions of the
+records' numbers, so the report summarises any records that carry them.
+"""
+
+from __future__ import annotations
+
+TARGET_R = {"forward": 1.15, "forward_backward": 1.3}
+TARGET_GSHARD_SPEEDUP = 2.0
+TARGET_HF_SPEEDUP_WHERE_SLOW = 1.5  # wherever HF's own R >= HF_SLOW_R
+HF_SLOW_R = 1.7
+TARGET_MEMORY_RATIO = 1.5
+
+
+def record_targets(record: dict, direction: str) -> dict:
+    """Which of the speed issue's targets the record meets, the R each speed target needs (``needed_R``: "R",
+    "hf", "gshard") and, for each one missed, what stands in its way (``limit``, see ``target_limit``)."""
+    peers = record["peers"]
+    out = {"R_max": TARGET_R[direction], "R_ok": record["R"] <= TARGET_R[direction]}
+    needed = {"R": TARGET_R[direction]}
+    hf = peers.get("hf_mixtral", {})
+    if "speedup_of_ours" in hf:
+        need = TARGET_HF_SPEEDUP_WHERE_SLOW if hf["ratio_to_floor"] >= HF_SLOW_R else 1.0
+        out.update({"hf_speedup_needed": need, "hf_ok": hf["speedup_of_ours"] >= need})
+        needed["hf"] = hf["ratio_to_floor"] / need  # speedup >= need  <=>  R <= peer R / need
+    gshard = peers.get("gshard_einsum", {})
+    if "speedup_of_ours" in gshard:
+        out["gshard_ok"] = gshard["speedup_of_ours"] >= TARGET_GSHARD_SPEEDUP
+        needed["gshard"] = gshard["ratio_to_floor"] / TARGET_GSHARD_SPEEDUP
+    if "memory" in record:
+        out["memory_ok"] = record["memory"]["ratio"] <= TARGET_MEMORY_RATIO
+    out["needed_R"] = needed
+    out["limit"] = {name: target_limit(r, record["shape"]) for name, r in needed.items() if not out[f"{name}_ok"]}
+    return out
+
+
+# What a missed speed target needs, against the two floors measured in the same run.
+LIMITS = ("overhead", "grouped floor", "floor")
+TARGET_LABELS = {"R": "R <= {R_max}", "hf": "vs HF block (1.5x where HF R >= 1.7, else 1x)", "gshard": "2x GShard"}
+
+
+def target_limit(needed_R: float, shape: float) -> str:
+    """Why a speed target that needs ``R <= needed_R`` is missed, given the record's shape (grouped floor / floor):
+
+    - "floor": needed_R < 1, faster than the routed FLOPs at the well-shaped GEMM rate;
+    - "grouped floor": needed_R < shape, faster than the expert GEMMs alone at the realised per-expert row
+      counts (no routing, gather or combine), so only faster expert products (other kernels, or batched
+      products over padded slabs) can meet it, not less overhead;
+    - "overhead": shape <= needed_R, reachable by cutting routing, gather and combine time.
+    """
+    if needed_R < 1.0:
+        return "floor"
+    return "grouped floor" if needed_R < shape else "overhead"
+
+
+def target_summary(records: list[dict]) -> list[dict]:
+    """Per (direction, speed target): how many records meet it and, of those that miss it, how many per limit.
+
+    Returns rows {"direction", "target" (a name in TARGET_LABELS), "label", "met", "measured", and one count per
+    name in LIMITS}, in first-seen order.
+    """
+    rows: dict[tuple[str, str], dict] = {}
+    for record in records:
+        targets = record.get("targets", {})
+        for name in targets.get("needed_R", {}):
+            row = rows.setdefault((record["direction"], name), {
+                "direction": record["direction"], "target": name, "met": 0, "measured": 0,
+                "label": TARGET_LABELS[name].format(R_max=targets.get("R_max")),
+                **{limit: 0 for limit in LIMITS}})
+            row["measured"] += 1
+            if targets[f"{name}_ok"]:
+                row["met"] += 1
+            else:
+                row[targets["limit"][name]] += 1
+    return list(rows.values())
+
+
+def format_target_summary(records: list[dict]) -> str:
+    """``target_summary`` as lines: "forward  R <= 1.15  met 1/24; missed: overhead 9, grouped floor 14, floor 0"."""
+    return "\n".join(
+        f"{row['direction']:16s} {row['label']:46s} met {row['met']}/{row['measured']}; missed: "
+        + ", ".join(f"{limit} {row[limit]}" for limit in LIMITS)
+        for row in target_summary(records))
