@@ -50,12 +50,16 @@ MISSED_RECORD = {  # a forward+backward record that misses R below its grouped f
     "point": {"label": "E8 k2 T512"},
     "chosen_strategy": "sorted",
     "R": 1.6,
+    "R_interval": {"low": 1.5, "high": 1.7, "confidence": 0.984375, "rounds": 7},
     "shape": 1.4,
     "overhead": 1.6 / 1.4,
     "timestamp": 2.0,
-    "peers": {"hf_mixtral": {"ratio_to_floor": 2.0, "speedup_of_ours": 1.25}},
+    "peers": {"hf_mixtral": {
+        "ratio_to_floor": 2.0, "speedup_of_ours": 1.25,
+        "speedup_interval": {"low": 1.1, "high": 1.6, "confidence": 0.984375, "rounds": 7}}},
     "targets": {"R_max": 1.3, "R_ok": False, "hf_speedup_needed": 1.5, "hf_ok": False,
-                "needed_R": {"R": 1.3, "hf": 2.0 / 1.5}, "limit": {"R": "grouped floor", "hf": "grouped floor"}},
+                "needed_R": {"R": 1.3, "hf": 2.0 / 1.5}, "limit": {"R": "grouped floor", "hf": "grouped floor"},
+                "within_noise": ["hf"]},
 }
 
 

@@ -28,6 +28,11 @@ def test_every_ratio_is_its_two_timings(records):
         assert r["kind"] == "component_ratio" and isinstance(r["target_ok"], bool)
         if "numerator_s" in r:
             assert math.isclose(r["ratio"], r["numerator_s"] / r["denominator_s"], rel_tol=1e-12)
+            bound = float(r["target"].removeprefix("<= "))
+            interval = r["interval"]  # 7 interleaved rounds: (min, max) of the per-round ratios
+            assert interval["rounds"] == 7 and interval["low"] <= interval["high"]
+            assert r["target_ok"] == (r["ratio"] <= bound)
+            assert r["within_noise"] == (interval["low"] <= bound <= interval["high"])
     lsh = next(r for r in records if r["name"].endswith("lsh_predict_2e16_over_2e8"))
     assert lsh["nonempty_buckets"][0] < 2**9 < 2**15 < lsh["nonempty_buckets"][-1]  # the sweep spans 2^8 .. 2^16
     assert len(format_components(records).splitlines()) == len(NAMES)
@@ -38,3 +43,5 @@ def test_report_component_table_keeps_the_newest(records):
     columns, rows = component_table(older + records)
     assert columns[0] == "component ratio" and len(rows) == len(NAMES)
     assert all(row[1] != "-1" for row in rows)
+    interval = records[0]["interval"]
+    assert rows[0][1].endswith(f"[{interval['low']:.3g}, {interval['high']:.3g}]")

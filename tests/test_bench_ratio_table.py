@@ -63,7 +63,23 @@ def test_one_record_per_direction_with_consistent_ratios(records):
                             rel_tol=1e-12)
         assert r["bound"] == ("weight traffic" if traffic["t_s"] > r["t_floor_s"] else "compute")
         assert r["memory"]["peak_bytes"] > 0 and r["memory"]["budget_bytes"] > 0
-        assert set(r["targets"]) >= {"R_max", "R_ok", "gshard_ok", "memory_ok"}
+        assert set(r["targets"]) >= {"R_max", "R_ok", "gshard_ok", "memory_ok", "within_noise"}
+
+
+def test_R_and_speedups_carry_intervals_from_the_paired_rounds(records):
+    """R's interval is the order-statistic interval of the per-round ratio ours / floor block, scaled to A
+    rows; each timed peer's speedup gets one from peer / ours in the same rounds."""
+    _, recs = records
+    for r in recs:
+        rounds = len(r["ours"]["samples_s"])
+        assert rounds == 7 and len(r["floor_block"]["samples_s"]) == rounds
+        per_round = sorted(o / f * 1024 / r["num_assignments"]
+                           for o, f in zip(r["ours"]["samples_s"], r["floor_block"]["samples_s"]))
+        assert (r["R_interval"]["low"], r["R_interval"]["high"]) == (per_round[0], per_round[-1])
+        for peer in r["peers"].values():
+            if "median_s" in peer:
+                interval = peer["speedup_interval"]
+                assert interval["low"] <= interval["high"] and interval["rounds"] == rounds
 
 
 def test_records_are_written_as_json_lines(records):
@@ -109,11 +125,35 @@ def test_target_summary_counts_misses_by_limit():
             {"direction": "forward", "R": 2.0, "shape": 1.0, "targets": {"R_ok": False}}]  # no needed_R: skipped
     rows = {(row["direction"], row["target"]): row for row in target_summary(recs)}
     assert rows[("forward", "R")] == {"direction": "forward", "target": "R", "label": "R <= 1.15", "met": 1,
-                                      "measured": 3, "overhead": 1, "grouped floor": 1, "floor": 0}
+                                      "measured": 3, "overhead": 1, "grouped floor": 1, "floor": 0,
+                                      "within_noise": 0}
     hf = rows[("forward", "hf")]
     assert (hf["met"], hf["measured"], hf["overhead"], hf["grouped floor"]) == (1, 3, 1, 1)
     assert rows[("forward_backward", "R")]["met"] == 1 and ("forward_backward", "hf") not in rows
     assert len(format_target_summary(recs).splitlines()) == 3
+
+
+def test_verdicts_whose_interval_holds_the_bound_are_within_noise():
+    """A verdict is within noise when its 95% interval holds the target's bound, met or missed alike; an
+    interval wholly on one side, or none recorded (older records), leaves the verdict as it is."""
+    def record(R_interval, hf_interval=None):
+        hf = {"ratio_to_floor": 1.2, "speedup_of_ours": 1.02, "speedup_interval": hf_interval}
+        peers = {"hf_mixtral": hf}
+        rec = {"direction": "forward", "R": 1.14, "shape": 1.0, "peers": peers, "R_interval": R_interval}
+        rec["targets"] = record_targets(rec, "forward")
+        return rec
+
+    straddles = record({"low": 1.10, "high": 1.20}, {"low": 0.97, "high": 1.08})  # R, HF met: both unclear
+    clear = record({"low": 1.12, "high": 1.149}, {"low": 1.01, "high": 1.04})
+    assert straddles["targets"]["within_noise"] == ["R", "hf"] and straddles["targets"]["R_ok"]
+    assert clear["targets"]["within_noise"] == [] and record(None)["targets"]["within_noise"] == []
+    missed = record({"low": 1.151, "high": 1.3})
+    missed["R"] = 1.2
+    missed["targets"] = record_targets(missed, "forward")
+    assert not missed["targets"]["R_ok"] and missed["targets"]["within_noise"] == []
+    rows = {row["target"]: row for row in target_summary([straddles, clear, missed])}
+    assert (rows["R"]["within_noise"], rows["hf"]["within_noise"]) == (1, 1)
+    assert format_target_summary([straddles]).splitlines()[0].endswith("within noise 1")
 
 
 def test_no_results_dir_writes_nothing(tmp_path, monkeypatch):

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -32,7 +30,8 @@ from ..dsm import LSHModel, RandomFeaturesDense
 from ..routing import HashRouter, LSHRouter, TopKRouter
 from ..threads import pinned_threads
 from .allocator import add_allocator_argument, use_allocator
-from .timing import time_interleaved
+from .speed_targets import holds
+from .timing import Timing, paired_ratio_interval, time_interleaved
 
 SEED = 20221128
 FLAT_MAX = 1.3
@@ -47,14 +46,15 @@ def _tokens(n: int, d: int, seed: int = SEED) -> torch.Tensor:
     return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
 
 
-def _medians(fns: dict[str, Callable[[], object]], num_threads: int, min_run_time: float) -> dict[str, float]:
-    """Median seconds per call of each callable, timed in alternation (``timing.time_interleaved``)."""
-    return {name: t.median for name, t in time_interleaved(fns, num_threads, min_run_time).items()}
-
-
-def _ratio(name: str, numerator: float, denominator: float, target: str, ok: bool, **details) -> dict:
-    return {"kind": "component_ratio", "name": f"component/{name}", "ratio": numerator / denominator,
-            "numerator_s": numerator, "denominator_s": denominator, "target": target, "target_ok": ok, **details}
+def _ratio(name: str, numerator: Timing, denominator: Timing, bound: float, **details) -> dict:
+    """The record of a "numerator / denominator <= bound" target, both timed in one ``time_interleaved`` run:
+    ratio of medians, its 95% interval from the per-round ratios, met or not, and whether the interval holds
+    the bound (the verdict is then within noise)."""
+    ratio = numerator.median / denominator.median
+    interval = paired_ratio_interval(numerator, denominator)
+    return {"kind": "component_ratio", "name": f"component/{name}", "ratio": ratio, "interval": interval,
+            "numerator_s": numerator.median, "denominator_s": denominator.median, "target": f"<= {bound:g}",
+            "target_ok": ratio <= bound, "within_noise": holds(interval, bound), **details}
 
 
 def router_ratios(num_threads: int, min_run_time: float) -> list[dict]:
@@ -69,15 +69,12 @@ def router_ratios(num_threads: int, min_run_time: float) -> list[dict]:
     with torch.no_grad():
         for router in (topk, lsh):
             router(x).validate()
-        t = _medians({"topk": lambda: topk(x), "lsh": lambda: lsh(x), "hash 256": lambda: hashed(x256, token_ids=ids),
-                      "hash 1024": lambda: hashed(x, token_ids=ids)}, num_threads, min_run_time)
-    t_topk, t_lsh, t_hash = t["topk"], t["lsh"], {256: t["hash 256"], 1024: t["hash 1024"]}
-    lsh_ratio = t_lsh / t_topk
-    hash_ratio = t_hash[1024] / t_hash[256]
+        t = time_interleaved({"topk": lambda: topk(x), "lsh": lambda: lsh(x),
+                              "hash 256": lambda: hashed(x256, token_ids=ids),
+                              "hash 1024": lambda: hashed(x, token_ids=ids)}, num_threads, min_run_time)
     return [
-        _ratio("lsh_over_topk", t_lsh, t_topk, "<= 0.5", lsh_ratio <= 0.5, E=E, d_model=d, T=T),
-        _ratio("hash_d1024_over_d256", t_hash[1024], t_hash[256], f"<= {FLAT_MAX}", hash_ratio <= FLAT_MAX,
-               E=E, T=T),
+        _ratio("lsh_over_topk", t["lsh"], t["topk"], 0.5, E=E, d_model=d, T=T),
+        _ratio("hash_d1024_over_d256", t["hash 1024"], t["hash 256"], FLAT_MAX, E=E, T=T),
     ]
 
 
@@ -96,14 +93,15 @@ def dsm_ratios(num_threads: int, min_run_time: float) -> list[dict]:
         buckets[bits] = models[f"lsh {bits}"].num_nonempty_buckets
     for width in DENSE_WIDTHS:  # any readout: speed does not depend on it
         models[f"dense {width}"] = RandomFeaturesDense(DSM_D, width, seed=SEED).fit(x_train[:1024], y_train[:1024])
-    t = _medians({name: (lambda m=m: m.predict(query)) for name, m in models.items()}, num_threads, min_run_time)
-    t_lsh = {bits: t[f"lsh {bits}"] for bits in LSH_WIDTHS}
-    t_dense = {width: t[f"dense {width}"] for width in DENSE_WIDTHS}
+    t = time_interleaved({name: (lambda m=m: m.predict(query)) for name, m in models.items()}, num_threads,
+                         min_run_time)
+    t_lsh = {bits: t[f"lsh {bits}"].median for bits in LSH_WIDTHS}
+    t_dense = {width: t[f"dense {width}"].median for width in DENSE_WIDTHS}
     spread = max(t_lsh.values()) / min(t_lsh.values())
     slope = float(np.polyfit(np.log(list(t_dense)), np.log(list(t_dense.values())), 1)[0])  # least squares
     low, high = LINEAR_SLOPE
     return [
-        _ratio("lsh_predict_2e16_over_2e8", t_lsh[16], t_lsh[8], f"<= {FLAT_MAX}", t_lsh[16] / t_lsh[8] <= FLAT_MAX,
+        _ratio("lsh_predict_2e16_over_2e8", t["lsh 16"], t["lsh 8"], FLAT_MAX,
                slowest_over_fastest=spread, nonempty_buckets=list(buckets.values()), times_s=list(t_lsh.values())),
         {"kind": "component_ratio", "name": "component/dense_width_slope", "ratio": slope,
          "target": f"in [{low}, {high}]", "target_ok": low <= slope <= high,
@@ -125,13 +123,12 @@ def conv_pool_ratios(num_threads: int, min_run_time: float) -> list[dict]:
         fns[f"{kind} native"] = lambda native=native: native(x, 2)
         fns[f"{kind} plan"] = lambda make_plan=make_plan: pool_from_plan(x, make_plan(x, 2))
     with torch.no_grad():
-        t = _medians(fns, num_threads, min_run_time)
-    out = [_ratio("conv_im2col_over_native", t["conv im2col"], t["conv native"], "<= 2",
-                  t["conv im2col"] / t["conv native"] <= 2.0, shape=[8, 64, 32, 32], kernel=3)]
+        t = time_interleaved(fns, num_threads, min_run_time)
+    out = [_ratio("conv_im2col_over_native", t["conv im2col"], t["conv native"], 2.0, shape=[8, 64, 32, 32],
+                  kernel=3)]
     for kind, _, _ in pools:
-        ratio = t[f"{kind} plan"] / t[f"{kind} native"]
-        out.append(_ratio(f"{kind}pool_plan_over_native", t[f"{kind} plan"], t[f"{kind} native"], "<= 3",
-                          ratio <= 3.0, shape=[8, 64, 32, 32], kernel=2))
+        out.append(_ratio(f"{kind}pool_plan_over_native", t[f"{kind} plan"], t[f"{kind} native"], 3.0,
+                          shape=[8, 64, 32, 32], kernel=2))
     return out
 
 
@@ -146,8 +143,15 @@ def run_components(num_threads: int = 2, min_run_time: float = 0.3) -> list[dict
 
 
 def format_components(records: list[dict]) -> str:
-    return "\n".join(f"{r['name']:<42s} {r['ratio']:7.3f}  target {r['target']:<14s} "
-                     f"{'met' if r['target_ok'] else 'NOT met'}" for r in records)
+    """One line per ratio: measured, 95% interval where recorded, target, verdict (and "within noise")."""
+    def line(r: dict) -> str:
+        interval = r.get("interval")
+        spread = f"[{interval['low']:.3f}, {interval['high']:.3f}]" if interval else ""
+        noise = " (within noise)" if r.get("within_noise") else ""
+        return (f"{r['name']:<42s} {r['ratio']:7.3f} {spread:<16s} target {r['target']:<14s} "
+                f"{'met' if r['target_ok'] else 'NOT met'}{noise}")
+
+    return "\n".join(line(r) for r in records)
 
 
 def record_components(results_dir, num_threads: int = 2, min_run_time: float = 0.3) -> list[dict]:

@@ -6,6 +6,8 @@ the floor (expert GEMMs on well-shaped blocks, scaled to A rows), the grouped fl
 realised per-expert counts), our layer, and each peer; it measures peak memory of our layer and HF's block.
 ``R = t_layer / t_floor`` splits as ``shape = t_grouped / t_floor`` times ``overhead = t_layer / t_grouped``;
 ``R_roofline = t_layer / max(t_floor, t_weights)`` also counts the weight-traffic floor (``floor.py``).
+R and each speedup over a peer also get a 95% confidence interval from the per-round ratios
+(``timing.paired_ratio_interval``), which the speed targets' verdicts read (``speed_targets``).
 Records go to ``<results_dir>/bench.jsonl`` through the atomic JSON-lines writer.
 """
 
@@ -29,7 +31,7 @@ from .floor import (
 from .grid import PROFILES, GridPoint, grid_for
 from .peers import ALL_PEERS, FORWARD_ONLY_PEERS, Case, build_case, forward_backward_fn, forward_fn
 from .speed_targets import format_target_summary, record_targets
-from .timing import peak_bytes, time_call, time_interleaved
+from .timing import paired_ratio_interval, peak_bytes, time_call, time_interleaved
 
 BENCH_FILE = "bench.jsonl"
 DIRECTIONS = ("forward", "forward_backward")
@@ -69,7 +71,8 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
            "ours": fn_for(layer), "router": forward_fn(layer.router, case.x)}
     timed = [name for name in case.modules if not (backward and name in FORWARD_ONLY_PEERS)]
     fns.update({f"peer {name}": fn_for(case.modules[name]) for name in timed})
-    timings = {name: t.to_dict() for name, t in time_interleaved(fns, num_threads, min_run_time).items()}
+    measured = time_interleaved(fns, num_threads, min_run_time)
+    timings = {name: t.to_dict() for name, t in measured.items()}
     block, grouped, ours, router = (timings[name] for name in ("floor", "grouped", "ours", "router"))
     t_floor = block["median_s"] * A / FLOOR_BLOCK_ROWS
     peers = {name: {"skipped": reason} for name, reason in case.skipped.items()}
@@ -78,6 +81,7 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
         timing = timings[f"peer {name}"]
         timing["ratio_to_floor"] = timing["median_s"] / t_floor
         timing["speedup_of_ours"] = timing["median_s"] / ours["median_s"]
+        timing["speedup_interval"] = paired_ratio_interval(measured[f"peer {name}"], measured["ours"])
         peers[name] = timing
     R = ours["median_s"] / t_floor
     record = {
@@ -99,6 +103,8 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
         "grouped": grouped,
         "ours": ours,
         "R": R,
+        # per-round R (the floor block is timed in the same rounds): the interval the targets' verdicts read
+        "R_interval": paired_ratio_interval(measured["ours"], measured["floor"], scale=FLOOR_BLOCK_ROWS / A),
         "shape": grouped["median_s"] / t_floor,
         "overhead": ours["median_s"] / grouped["median_s"],
         "weight_traffic": {"bytes": traffic, "bandwidth_gb_s": bandwidth * 1e-9, "t_s": t_weights},
@@ -197,11 +203,14 @@ def write_records(records: list[dict], results_dir: str | Path) -> Path:
 
 
 def format_row(record: dict) -> str:
-    """One table line: shape, direction, R = shape x overhead, chosen strategy, peers' ratios, memory."""
+    """One table line: shape, direction, R = shape x overhead (with R's 95% interval), chosen strategy, peers'
+    ratios, memory."""
     p = record["point"]
     arrow = "fwd" if record["direction"] == "forward" else "fwd+bwd"
     head = f"E={p['num_experts']:<3d} k={p['k']} T={p['num_tokens']:<5d} h={p['d_hidden']:<5d} {arrow:7s}"
-    body = (f"R={record['R']:5.2f} shape={record['shape']:5.2f} ovh={record['overhead']:5.2f} "
+    interval = record.get("R_interval")
+    spread = f"[{interval['low']:.2f},{interval['high']:.2f}]" if interval else ""
+    body = (f"R={record['R']:5.2f}{spread} shape={record['shape']:5.2f} ovh={record['overhead']:5.2f} "
             f"Rroof={record['R_roofline']:5.2f} "
             f"router={record['router_share']:4.0%} [{record['chosen_strategy']}]")
     peers = []

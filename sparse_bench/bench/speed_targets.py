@@ -2,8 +2,10 @@
 
 ``record_targets`` is stored in every ratio-table record (its "targets"); ``target_summary`` counts, per direction
 and speed target, the records that meet it and sorts the misses by what stands in their way (``target_limit``):
-a miss that needs R below the grouped floor cannot be met by cutting routing overhead. Plain functions of the
-records' numbers, so the report summarises any records that carry them.
+a miss that needs R below the grouped floor cannot be met by cutting routing overhead. A verdict whose 95%
+interval (the record's ``R_interval``, a peer's ``speedup_interval``) holds the target's bound is counted as
+"within noise": this run's rounds cannot tell met from missed there. Plain functions of the records' numbers,
+so the report summarises any records that carry them.
 """
 
 from __future__ import annotations
@@ -21,20 +23,30 @@ def record_targets(record: dict, direction: str) -> dict:
     peers = record["peers"]
     out = {"R_max": TARGET_R[direction], "R_ok": record["R"] <= TARGET_R[direction]}
     needed = {"R": TARGET_R[direction]}
+    noisy = ["R"] if holds(record.get("R_interval"), TARGET_R[direction]) else []
     hf = peers.get("hf_mixtral", {})
     if "speedup_of_ours" in hf:
         need = TARGET_HF_SPEEDUP_WHERE_SLOW if hf["ratio_to_floor"] >= HF_SLOW_R else 1.0
         out.update({"hf_speedup_needed": need, "hf_ok": hf["speedup_of_ours"] >= need})
         needed["hf"] = hf["ratio_to_floor"] / need  # speedup >= need  <=>  R <= peer R / need
+        noisy += ["hf"] if holds(hf.get("speedup_interval"), need) else []
     gshard = peers.get("gshard_einsum", {})
     if "speedup_of_ours" in gshard:
         out["gshard_ok"] = gshard["speedup_of_ours"] >= TARGET_GSHARD_SPEEDUP
         needed["gshard"] = gshard["ratio_to_floor"] / TARGET_GSHARD_SPEEDUP
+        noisy += ["gshard"] if holds(gshard.get("speedup_interval"), TARGET_GSHARD_SPEEDUP) else []
     if "memory" in record:
         out["memory_ok"] = record["memory"]["ratio"] <= TARGET_MEMORY_RATIO
     out["needed_R"] = needed
     out["limit"] = {name: target_limit(r, record["shape"]) for name, r in needed.items() if not out[f"{name}_ok"]}
+    out["within_noise"] = noisy
     return out
+
+
+def holds(interval: dict | None, bound: float) -> bool:
+    """Whether a confidence interval {"low", "high"} (None: not measured) holds ``bound``: the verdict against
+    that bound is then within the run's noise."""
+    return interval is not None and interval["low"] <= bound <= interval["high"]
 
 
 # What a missed speed target needs, against the two floors measured in the same run.
@@ -59,8 +71,9 @@ def target_limit(needed_R: float, shape: float) -> str:
 def target_summary(records: list[dict]) -> list[dict]:
     """Per (direction, speed target): how many records meet it and, of those that miss it, how many per limit.
 
-    Returns rows {"direction", "target" (a name in TARGET_LABELS), "label", "met", "measured", and one count per
-    name in LIMITS}, in first-seen order.
+    Returns rows {"direction", "target" (a name in TARGET_LABELS), "label", "met", "measured", one count per
+    name in LIMITS, "within_noise" (verdicts, met or missed, whose interval holds the bound)}, in first-seen
+    order.
     """
     rows: dict[tuple[str, str], dict] = {}
     for record in records:
@@ -69,8 +82,9 @@ def target_summary(records: list[dict]) -> list[dict]:
             row = rows.setdefault((record["direction"], name), {
                 "direction": record["direction"], "target": name, "met": 0, "measured": 0,
                 "label": TARGET_LABELS[name].format(R_max=targets.get("R_max")),
-                **{limit: 0 for limit in LIMITS}})
+                **{limit: 0 for limit in LIMITS}, "within_noise": 0})
             row["measured"] += 1
+            row["within_noise"] += name in targets.get("within_noise", ())
             if targets[f"{name}_ok"]:
                 row["met"] += 1
             else:
@@ -79,8 +93,9 @@ def target_summary(records: list[dict]) -> list[dict]:
 
 
 def format_target_summary(records: list[dict]) -> str:
-    """``target_summary`` as lines: "forward  R <= 1.15  met 1/24; missed: overhead 9, grouped floor 14, floor 0"."""
+    """``target_summary`` as lines: "forward  R <= 1.15  met 1/24; missed: overhead 9, grouped floor 14,
+    floor 0; within noise 3" (verdicts whose 95% interval holds the bound, met or missed)."""
     return "\n".join(
         f"{row['direction']:16s} {row['label']:46s} met {row['met']}/{row['measured']}; missed: "
-        + ", ".join(f"{limit} {row[limit]}" for limit in LIMITS)
+        + ", ".join(f"{limit} {row[limit]}" for limit in LIMITS) + f"; within noise {row['within_noise']}"
         for row in target_summary(records))

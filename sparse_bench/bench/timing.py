@@ -1,7 +1,9 @@
 """Timing and peak-memory measurement for the ratio table: pinned threads, median and IQR, live-bytes peak.
 
 Callables compared with each other are timed in alternation (``time_interleaved``): on a shared machine the
-speed drifts over seconds, and timing one callable after another would charge the drift to their ratio.
+speed drifts over seconds, and timing one callable after another would charge the drift to their ratio. Each
+round times one block of every callable, so a ratio has one sample per round in which the drift cancels;
+``paired_ratio_interval`` turns those samples into a distribution-free confidence interval.
 
 Times come from ``torch.utils.benchmark.Timer.blocked_autorange`` (which synchronises CUDA inside the clock).
 Peak memory on CUDA is ``torch.cuda.max_memory_allocated``; on CPU it is the high-water mark of live tensor
@@ -12,6 +14,7 @@ allocation is placed at its op's start and a net free at its op's end, which can
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -20,18 +23,22 @@ import torch
 from torch.utils.benchmark import Timer
 
 NOISY_IQR_FRACTION = 0.1  # warn when IQR / median exceeds this: the machine was busy or the run too short
+RATIO_CONFIDENCE = 0.95  # confidence of the intervals put on measured ratios (``paired_ratio_interval``)
 
 
 @dataclass(frozen=True)
 class Timing:
-    """A robust summary of repeated timings: median and interquartile range (seconds), number of blocks."""
+    """A robust summary of repeated timings: median and interquartile range (seconds), number of blocks, and
+    the seconds per call of each block in the order timed (from ``time_interleaved``: one block per round)."""
 
     median: float
     iqr: float
     blocks: int
+    samples: tuple[float, ...] = ()
 
     def to_dict(self) -> dict:
-        return {"median_s": self.median, "iqr_s": self.iqr, "blocks": self.blocks}
+        return {"median_s": self.median, "iqr_s": self.iqr, "blocks": self.blocks,
+                "samples_s": list(self.samples)}
 
 
 def time_call(fn: Callable[[], object], num_threads: int, min_run_time: float, label: str = "") -> Timing:
@@ -39,7 +46,9 @@ def time_call(fn: Callable[[], object], num_threads: int, min_run_time: float, l
     fn()  # warm-up outside the clock (allocator, lazy init, first-touch of buffers)
     timer = Timer("fn()", globals={"fn": fn}, num_threads=num_threads, label=label)
     measurement = timer.blocked_autorange(min_run_time=min_run_time)
-    result = Timing(median=float(measurement.median), iqr=float(measurement.iqr), blocks=len(measurement.times))
+    samples = tuple(float(t) for t in measurement.times)
+    result = Timing(median=float(measurement.median), iqr=float(measurement.iqr), blocks=len(samples),
+                    samples=samples)
     if result.median > 0 and result.iqr / result.median > NOISY_IQR_FRACTION:
         spread = result.iqr / result.median
         warnings.warn(f"{label}: IQR is {spread:.0%} of the median; timings are noisy", stacklevel=2)
@@ -68,10 +77,48 @@ def time_interleaved(fns: dict[str, Callable[[], object]], num_threads: int, min
     for name, values in samples.items():
         q1, median, q3 = (float(v) for v in torch.tensor(values, dtype=torch.float64).quantile(
             torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64)))
-        out[name] = Timing(median=median, iqr=q3 - q1, blocks=rounds)
+        out[name] = Timing(median=median, iqr=q3 - q1, blocks=rounds, samples=tuple(values))
         if median > 0 and (q3 - q1) / median > NOISY_IQR_FRACTION:
             warnings.warn(f"{name}: IQR is {(q3 - q1) / median:.0%} of the median; timings are noisy", stacklevel=2)
     return out
+
+
+def median_interval_ranks(n: int, confidence: float = RATIO_CONFIDENCE) -> tuple[int, int, float] | None:
+    """The distribution-free confidence interval for the median of n i.i.d. continuous samples: 1-based ranks
+    (j, n + 1 - j) of the order statistics that bound it, and its exact coverage
+    ``1 - 2 P(Binomial(n, 1/2) < j)``; j is the largest rank with coverage >= confidence. None when even
+    (min, max) falls short (n < 6 at 95%)."""
+    if n < 1 or not 0.0 < confidence < 1.0:
+        raise ValueError(f"need n >= 1 and 0 < confidence < 1, got n={n}, confidence={confidence}")
+    best, below = None, 0.0  # below = P(B < j) for B ~ Binomial(n, 1/2)
+    for j in range(1, (n + 1) // 2 + 1):
+        below += math.comb(n, j - 1) / 2**n
+        coverage = 1.0 - 2.0 * below
+        if coverage < confidence:
+            break
+        best = (j, n + 1 - j, coverage)
+    return best
+
+
+def paired_ratio_interval(numerator: Timing, denominator: Timing, scale: float = 1.0,
+                          confidence: float = RATIO_CONFIDENCE) -> dict | None:
+    """Confidence interval for the median of the per-round ratio ``scale * numerator / denominator``.
+
+    Both Timings come from one ``time_interleaved`` run, so their samples pair up round by round and a drift
+    of the machine's speed that hits both in a round cancels in that round's ratio. The interval is the
+    order-statistic interval of ``median_interval_ranks`` (no assumption on the ratios' distribution, only that
+    the rounds are exchangeable). Returns {"low", "high", "confidence" (exact coverage), "rounds"}, or None
+    when the samples do not pair up or are too few for the confidence asked.
+    """
+    n = len(numerator.samples)
+    if n == 0 or n != len(denominator.samples):
+        return None
+    ranks = median_interval_ranks(n, confidence)
+    if ranks is None:
+        return None
+    ratios = sorted(scale * a / b for a, b in zip(numerator.samples, denominator.samples))
+    low, high, coverage = ranks
+    return {"low": ratios[low - 1], "high": ratios[high - 1], "confidence": coverage, "rounds": n}
 
 
 def peak_bytes(fn: Callable[[], object], device: torch.device) -> int:

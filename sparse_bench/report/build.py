@@ -224,7 +224,8 @@ def render(inputs: ReportInputs, expected: dict) -> str:
             "target_rows": target_rows,
             "component_columns": component_columns,
             "component_rows": component_rows,
-            "note": "Ratios measured side by side in one process (median of repeated timings); absolute times vary run to run.",
+            "note": ("Ratios measured side by side in one process (median of repeated timings; in brackets the "
+                     "95% interval from the per-round ratios); absolute times vary run to run."),
             "history": asv_history(),
         },
         distributed={"rows": dist_rows, "columns": dist_columns, "command": FILL_COMMANDS[DISTRIBUTED_FILE]},

@@ -4,7 +4,8 @@ A ratio-table record (``kind == "moe_ratio_table"``, written by ``sparse_bench.b
 relative to the GEMM floor (R = shape x overhead), each peer's ratio to the same floor and our speedup over it,
 the weight-traffic floor (which bound applies, and R against the larger floor), the peak-memory ratio and which
 targets of the speed issue it meets (a miss with what stands in its way: ``bench.speed_targets.target_limit``),
-and the host allocator it ran under (``bench.allocator``). Only the newest record per name is shown.
+and the host allocator it ran under (``bench.allocator``). R and the speedups carry their 95% interval from
+the per-round ratios where recorded ("1.23 [1.19, 1.31]"). Only the newest record per name is shown.
 """
 
 from __future__ import annotations
@@ -60,6 +61,13 @@ def _peer(record: dict, name: str, key: str):
     return record.get("peers", {}).get(name, {}).get(key)
 
 
+def with_interval(value, interval: dict | None) -> str:
+    """A ratio and its confidence interval, "1.23 [1.19, 1.31]"; the ratio alone where none was recorded."""
+    if value is None or interval is None:
+        return fmt(value, 3)
+    return f"{fmt(value, 3)} [{fmt(interval['low'], 3)}, {fmt(interval['high'], 3)}]"
+
+
 def ratio_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Columns and formatted rows of the ratio table."""
     rows = []
@@ -70,16 +78,18 @@ def ratio_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
                 _label(r),
                 r.get("direction", ""),
                 r.get("chosen_strategy", r.get("dispatch", "")),
-                fmt(r.get("R"), 3),
+                with_interval(r.get("R"), r.get("R_interval")),
                 fmt(r.get("shape"), 3),
                 fmt(r.get("overhead"), 3),
                 r.get("bound", ""),
                 fmt(r.get("R_roofline"), 3),
                 fmt(r.get("router_share"), 3),
                 fmt(_peer(r, "hf_mixtral", "ratio_to_floor"), 3),
-                fmt(_peer(r, "hf_mixtral", "speedup_of_ours"), 3),
+                with_interval(_peer(r, "hf_mixtral", "speedup_of_ours"),
+                              _peer(r, "hf_mixtral", "speedup_interval")),
                 fmt(_peer(r, "gshard_einsum", "ratio_to_floor"), 3),
-                fmt(_peer(r, "gshard_einsum", "speedup_of_ours"), 3),
+                with_interval(_peer(r, "gshard_einsum", "speedup_of_ours"),
+                              _peer(r, "gshard_einsum", "speedup_interval")),
                 fmt(r.get("memory", {}).get("ratio"), 3),
                 met,
                 r.get("allocator", {}).get("allocator", "unrecorded"),
@@ -89,22 +99,27 @@ def ratio_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
 
 
 def _targets_met(targets: dict) -> str:
-    """"R NO (grouped floor), hf yes, ...": each target met or not, a miss with its limit when recorded."""
-    limits = targets.get("limit", {})
+    """"R NO (grouped floor), hf yes (within noise), ...": each target met or not, a miss with its limit when
+    recorded, and "within noise" where the verdict's 95% interval holds the target's bound."""
+    limits, noisy = targets.get("limit", {}), targets.get("within_noise", ())
     cells = []
     for key, ok in targets.items():
         if key.endswith("_ok"):
             name = key[:-3]
-            cells.append(f"{name} yes" if ok else f"{name} NO" + (f" ({limits[name]})" if name in limits else ""))
+            notes = [limits[name]] if not ok and name in limits else []
+            notes += ["within noise"] if name in noisy else []
+            cells.append(f"{name} {'yes' if ok else 'NO'}" + (f" ({'; '.join(notes)})" if notes else ""))
     return ", ".join(cells)
 
 
-TARGET_COLUMNS = ("direction", "target", "met", *(f"missed: {limit}" for limit in LIMITS))
+TARGET_COLUMNS = ("direction", "target", "met", *(f"missed: {limit}" for limit in LIMITS),
+                  "within noise (95% interval holds the bound)")
 
 
 def target_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Columns and rows of ``bench.speed_targets.target_summary`` over the newest ratio-table records."""
-    rows = [[row["direction"], row["label"], f"{row['met']}/{row['measured']}", *(str(row[limit]) for limit in LIMITS)]
+    rows = [[row["direction"], row["label"], f"{row['met']}/{row['measured']}",
+             *(str(row[limit]) for limit in LIMITS), str(row["within_noise"])]
             for row in target_summary(latest_ratio_records(records))]
     return list(TARGET_COLUMNS), rows
 
@@ -114,8 +129,10 @@ COMPONENT_COLUMNS = ("component ratio", "measured", "target", "met")
 
 def component_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Columns and rows of the component ratios (routers, DSM, conv/pool; ``sparse_bench.bench.components``)."""
-    rows = [[r["name"].removeprefix("component/"), fmt(r.get("ratio"), 3), r.get("target", ""),
-             "yes" if r.get("target_ok") else "NO"] for r in latest_ratio_records(records, "component_ratio")]
+    rows = [[r["name"].removeprefix("component/"), with_interval(r.get("ratio"), r.get("interval")),
+             r.get("target", ""),
+             ("yes" if r.get("target_ok") else "NO") + (" (within noise)" if r.get("within_noise") else "")]
+            for r in latest_ratio_records(records, "component_ratio")]
     return list(COMPONENT_COLUMNS), rows
 
 
