@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import time
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -30,8 +31,7 @@ from ..dsm import LSHModel, RandomFeaturesDense
 from ..routing import HashRouter, LSHRouter, TopKRouter
 from ..threads import pinned_threads
 from .allocator import add_allocator_argument, use_allocator
-from .speed_targets import holds
-from .timing import Timing, paired_ratio_interval, time_interleaved
+from .timing import Timing, holds, paired_ratio_interval, time_interleaved
 
 SEED = 20221128
 FLAT_MAX = 1.3

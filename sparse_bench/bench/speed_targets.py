@@ -10,6 +10,8 @@ so the report summarises any records that carry them.
 
 from __future__ import annotations
 
+from .timing import holds
+
 TARGET_R = {"forward": 1.15, "forward_backward": 1.3}
 TARGET_GSHARD_SPEEDUP = 2.0
 TARGET_HF_SPEEDUP_WHERE_SLOW = 1.5  # wherever HF's own R >= HF_SLOW_R
@@ -41,12 +43,6 @@ def record_targets(record: dict, direction: str) -> dict:
     out["limit"] = {name: target_limit(r, record["shape"]) for name, r in needed.items() if not out[f"{name}_ok"]}
     out["within_noise"] = noisy
     return out
-
-
-def holds(interval: dict | None, bound: float) -> bool:
-    """Whether a confidence interval {"low", "high"} (None: not measured) holds ``bound``: the verdict against
-    that bound is then within the run's noise."""
-    return interval is not None and interval["low"] <= bound <= interval["high"]
 
 
 # What a missed speed target needs, against the two floors measured in the same run.

@@ -106,9 +106,9 @@ def paired_ratio_interval(numerator: Timing, denominator: Timing, scale: float =
 
     Both Timings come from one ``time_interleaved`` run, so their samples pair up round by round and a drift
     of the machine's speed that hits both in a round cancels in that round's ratio. The interval is the
-    order-statistic interval of ``median_interval_ranks`` (no assumption on the ratios' distribution, only that
-    the rounds are exchangeable). Returns {"low", "high", "confidence" (exact coverage), "rounds"}, or None
-    when the samples do not pair up or are too few for the confidence asked.
+    order-statistic interval of ``median_interval_ranks`` (no assumption on the ratios' distribution, only
+    that the rounds are exchangeable). Returns {"low", "high", "confidence" (exact coverage), "rounds"}, or
+    None when the samples do not pair up or are too few for the confidence asked.
     """
     n = len(numerator.samples)
     if n == 0 or n != len(denominator.samples):
@@ -119,6 +119,12 @@ def paired_ratio_interval(numerator: Timing, denominator: Timing, scale: float =
     ratios = sorted(scale * a / b for a, b in zip(numerator.samples, denominator.samples))
     low, high, coverage = ranks
     return {"low": ratios[low - 1], "high": ratios[high - 1], "confidence": coverage, "rounds": n}
+
+
+def holds(interval: dict | None, bound: float) -> bool:
+    """Whether a confidence interval {"low", "high"} (None: not measured) holds ``bound``: a verdict against
+    that bound is then within the run's noise."""
+    return interval is not None and interval["low"] <= bound <= interval["high"]
 
 
 def peak_bytes(fn: Callable[[], object], device: torch.device) -> int:
