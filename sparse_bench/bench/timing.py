@@ -24,6 +24,10 @@ from torch.utils.benchmark import Timer
 
 NOISY_IQR_FRACTION = 0.1  # warn when IQR / median exceeds this: the machine was busy or the run too short
 RATIO_CONFIDENCE = 0.95  # confidence of the intervals put on measured ratios (``paired_ratio_interval``)
+# Rounds of ``time_interleaved``. 9 rather than 7: the 95% interval for a median of 9 ratios is their 2nd to 8th
+# smallest (coverage 1 - 20/2^9 = 0.961), so one round disturbed by other work on the machine does not widen it;
+# with 7 it is (min, max), and one such round read R in [1.94, 6.98] at E8 k1 T512 h1024 (2026-12-03).
+INTERLEAVED_ROUNDS = 9
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ def time_call(fn: Callable[[], object], num_threads: int, min_run_time: float, l
 
 
 def time_interleaved(fns: dict[str, Callable[[], object]], num_threads: int, min_run_time: float,
-                     rounds: int = 7) -> dict[str, Timing]:
+                     rounds: int = INTERLEAVED_ROUNDS) -> dict[str, Timing]:
     """Time several callables in alternation, so that a shared machine's slow drifts hit all of them alike.
 
     Each callable is warmed up and its block size set so that one block lasts about min_run_time / rounds
