@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sparse_bench.bench.allocator import add_allocator_argument, use_allocator
+from sparse_bench.bench.device import DTYPES, add_device_arguments, resolve_device
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -62,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--results", default="results")
     add_allocator_argument(bench)
+    add_device_arguments(bench)
     return parser
 
 
@@ -157,16 +159,24 @@ def write_manifest(results: Path, profile: str, seed: int | None) -> None:
     write_atomic(results / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
 
 
-def run_bench(profile: str, results: Path, allocator: str) -> None:
-    """The ratio table and the component ratios, under ``allocator`` (applied here, after any checks ran)."""
+def run_bench(profile: str, results: Path, allocator: str, device: str = "cpu", dtype: str = "float32") -> None:
+    """The ratio table and (CPU float32 only, their targets' setting) the component ratios, under ``allocator``
+    (applied here, after any checks ran); device and dtype: of the ratio table's experts and activations."""
     try:
         from sparse_bench.bench import run_ratio_table
         from sparse_bench.bench.components import record_components
     except ImportError as error:
         raise UserError(f"the speed benchmarks are not available in this version ({error})") from None
+    try:
+        where = resolve_device(device)
+    except ValueError as error:
+        raise UserError(str(error)) from None
     use_allocator(allocator)
-    run_ratio_table(profile=profile, results_dir=results)
-    record_components(results, min_run_time=0.1 if profile == "quick" else 0.3)
+    run_ratio_table(profile=profile, results_dir=results, device=where, dtype=DTYPES[dtype])
+    if (where.type, dtype) == ("cpu", "float32"):
+        record_components(results, min_run_time=0.1 if profile == "quick" else 0.3)
+    else:
+        print("component ratios (routers, DSM, conv and pooling): measured for CPU float32 only, skipped")
 
 
 def cmd_run(args) -> int:
@@ -246,7 +256,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    run_bench("quick" if args.quick else "full", _writable_dir(args.results), args.allocator)
+    run_bench("quick" if args.quick else "full", _writable_dir(args.results), args.allocator, args.device,
+              args.dtype)
     return EXIT_OK
 
 

@@ -1,4 +1,5 @@
-"""``python -m sparse_bench.bench [--quick] [--results DIR]``: print the ratio table and append it as JSON lines."""
+"""``python -m sparse_bench.bench [--quick] [--results DIR] [--device cuda] [--dtype bfloat16]``: print the ratio
+table and append it as JSON lines."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import warnings
 
 from .allocator import add_allocator_argument, use_allocator
+from .device import DTYPES, add_device_arguments, resolve_device
 from .ratio_table import DIRECTIONS, run_ratio_table
 
 
@@ -22,7 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--peers", nargs="+", help="peers to time (default: by profile; see bench.peers)")
     add_allocator_argument(parser)
+    add_device_arguments(parser)
     args = parser.parse_args(argv)
+    try:
+        device = resolve_device(args.device)
+    except ValueError as error:
+        parser.error(str(error))
     use_allocator(args.allocator)
     warnings.simplefilter("ignore", UserWarning)  # noisy-IQR warnings: the IQR is in the records
     run_ratio_table(
@@ -35,6 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         dispatch=args.dispatch,
         peers=args.peers,
+        device=device,
+        dtype=DTYPES[args.dtype],
     )
     return 0
 

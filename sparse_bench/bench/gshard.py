@@ -38,10 +38,12 @@ class GShardEinsumMoE(nn.Module):
     def gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (T, d). Returns combine (T, E, C) float and dispatch (T, E, C) 0/1 float tensors."""
         T, E = x.shape[0], self.experts.num_experts  # tokens, experts
-        probs = torch.softmax(x @ self.gate_weight.t(), dim=-1)  # (T, E)
+        gate_dtype = torch.promote_types(x.dtype, self.gate_weight.dtype)  # float32 gate: routes bf16 in float32
+        probs = torch.softmax(x.to(gate_dtype) @ self.gate_weight.to(gate_dtype).t(), dim=-1)  # (T, E)
         top_prob, top_expert = torch.topk(probs, self.k, dim=-1)  # (T, k)
         if self.normalize:
             top_prob = top_prob / top_prob.sum(dim=-1, keepdim=True)
+        top_prob = top_prob.to(x.dtype)  # the combine weights, in the experts' dtype
         masks = F.one_hot(top_expert, E).transpose(0, 1)  # (k, T, E) int64, choice rank major
         locations = torch.cumsum(masks.reshape(self.k * T, E), dim=0).reshape(self.k, T, E) - 1  # slot in expert
         capacity = int(masks.sum(dim=(0, 1)).max())  # dropless: the largest realised load

@@ -5,6 +5,10 @@ HF transformers' ``MixtralSparseMoeBlock`` (its eager per-expert loop with ``ind
 one-hot einsum layer, our other dispatch strategies, and "prepacked": our layer on oneDNN-prepacked expert weights
 (``ExpertBank.prepack``, opt-in; forward only, since autograd never uses the packs). Every peer's output is
 compared with ours once, outside the timed region; a peer that disagrees raises rather than being timed.
+
+In a low-precision case (bf16, fp16) the experts, x and the upstream gradient are in that dtype and the router
+stays float32 ("selective precision", ``LearnedRouter``); every peer routes in float32 too, so all compute the
+same function and differ only by rounding (``peer_tolerance``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .. import gemm
 from ..experts import ExpertBank
 from ..moe import MoELayer
 from ..routing.plan import RoutingPlan
@@ -23,6 +28,13 @@ from .grid import MAX_DENSE_DISPATCH_ELEMENTS, GridPoint
 from .gshard import GShardEinsumMoE
 
 PEER_REL_TOL = 1e-4  # fp32: max |y_peer - y_ours| / max |y_ours|; differences come from summation order only
+# Low precision: a layer rounds each token's pre-activation, activation, expert output and weighted output to the
+# dtype, then adds its k weighted outputs in the dtype: 4 + k roundings, each within half an ulp (eps / 2) of the
+# value rounded. Two layers computing the same function thus differ by up to about 2 (4 + k) eps / 2 relative to
+# max |y| (to first order, values of y's magnitude): the tolerance, not a tuned number. Measured on CPU
+# (2026-12-03, d=512, E 8-64, k 1-8): bf16 at most 1.8 eps, fp16 1.2 eps; the wrongly normalised negative
+# control is off by > 0.2.
+ROUNDINGS_PER_EXPERT_ROW = 4
 STRATEGY_PEERS = ("loop", "einsum", "sorted", "padded")
 FORWARD_ONLY_PEERS = ("prepacked",)  # identical to our layer with autograd
 ALL_PEERS = ("hf_mixtral", "gshard_einsum", *STRATEGY_PEERS, *FORWARD_ONLY_PEERS)
@@ -65,12 +77,19 @@ def hf_mixtral_block(layer: MoELayer) -> nn.Module:
         num_experts_per_tok=router.k,
     )
     config._experts_implementation = "eager"  # the per-expert loop; set explicitly so HF does not warn
-    block = MixtralSparseMoeBlock(config).to(bank.w_in.dtype)
+    block = MixtralSparseMoeBlock(config).to(device=bank.w_in.device, dtype=bank.w_in.dtype)
+    block.gate.to(router.weight.dtype).register_forward_pre_hook(_route_in_gate_dtype)  # float32, as ours
     with torch.no_grad():
         block.gate.weight.copy_(router.weight)
         block.experts.gate_up_proj.copy_(bank.w_in.transpose(1, 2))  # (E, 2h, d), [gate; up]
         block.experts.down_proj.copy_(bank.w_out.transpose(1, 2))  # (E, d, h)
     return _Flat(block.eval())
+
+
+def _route_in_gate_dtype(gate: nn.Module, args: tuple) -> tuple:
+    """Forward pre-hook of HF's gate: its input in the gate's dtype (float32 logits, as our router computes them
+    for low-precision inputs; HF's own bf16 gate rounds the logits first and routes near-ties differently)."""
+    return (args[0].to(gate.weight.dtype), *args[1:])
 
 
 def dense_dispatch_elements(point: GridPoint, plan: RoutingPlan) -> int:
@@ -84,15 +103,19 @@ def build_case(
     dispatch: str = "auto",
     peers: tuple[str, ...] = ALL_PEERS,
     device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> Case:
-    """Seeded inputs, our layer and the requested peers on its weights, all verified against our output."""
+    """Seeded inputs, our layer and the requested peers on its weights, all verified against our output.
+
+    dtype: of the experts, x and the upstream gradient (the same seeded values, rounded); the router stays
+    float32. The draws do not depend on device or dtype."""
     gen = torch.Generator().manual_seed(seed)
     E, d = point.num_experts, point.d_model
     router = TopKRouter(d, E, k=point.k, normalize=True, generator=gen)
-    bank = ExpertBank(E, d, point.d_hidden, activation=point.activation, generator=gen)
+    bank = ExpertBank(E, d, point.d_hidden, activation=point.activation, generator=gen).to(dtype)
     layer = MoELayer(router, bank, dispatch=dispatch).to(device).eval()
-    x = torch.randn(point.num_tokens, d, generator=gen).to(device)
-    upstream = torch.randn(point.num_tokens, d, generator=gen).to(device)
+    x = torch.randn(point.num_tokens, d, generator=gen).to(device=device, dtype=dtype)
+    upstream = torch.randn(point.num_tokens, d, generator=gen).to(device=device, dtype=dtype)
     with torch.no_grad():
         y, plan = layer(x, return_plan=True)
     case = Case(point, x, upstream, layer, plan)
@@ -101,13 +124,16 @@ def build_case(
         if name in ("einsum", "gshard_einsum") and dense_too_big:
             case.skipped[name] = f"T*E*C = {dense_dispatch_elements(point, plan)} > {MAX_DENSE_DISPATCH_ELEMENTS}"
             continue
+        if name == "prepacked" and not gemm.packing_available(layer.experts.w_in):
+            case.skipped[name] = "oneDNN prepacking applies to CPU float32 weights only"
+            continue
         try:
             case.modules[name] = _peer(name, layer)
         except ImportError as err:
             case.skipped[name] = f"not installed: {err.name}"
     with torch.no_grad():
         for name, module in case.modules.items():
-            check_agrees(name, module(x), y)
+            check_agrees(name, module(x), y, point.k)
     return case
 
 
@@ -123,12 +149,25 @@ def _peer(name: str, layer: MoELayer) -> nn.Module:
     raise ValueError(f"unknown peer {name!r}; known: {', '.join(ALL_PEERS)}")
 
 
-def check_agrees(name: str, y_peer: torch.Tensor, y_ours: torch.Tensor) -> None:
-    """Raise AssertionError when a peer computes a different function (timing it would be meaningless)."""
+def peer_tolerance(dtype: torch.dtype, k: int = 1) -> float:
+    """Largest max |y_peer - y_ours| / max |y_ours| of two top-k layers computing the same function in dtype."""
+    if dtype in (torch.float32, torch.float64):
+        return PEER_REL_TOL
+    return (ROUNDINGS_PER_EXPERT_ROW + k) * torch.finfo(dtype).eps
+
+
+def check_agrees(name: str, y_peer: torch.Tensor, y_ours: torch.Tensor, k: int = 1) -> None:
+    """Raise AssertionError when a peer computes a different function (timing it would be meaningless).
+    k: experts per token (low precision: each adds a rounding, ``peer_tolerance``)."""
+    if y_peer.dtype != y_ours.dtype or y_peer.shape != y_ours.shape:
+        raise AssertionError(f"peer {name} returns {y_peer.dtype} {tuple(y_peer.shape)}, our layer "
+                             f"{y_ours.dtype} {tuple(y_ours.shape)}")
+    tol = peer_tolerance(y_ours.dtype, k)
+    y_peer, y_ours = y_peer.double(), y_ours.double()  # the difference itself not rounded to a low precision
     scale = float(y_ours.abs().max()) or 1.0
     err = float((y_peer - y_ours).abs().max()) / scale
-    if not err < PEER_REL_TOL:
-        raise AssertionError(f"peer {name} disagrees with our layer: relative error {err:.3g} >= {PEER_REL_TOL}")
+    if not err < tol:
+        raise AssertionError(f"peer {name} disagrees with our layer: relative error {err:.3g} >= {tol:.3g}")
 
 
 def forward_fn(module: nn.Module, x: torch.Tensor) -> Callable[[], None]:

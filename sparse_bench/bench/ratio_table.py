@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+import torch
+
 from ..threads import pinned_threads
 from .allocator import allocator_state
 from .floor import (
@@ -30,7 +32,7 @@ from .floor import (
 )
 from .grid import PROFILES, GridPoint, grid_for
 from .peers import ALL_PEERS, FORWARD_ONLY_PEERS, Case, build_case, forward_backward_fn, forward_fn
-from .speed_targets import format_target_summary, record_targets
+from .speed_targets import format_target_summary, record_targets, targets_apply
 from .timing import paired_ratio_interval, peak_bytes, time_call, time_interleaved
 
 BENCH_FILE = "bench.jsonl"
@@ -86,7 +88,7 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
     R = ours["median_s"] / t_floor
     record = {
         "kind": "moe_ratio_table",
-        "name": f"moe_ratio_table/{direction}/{point.label.replace(' ', '/')}",
+        "name": record_name(direction, point, case.x.device, case.x.dtype),
         "direction": direction,
         "point": point.to_dict(),
         "dispatch": layer.dispatch_name,
@@ -116,8 +118,18 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
     }
     if memory:
         record["memory"] = _memory(case, fn_for, backward, compare_hf=memory == "all")
-    record["targets"] = record_targets(record, direction)
+    if targets_apply(record):
+        record["targets"] = record_targets(record, direction)
     return record
+
+
+def record_name(direction: str, point: GridPoint, device: torch.device, dtype: torch.dtype) -> str:
+    """"moe_ratio_table/forward/E=8/k=2/T=512/d=512/h=256", then "/cuda/bfloat16" unless CPU float32 (the names
+    of the first records, kept so that the report follows them across commits)."""
+    name = f"moe_ratio_table/{direction}/{point.label.replace(' ', '/')}"
+    if (device.type, dtype) == ("cpu", torch.float32):
+        return name
+    return f"{name}/{device.type}/{str(dtype).replace('torch.', '')}"
 
 
 def _chosen(layer, plan, backward: bool) -> str:
@@ -151,14 +163,17 @@ def run_ratio_table(
     memory: str | None = "default",
     seed: int = 0,
     dispatch: str = "auto",
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
     echo: Callable[[str], None] | None = print,
 ) -> list[dict]:
     """Measure the ratio table for ``profile`` ("quick" or "full"); append records to results_dir/bench.jsonl.
 
     points, peers, min_run_time default by profile; memory: "ours" (peak of our layer), "all" (and HF's block),
-    None (skip), "default" ("ours" for quick, "all" for full). results_dir=None writes nothing. echo gets each
-    row as it is measured, then ``speed_targets.format_target_summary``. Returns the records.
+    None (skip), "default" ("ours" for quick, "all" for full). device and dtype: of the experts and activations
+    (``peers.build_case``); the speed targets are judged on CPU float32 records only. results_dir=None writes
+    nothing. echo gets each row as it is measured, then ``speed_targets.format_target_summary``. Returns the
+    records.
     """
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
@@ -175,7 +190,7 @@ def run_ratio_table(
     records = []
     with pinned_threads(num_threads):
         for point in points:
-            case = build_case(point, seed=seed, dispatch=dispatch, peers=peers, device=device)
+            case = build_case(point, seed=seed, dispatch=dispatch, peers=peers, device=device, dtype=dtype)
             point_records = []
             for direction in directions:
                 record = measure_point(case, direction, num_threads, min_run_time, memory)
@@ -186,7 +201,7 @@ def run_ratio_table(
             if results_dir is not None:  # per point, so an interrupted sweep keeps what it measured
                 write_records(point_records, results_dir)
             records.extend(point_records)
-    if echo is not None and records:
+    if echo is not None and any("targets" in r for r in records):
         echo("speed targets, each miss by what meeting it would take (overhead: less routing, gather and combine "
              "time; grouped floor: faster expert GEMMs; floor: beating the FLOP floor)")
         echo(format_target_summary(records))
@@ -208,6 +223,8 @@ def format_row(record: dict) -> str:
     p = record["point"]
     arrow = "fwd" if record["direction"] == "forward" else "fwd+bwd"
     head = f"E={p['num_experts']:<3d} k={p['k']} T={p['num_tokens']:<5d} h={p['d_hidden']:<5d} {arrow:7s}"
+    if not targets_apply(record):  # another device or dtype than the targets' CPU float32
+        head += f" {record['device']} {record['dtype']}"
     interval = record.get("R_interval")
     spread = f"[{interval['low']:.2f},{interval['high']:.2f}]" if interval else ""
     body = (f"R={record['R']:5.2f}{spread} shape={record['shape']:5.2f} ovh={record['overhead']:5.2f} "

@@ -19,6 +19,11 @@ HF_SLOW_R = 1.7
 TARGET_MEMORY_RATIO = 1.5
 
 
+def targets_apply(record: dict) -> bool:
+    """Whether the issue's targets judge this record: CPU float32 (older records, without the fields, were)."""
+    return record.get("device", "cpu") == "cpu" and record.get("dtype", "float32") == "float32"
+
+
 def record_targets(record: dict, direction: str) -> dict:
     """Which of the speed issue's targets the record meets, the R each speed target needs (``needed_R``: "R",
     "hf", "gshard") and, for each one missed, what stands in its way (``limit``, see ``target_limit``)."""

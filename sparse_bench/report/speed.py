@@ -5,7 +5,8 @@ relative to the GEMM floor (R = shape x overhead), each peer's ratio to the same
 the weight-traffic floor (which bound applies, and R against the larger floor), the peak-memory ratio and which
 targets of the speed issue it meets (a miss with what stands in its way: ``bench.speed_targets.target_limit``),
 and the host allocator it ran under (``bench.allocator``). R and the speedups carry their 95% interval from
-the per-round ratios where recorded ("1.23 [1.19, 1.31]"). Only the newest record per name is shown.
+the per-round ratios where recorded ("1.23 [1.19, 1.31]"). Only the newest record per name is shown; a name
+includes the device and dtype unless CPU float32 (the only setting the targets judge).
 """
 
 from __future__ import annotations
@@ -47,14 +48,17 @@ def latest_ratio_records(records: list[dict], kind: str = "moe_ratio_table") -> 
 
 
 def _label(record: dict) -> str:
-    """A grid point as "E8 k2 T512 h256" (experts, k, tokens, expert width); other fields appended as k=v."""
+    """A grid point as "E8 k2 T512 h256" (experts, k, tokens, expert width); other fields appended as k=v, and
+    the device and dtype unless CPU float32 ("E8 k2 T512 h256 cuda:0 bfloat16")."""
     point = dict(record.get("point", {}))
+    setting = (record.get("device", "cpu"), record.get("dtype", "float32"))
+    suffix = [] if setting == ("cpu", "float32") else list(setting)
     if "label" in point:
-        return point["label"]
+        return " ".join([point["label"], *suffix])
     short = {"num_experts": "E", "k": "k", "num_tokens": "T", "d_hidden": "h"}
     parts = [f"{tag}{point.pop(key)}" for key, tag in short.items() if key in point]
     point.pop("d_model", None), point.pop("activation", None)
-    return " ".join(parts + [f"{k}={v}" for k, v in point.items()])
+    return " ".join(parts + [f"{k}={v}" for k, v in point.items()] + suffix)
 
 
 def _peer(record: dict, name: str, key: str):
