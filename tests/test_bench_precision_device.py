@@ -112,3 +112,18 @@ def test_cuda_ratio_table_records_time_and_memory_on_the_gpu():
     for record in records:
         assert record["device"].startswith("cuda") and record["name"].endswith("/cuda/bfloat16")
         assert record["R"] > 0 and record["memory"]["peak_bytes"] > 0 and "targets" not in record
+
+
+def test_calibration_runs_in_bf16_and_refuses_prepacking_off_cpu_float32(capsys):
+    from sparse_bench.bench.calibrate import crossover_rows
+    from sparse_bench.bench.calibrate import main as calibrate_main
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        (row,) = crossover_rows([TINY], num_threads=1, min_run_time=0.001, dtype=torch.bfloat16)
+    assert row["sorted_s"] > 0 and row["padded_s"] > 0
+    with pytest.raises(ValueError, match="CPU float32 only"):
+        crossover_rows([TINY], num_threads=1, min_run_time=0.001, prepack=True, dtype=torch.bfloat16)
+    with pytest.raises(SystemExit) as exit_info:
+        calibrate_main(["--threads", "1", "--prepack", "--dtype", "float16"])
+    assert exit_info.value.code == 2 and "CPU float32 only" in capsys.readouterr().err

@@ -1,10 +1,10 @@
 """Measure the crossover behind ``dispatch="auto"``: time of "sorted" over "padded" per shape and thread count.
 
-``python -m sparse_bench.bench.calibrate [--threads 1 2] [--min-run-time S] [--prepack | --backward]`` prints one
-line per grid point with the padding waste (E * C_max / A) and ``sorted / padded`` (> 1: padded is faster), for
-the forward without autograd; ``--prepack`` runs "sorted" on prepacked expert weights (``ExpertBank.prepack``);
-``--backward`` times forward+backward into x and every weight instead. The ``AUTO_PADDED_*`` constants in
-``sparse_bench/dispatch.py`` quote its output.
+``python -m sparse_bench.bench.calibrate [--threads 1 2] [--min-run-time S] [--prepack | --backward] [--device D]
+[--dtype T]`` prints one line per grid point with the padding waste (E * C_max / A) and ``sorted / padded`` (> 1:
+padded is faster), for the forward without autograd; ``--prepack`` runs "sorted" on prepacked expert weights
+(``ExpertBank.prepack``, CPU float32); ``--backward`` times forward+backward into x and every weight instead.
+The ``AUTO_PADDED_*`` constants in ``sparse_bench/dispatch.py`` quote its output.
 """
 
 from __future__ import annotations
@@ -12,25 +12,32 @@ from __future__ import annotations
 import argparse
 import warnings
 
+import torch
+
 from ..dispatch import padding_waste
 from ..moe import MoELayer
 from ..threads import pinned_threads
 from .allocator import add_allocator_argument, use_allocator
+from .device import DTYPES, add_device_arguments, resolve_device
 from .grid import GridPoint, issue_grid
 from .peers import build_case, forward_backward_fn, forward_fn
 from .timing import time_interleaved
 
 
 def crossover_rows(points: list[GridPoint], num_threads: int, min_run_time: float, seed: int = 0,
-                   prepack: bool = False, backward: bool = False) -> list[dict]:
+                   prepack: bool = False, backward: bool = False, device: str | torch.device = "cpu",
+                   dtype: torch.dtype = torch.float32) -> list[dict]:
     """For each point: padding waste and the medians of the sorted (on prepacked weights if prepack) and padded
-    strategies, forward without autograd, or forward+backward if backward."""
+    strategies, forward without autograd, or forward+backward if backward; device and dtype as in
+    ``build_case``."""
     if prepack and backward:
         raise ValueError("prepacked weights serve forwards without autograd only: give prepack or backward")
+    if prepack and (torch.device(device).type, dtype) != ("cpu", torch.float32):
+        raise ValueError("prepacked weights are CPU float32 only: drop prepack or run on cpu in float32")
     rows = []
     with pinned_threads(num_threads):
         for point in points:
-            case = build_case(point, seed=seed, dispatch="sorted", peers=("padded",))
+            case = build_case(point, seed=seed, dispatch="sorted", peers=("padded",), device=device, dtype=dtype)
             layer = MoELayer(case.layer.router, case.layer.experts.sharing_weights(prepack), dispatch="sorted")
             modules = {"sorted": layer, "padded": case.modules["padded"]}
             fns = {name: forward_backward_fn(module, case.x, case.upstream) if backward else forward_fn(module, case.x)
@@ -52,12 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--prepack", action="store_true", help="sorted runs on prepacked expert weights")
     mode.add_argument("--backward", action="store_true", help="time forward+backward instead of the forward")
     add_allocator_argument(parser)
+    add_device_arguments(parser)
     args = parser.parse_args(argv)
     use_allocator(args.allocator)
     warnings.simplefilter("ignore", UserWarning)
     for threads in args.threads:
-        for row in crossover_rows(issue_grid(), threads, args.min_run_time, prepack=args.prepack,
-                                  backward=args.backward):
+        try:  # a bad device, or prepack off CPU float32, is refused before anything is timed
+            rows = crossover_rows(issue_grid(), threads, args.min_run_time, prepack=args.prepack,
+                                  backward=args.backward, device=resolve_device(args.device),
+                                  dtype=DTYPES[args.dtype])
+        except ValueError as error:
+            parser.error(str(error))
+        for row in rows:
             ratio = row["sorted_over_padded"]
             print(f"{row['point']:34s} threads={threads} waste={row['waste']:.2f} sorted/padded={ratio:.2f}", flush=True)
     return 0
