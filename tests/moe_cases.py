@@ -10,6 +10,7 @@ from sparse_bench.routing import ExpertChoiceRouter, HashRouter, LSHRouter, Sink
 
 D_MODEL, D_HIDDEN, NUM_EXPERTS = 24, 40, 7  # odd sizes on purpose
 ACTIVATIONS = ("relu", "gelu", "swiglu")
+DEVICES = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)  # the same code on every device here
 
 
 def make_router(name: str, d_model: int = D_MODEL, num_experts: int = NUM_EXPERTS, seed: int = 0):
@@ -99,8 +100,9 @@ def plan_pairs(plan) -> list[tuple[int, int]]:
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    """max |a - b| / max(|b|, tiny): the fp32-vs-float64 error measure used across the tests."""
-    a, b = a.detach(), b.detach()
+    """max |a - b| / max(|b|, tiny): the fp32-vs-float64 error measure used across the tests (a is compared on
+    b's device: a GPU result against a CPU reference)."""
+    a, b = a.detach().to(b.device), b.detach()
     scale = float(b.abs().max()) if b.numel() else 1.0
     return float((a.double() - b.double()).abs().max()) / max(scale, 1e-30) if a.numel() else 0.0
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from moe_cases import (
     ACTIVATIONS,
+    DEVICES,
     D_HIDDEN,
     D_MODEL,
     NUM_EXPERTS,
@@ -28,7 +29,9 @@ from sparse_bench.routing import TopKRouter
 FP32_REL_TOL = 1e-5  # fp32 max abs error relative to the float64 reference's scale (issue 2)
 
 
-def run_against_reference(router_name, dispatch, activation, num_tokens, bias=False, seed=0):
+def run_against_reference(router_name, dispatch, activation, num_tokens, bias=False, seed=0, device="cpu"):
+    """The layer on ``device`` against the float64 per-token reference, computed on CPU from the same router and
+    weights before the layer moves (so the reference never runs on the device under test)."""
     router = make_router(router_name, seed=seed)
     bank = ExpertBank(
         NUM_EXPERTS,
@@ -38,14 +41,10 @@ def run_against_reference(router_name, dispatch, activation, num_tokens, bias=Fa
         bias=bias,
         generator=torch.Generator().manual_seed(seed + 1),
     )
-    layer = MoELayer(router, bank, dispatch=dispatch)
-    x = numpy_seed_tokens(num_tokens, seed=seed + 2).requires_grad_()
+    x_cpu = numpy_seed_tokens(num_tokens, seed=seed + 2)
     upstream = numpy_seed_tokens(num_tokens, seed=seed + 3)
 
-    y, plan = layer(x, return_plan=True)
-    (y * upstream).sum().backward()
-
-    x64 = x.detach().double().requires_grad_()
+    x64 = x_cpu.double().requires_grad_()
     learned = hasattr(router, "weight")
     w_router = router.weight.detach().double().requires_grad_() if learned else None
     params = {name: getattr(bank, name).detach().double().requires_grad_() for name in ("w_in", "w_out")}
@@ -57,6 +56,12 @@ def run_against_reference(router_name, dispatch, activation, num_tokens, bias=Fa
     y64 = reference.moe_output(x64, assignments, params, activation)
     (y64 * upstream.double()).sum().backward()
 
+    layer = MoELayer(router, bank, dispatch=dispatch).to(device)
+    x = x_cpu.to(device).requires_grad_()
+    y, plan = layer(x, return_plan=True)
+    (y * upstream.to(device)).sum().backward()
+
+    assert y.device.type == torch.device(device).type
     assert plan_pairs(plan) == assignment_set(assignments), "plan differs from the per-token reference plan"
     assert relative_error(y, y64) < FP32_REL_TOL, "output"
     assert relative_error(x.grad, x64.grad) < FP32_REL_TOL, "grad wrt x"
@@ -66,11 +71,12 @@ def run_against_reference(router_name, dispatch, activation, num_tokens, bias=Fa
         assert relative_error(router.weight.grad, w_router.grad) < FP32_REL_TOL, "grad wrt router weight"
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("dispatch", sorted(DISPATCHERS))
 @pytest.mark.parametrize("router_name", ROUTERS)
-def test_layer_matches_float64_reference(router_name, dispatch, activation):
-    run_against_reference(router_name, dispatch, activation, num_tokens=37)
+def test_layer_matches_float64_reference(router_name, dispatch, activation, device):
+    run_against_reference(router_name, dispatch, activation, num_tokens=37, device=device)
 
 
 @pytest.mark.parametrize("router_name", ROUTERS)
