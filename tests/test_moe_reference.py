@@ -6,9 +6,9 @@ import pytest
 import torch
 from moe_cases import (
     ACTIVATIONS,
-    DEVICES,
     D_HIDDEN,
     D_MODEL,
+    DEVICES,
     NUM_EXPERTS,
     ROUTERS,
     assignment_set,
