@@ -11,7 +11,7 @@ includes the device and dtype unless CPU float32 (the only setting the targets j
 
 from __future__ import annotations
 
-from ..bench.speed_targets import LIMITS, target_summary
+from ..bench.speed_targets import LIMITS, target_summary, targets_apply
 from .cells import fmt
 from .figures import EmbeddedFigure, _pyplot, to_data_uri
 
@@ -76,7 +76,7 @@ def ratio_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
     """Columns and formatted rows of the ratio table."""
     rows = []
     for r in latest_ratio_records(records):
-        met = _targets_met(r.get("targets", {}))
+        met = _targets_met(r.get("targets", {})) if targets_apply(r) else "not judged (targets: CPU float32)"
         rows.append(
             [
                 _label(r),
