@@ -159,9 +159,11 @@ def write_manifest(results: Path, profile: str, seed: int | None) -> None:
     write_atomic(results / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
 
 
-def run_bench(profile: str, results: Path, allocator: str, device: str = "cpu", dtype: str = "float32") -> None:
-    """The ratio table and (CPU float32 only, their targets' setting) the component ratios, under ``allocator``
-    (applied here, after any checks ran); device and dtype: of the ratio table's experts and activations."""
+def run_bench(profile: str, results: Path, allocator: str, device: str = "cpu",
+              dtype: str = "float32") -> None:
+    """The ratio table and (CPU float32 only, their targets' setting) the component ratios, under
+    ``allocator`` (applied here, after any checks ran); device and dtype: of the ratio table's experts and
+    activations."""
     try:
         from sparse_bench.bench import run_ratio_table
         from sparse_bench.bench.components import record_components

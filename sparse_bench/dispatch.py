@@ -206,6 +206,21 @@ def dispatch_sorted(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> tor
     return y
 
 
+def dispatch_grouped(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
+    """Rows in expert order, each projection one grouped GEMM over all experts
+    (``ExpertBank.forward_grouped_mm``: ``torch.nn.functional.grouped_mm``, a single CUTLASS kernel on CUDA
+    bf16 at sm90/sm100, where "sorted" launches two products per expert), autograd through its own derivative,
+    combined like "sorted" off the CPU (the atomics-free ``combine_rows``). Opt-in: "auto" does not take it
+    before its crossover is measured."""
+    check_plan_matches(x, plan, bank)
+    if plan.num_assignments == 0:
+        return x.new_zeros(x.shape)
+    uniform = uniform_token_order(plan)
+    row = torch.arange(plan.num_assignments, device=x.device)  # (A,) assignment a is row a
+    rows = bank.forward_grouped_mm(gather_tokens(x, plan.token_index, row, uniform), plan.expert_counts)
+    return combine_rows(rows, row, plan, uniform)
+
+
 def padded_slots(plan: RoutingPlan) -> tuple[torch.Tensor, int]:
     """(A,) row of each assignment in a flattened (E, C, d) slab, and C = the largest realised expert count."""
     capacity = int(plan.expert_counts.max())
@@ -358,6 +373,7 @@ DISPATCHERS: dict[str, Callable[[torch.Tensor, RoutingPlan, ExpertBank], torch.T
     "einsum": dispatch_einsum,
     "sorted": dispatch_sorted,
     "padded": dispatch_padded,
+    "grouped": dispatch_grouped,
     "auto": dispatch_auto,
 }
 

@@ -22,6 +22,12 @@ the other rows; they may differ from MKL's in the last bits (the summation order
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+
+# PyTorch's grouped GEMM (torch >= 2.10; one CUTLASS kernel for all groups on CUDA bf16, sm90/sm100), or None.
+_GROUPED_MM = getattr(F, "grouped_mm", None)
+GROUPED_MM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # it takes these; float64: group by group
+GROUPED_MM_ALIGN = 16  # bytes: it refuses operands whose strides (or start) are not multiples of this
 
 # The oneDNN linear op, or None where this build lacks it (then every product is torch.mm).
 _ONEDNN_LINEAR = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None) if (
@@ -97,3 +103,26 @@ def mm(a: torch.Tensor, b: torch.Tensor | PackedOperand) -> torch.Tensor:
     if uses_onednn(a, b):
         return _ONEDNN_LINEAR(a, b.t(), None, "none", [], "")  # linear(a, W) = a @ W.T with W = b.T
     return torch.mm(a, b)
+
+
+def grouped_mm(a: torch.Tensor, b: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """a: (n, k) rows grouped by expert, counts[g] rows for expert g (counts: (E,) int, summing to n); b: (E,
+    k, m). Returns (n, m), each group's rows times its b[g], differentiable in a and b: one
+    ``torch.nn.functional.grouped_mm`` call (PyTorch's grouped GEMM), or group by group where it is missing or
+    does not take the dtype (float64)."""
+    if a.dim() != 2 or b.dim() != 3 or a.shape[1] != b.shape[1] or counts.shape != (b.shape[0],):
+        raise ValueError(f"grouped_mm needs (n, k) rows, (E, k, m) weights and (E,) counts, got "
+                         f"{tuple(a.shape)}, {tuple(b.shape)}, {tuple(counts.shape)}")
+    if _GROUPED_MM is not None and a.dtype in GROUPED_MM_DTYPES and _aligned(a) and _aligned(b) and (
+            b.shape[2] * b.element_size() % GROUPED_MM_ALIGN == 0):  # the output's rows too
+        return _GROUPED_MM(a, b, offs=counts.cumsum(0).to(device=a.device, dtype=torch.int32))
+    pieces = [rows @ b[g] for g, rows in enumerate(a.split(counts.tolist())) if rows.shape[0]]
+    return torch.cat(pieces) if pieces else a.new_zeros(0, b.shape[2])
+
+
+def _aligned(t: torch.Tensor) -> bool:
+    """Whether t's start and every stride of a dimension longer than 1 are multiples of GROUPED_MM_ALIGN bytes
+    (unit strides aside)."""
+    size = t.element_size()
+    strides = [stride for stride, n in zip(t.stride(), t.shape) if n > 1 and stride != 1]
+    return t.data_ptr() % GROUPED_MM_ALIGN == 0 and all(s * size % GROUPED_MM_ALIGN == 0 for s in strides)

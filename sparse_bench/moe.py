@@ -37,7 +37,8 @@ class MoELayer(nn.Module):
     """A mixture-of-experts FFN: ``y = sum_a weight[a] * expert[e_a](x[t_a])`` (+ shared expert).
 
     router: any sparse_bench router; experts: an ExpertBank with the router's number of experts;
-    dispatch: a name from ``sparse_bench.dispatch.DISPATCHERS`` ("loop", "einsum", "sorted", "padded"), or
+    dispatch: a name from ``sparse_bench.dispatch.DISPATCHERS`` ("loop", "einsum", "sorted", "padded",
+    "grouped", "auto"), or
     "expert_parallel": then ``experts`` holds only this rank's E/W experts of the router's E (see
     ``sparse_bench.distributed.shard_experts``) and every rank of ``process_group`` (None: the default group)
     runs the layer together.

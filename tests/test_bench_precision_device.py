@@ -1,5 +1,6 @@
-"""The ratio table in another dtype (bf16, fp16) and on another device: peers still compute our function, records
-are named and judged apart from the CPU float32 ones, bad devices are refused. The CUDA tests run where a GPU is."""
+"""The ratio table in another dtype (bf16, fp16) and on another device: peers still compute our function,
+records are named and judged apart from the CPU float32 ones, bad devices are refused. The CUDA tests run
+where a GPU is."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from sparse_bench.cli import main as cli_main
 from sparse_bench.report.speed import ratio_table, target_table
 
 TINY = GridPoint(num_experts=4, k=2, num_tokens=64, d_model=32, d_hidden=16)
-PEERS = ("hf_mixtral", "gshard_einsum", "loop", "einsum", "sorted", "padded", "prepacked")
+PEERS = ("hf_mixtral", "gshard_einsum", "loop", "einsum", "sorted", "padded", "grouped", "prepacked")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
@@ -110,7 +111,8 @@ def test_cuda_ratio_table_records_time_and_memory_on_the_gpu():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         records = run_ratio_table("quick", None, points=[TINY], peers=("hf_mixtral", "gshard_einsum"),
-                                  device="cuda", dtype=torch.bfloat16, min_run_time=0.01, memory="all", echo=None)
+                                  device="cuda", dtype=torch.bfloat16, min_run_time=0.01, memory="all",
+                                  echo=None)
     for record in records:
         assert record["device"].startswith("cuda") and record["name"].endswith("/cuda/bfloat16")
         assert record["R"] > 0 and record["memory"]["peak_bytes"] > 0 and "targets" not in record
@@ -129,3 +131,20 @@ def test_calibration_runs_in_bf16_and_refuses_prepacking_off_cpu_float32(capsys)
     with pytest.raises(SystemExit) as exit_info:
         calibrate_main(["--threads", "1", "--prepack", "--dtype", "float16"])
     assert exit_info.value.code == 2 and "CPU float32 only" in capsys.readouterr().err
+
+
+def test_a_peer_that_cannot_run_here_is_skipped_with_its_reason(monkeypatch):
+    """A RuntimeError (a kernel missing for a device or dtype) skips that peer (disagreeing still raises)."""
+    from sparse_bench.bench import peers
+
+    def failing_peer(name, layer):
+        if name == "loop":
+            raise_here = torch.nn.Module()
+            raise_here.forward = lambda x: torch.zeros(2, 3) @ torch.zeros(4, 5)  # shapes do not multiply
+            return raise_here
+        return original(name, layer)
+
+    original = peers._peer
+    monkeypatch.setattr(peers, "_peer", failing_peer)
+    case = build_case(TINY, peers=("loop", "sorted"))
+    assert set(case.modules) == {"sorted"} and case.skipped["loop"].startswith("failed here:")

@@ -277,6 +277,7 @@ def test_calibration_rows_time_both_strategies(backward):
         (row,) = crossover_rows([TINY], num_threads=1, min_run_time=0.001, backward=backward)
     assert row["point"] == TINY.label and row["waste"] >= 1.0
     assert math.isclose(row["sorted_over_padded"], row["sorted_s"] / row["padded_s"], rel_tol=1e-12)
+    assert math.isclose(row["grouped_over_sorted"], row["grouped_s"] / row["sorted_s"], rel_tol=1e-12)
     with pytest.raises(ValueError, match="prepack or backward"):
         crossover_rows([TINY], num_threads=1, min_run_time=0.001, prepack=True, backward=True)
 

@@ -30,8 +30,8 @@ FP32_REL_TOL = 1e-5  # fp32 max abs error relative to the float64 reference's sc
 
 
 def run_against_reference(router_name, dispatch, activation, num_tokens, bias=False, seed=0, device="cpu"):
-    """The layer on ``device`` against the float64 per-token reference, computed on CPU from the same router and
-    weights before the layer moves (so the reference never runs on the device under test)."""
+    """The layer on ``device`` against the float64 per-token reference, computed on CPU from the same router
+    and weights before the layer moves (so the reference never runs on the device under test)."""
     router = make_router(router_name, seed=seed)
     bank = ExpertBank(
         NUM_EXPERTS,

@@ -1,5 +1,5 @@
-"""``python -m sparse_bench.bench [--quick] [--results DIR] [--device cuda] [--dtype bfloat16]``: print the ratio
-table and append it as JSON lines."""
+"""``python -m sparse_bench.bench [--quick] [--results DIR] [--device cuda] [--dtype bfloat16]``: print the
+ratio table and append it as JSON lines."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Where and in which precision the ratio table runs: the ``--device`` and ``--dtype`` options of both benchmark
-command lines (``sparse-bench bench`` and ``python -m sparse_bench.bench``)."""
+"""Where and in which precision the ratio table runs: the ``--device`` and ``--dtype`` options of both
+benchmark command lines (``sparse-bench bench`` and ``python -m sparse_bench.bench``)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """The torch.device called ``name``; ValueError naming the option when it is unknown or not present here."""
+    """The torch.device called ``name``; ValueError naming the option when it is unknown or absent here."""
     try:
         device = torch.device(name)
     except RuntimeError as error:
@@ -29,5 +29,5 @@ def resolve_device(name: str) -> torch.device:
         if count == 0:
             raise ValueError(f"--device {name!r}: no CUDA device is available here")
         if device.index is not None and device.index >= count:
-            raise ValueError(f"--device {name!r}: there are {count} CUDA devices (cuda:0 to cuda:{count - 1})")
+            raise ValueError(f"--device {name!r}: there are {count} CUDA devices, cuda:0 to cuda:{count - 1}")
     return device

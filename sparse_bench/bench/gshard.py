@@ -38,7 +38,7 @@ class GShardEinsumMoE(nn.Module):
     def gate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (T, d). Returns combine (T, E, C) float and dispatch (T, E, C) 0/1 float tensors."""
         T, E = x.shape[0], self.experts.num_experts  # tokens, experts
-        gate_dtype = torch.promote_types(x.dtype, self.gate_weight.dtype)  # float32 gate: routes bf16 in float32
+        gate_dtype = torch.promote_types(x.dtype, self.gate_weight.dtype)  # float32 gate: bf16 routed in fp32
         probs = torch.softmax(x.to(gate_dtype) @ self.gate_weight.to(gate_dtype).t(), dim=-1)  # (T, E)
         top_prob, top_expert = torch.topk(probs, self.k, dim=-1)  # (T, k)
         if self.normalize:

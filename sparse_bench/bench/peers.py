@@ -1,10 +1,12 @@
 """The layers the ratio table times side by side, built on identical weights and checked to agree.
 
-``build_case`` makes our MoELayer (Mixtral-style top-k router, SwiGLU ExpertBank, seeded), then on the same weights:
-HF transformers' ``MixtralSparseMoeBlock`` (its eager per-expert loop with ``index_add_``), the GShard-style
-one-hot einsum layer, our other dispatch strategies, and "prepacked": our layer on oneDNN-prepacked expert weights
-(``ExpertBank.prepack``, opt-in; forward only, since autograd never uses the packs). Every peer's output is
-compared with ours once, outside the timed region; a peer that disagrees raises rather than being timed.
+``build_case`` makes our MoELayer (Mixtral-style top-k router, SwiGLU ExpertBank, seeded), then on the same
+weights: HF transformers' ``MixtralSparseMoeBlock`` (its eager per-expert loop with ``index_add_``), the
+GShard-style one-hot einsum layer, our other dispatch strategies, and "prepacked": our layer on
+oneDNN-prepacked expert weights (``ExpertBank.prepack``, opt-in; forward only, since autograd never uses the
+packs). Every peer's output is compared with ours once, outside the timed region; a peer that disagrees raises
+rather than being timed, and one that cannot run here (a RuntimeError: a kernel missing for this device or
+dtype) is skipped with the reason.
 
 In a low-precision case (bf16, fp16) the experts, x and the upstream gradient are in that dtype and the router
 stays float32 ("selective precision", ``LearnedRouter``); every peer routes in float32 too, so all compute the
@@ -28,14 +30,14 @@ from .grid import MAX_DENSE_DISPATCH_ELEMENTS, GridPoint
 from .gshard import GShardEinsumMoE
 
 PEER_REL_TOL = 1e-4  # fp32: max |y_peer - y_ours| / max |y_ours|; differences come from summation order only
-# Low precision: a layer rounds each token's pre-activation, activation, expert output and weighted output to the
-# dtype, then adds its k weighted outputs in the dtype: 4 + k roundings, each within half an ulp (eps / 2) of the
-# value rounded. Two layers computing the same function thus differ by up to about 2 (4 + k) eps / 2 relative to
-# max |y| (to first order, values of y's magnitude): the tolerance, not a tuned number. Measured on CPU
-# (2026-12-03, d=512, E 8-64, k 1-8): bf16 at most 1.8 eps, fp16 1.2 eps; the wrongly normalised negative
-# control is off by > 0.2.
+# Low precision: a layer rounds each token's pre-activation, activation, expert output and weighted output to
+# the dtype, then adds its k weighted outputs in the dtype: 4 + k roundings, each within half an ulp (eps / 2)
+# of the value rounded. Two layers computing the same function thus differ by up to about 2 (4 + k) eps / 2
+# relative to max |y| (to first order, values of y's magnitude): the tolerance, not a tuned number. Measured
+# on CPU (2026-12-03, d=512, E 8-64, k 1-8): bf16 at most 1.8 eps, fp16 1.2 eps; the wrongly normalised
+# negative control is off by > 0.2.
 ROUNDINGS_PER_EXPERT_ROW = 4
-STRATEGY_PEERS = ("loop", "einsum", "sorted", "padded")
+STRATEGY_PEERS = ("loop", "einsum", "sorted", "padded", "grouped")
 FORWARD_ONLY_PEERS = ("prepacked",)  # identical to our layer with autograd
 ALL_PEERS = ("hf_mixtral", "gshard_einsum", *STRATEGY_PEERS, *FORWARD_ONLY_PEERS)
 
@@ -87,8 +89,9 @@ def hf_mixtral_block(layer: MoELayer) -> nn.Module:
 
 
 def _route_in_gate_dtype(gate: nn.Module, args: tuple) -> tuple:
-    """Forward pre-hook of HF's gate: its input in the gate's dtype (float32 logits, as our router computes them
-    for low-precision inputs; HF's own bf16 gate rounds the logits first and routes near-ties differently)."""
+    """Forward pre-hook of HF's gate: its input in the gate's dtype (float32 logits, as our router computes
+    them for low-precision inputs; HF's own bf16 gate rounds the logits first and routes near-ties
+    differently)."""
     return (args[0].to(gate.weight.dtype), *args[1:])
 
 
@@ -132,8 +135,14 @@ def build_case(
         except ImportError as err:
             case.skipped[name] = f"not installed: {err.name}"
     with torch.no_grad():
-        for name, module in case.modules.items():
-            check_agrees(name, module(x), y, point.k)
+        for name, module in list(case.modules.items()):
+            try:
+                y_peer = module(x)
+            except RuntimeError as error:  # a kernel this device or dtype lacks: recorded, the rest timed
+                del case.modules[name]
+                case.skipped[name] = f"failed here: {str(error).splitlines()[0][:160]}"
+                continue
+            check_agrees(name, y_peer, y, point.k)
     return case
 
 
@@ -150,7 +159,7 @@ def _peer(name: str, layer: MoELayer) -> nn.Module:
 
 
 def peer_tolerance(dtype: torch.dtype, k: int = 1) -> float:
-    """Largest max |y_peer - y_ours| / max |y_ours| of two top-k layers computing the same function in dtype."""
+    """Largest max |y_peer - y_ours| / max |y_ours| of two top-k layers computing one function in dtype."""
     if dtype in (torch.float32, torch.float64):
         return PEER_REL_TOL
     return (ROUNDINGS_PER_EXPERT_ROW + k) * torch.finfo(dtype).eps

@@ -124,8 +124,8 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
 
 
 def record_name(direction: str, point: GridPoint, device: torch.device, dtype: torch.dtype) -> str:
-    """"moe_ratio_table/forward/E=8/k=2/T=512/d=512/h=256", then "/cuda/bfloat16" unless CPU float32 (the names
-    of the first records, kept so that the report follows them across commits)."""
+    """"moe_ratio_table/forward/E=8/k=2/T=512/d=512/h=256", then "/cuda/bfloat16" unless CPU float32 (the
+    names of the first records, kept so that the report follows them across commits)."""
     name = f"moe_ratio_table/{direction}/{point.label.replace(' ', '/')}"
     if (device.type, dtype) == ("cpu", torch.float32):
         return name
@@ -169,11 +169,11 @@ def run_ratio_table(
 ) -> list[dict]:
     """Measure the ratio table for ``profile`` ("quick" or "full"); append records to results_dir/bench.jsonl.
 
-    points, peers, min_run_time default by profile; memory: "ours" (peak of our layer), "all" (and HF's block),
-    None (skip), "default" ("ours" for quick, "all" for full). device and dtype: of the experts and activations
-    (``peers.build_case``); the speed targets are judged on CPU float32 records only. results_dir=None writes
-    nothing. echo gets each row as it is measured, then ``speed_targets.format_target_summary``. Returns the
-    records.
+    points, peers, min_run_time default by profile; memory: "ours" (peak of our layer), "all" (and HF's
+    block), None (skip), "default" ("ours" for quick, "all" for full). device and dtype: of the experts and
+    activations (``peers.build_case``); the speed targets are judged on CPU float32 records only.
+    results_dir=None writes nothing. echo gets each row as it is measured, then
+    ``speed_targets.format_target_summary``. Returns the records.
     """
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")

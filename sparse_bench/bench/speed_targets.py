@@ -20,7 +20,7 @@ TARGET_MEMORY_RATIO = 1.5
 
 
 def targets_apply(record: dict) -> bool:
-    """Whether the issue's targets judge this record: CPU float32 (older records, without the fields, were)."""
+    """Whether the issue's targets judge this record: CPU float32 (older records, without the fields, are)."""
     return record.get("device", "cpu") == "cpu" and record.get("dtype", "float32") == "float32"
 
 
