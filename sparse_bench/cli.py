@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sparse_bench.bench.allocator import add_allocator_argument, use_allocator
-from sparse_bench.bench.device import DTYPES, add_device_arguments, resolve_device
+from sparse_bench.bench.device import DTYPES, add_device_arguments, is_cpu_float32, resolve_device
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -175,7 +175,7 @@ def run_bench(profile: str, results: Path, allocator: str, device: str = "cpu",
         raise UserError(str(error)) from None
     use_allocator(allocator)
     run_ratio_table(profile=profile, results_dir=results, device=where, dtype=DTYPES[dtype])
-    if (where.type, dtype) == ("cpu", "float32"):
+    if is_cpu_float32(where, dtype):
         record_components(results, min_run_time=0.1 if profile == "quick" else 0.3)
     else:
         print("component ratios (routers, DSM, conv and pooling): measured for CPU float32 only, skipped")

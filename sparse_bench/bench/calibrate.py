@@ -20,7 +20,7 @@ from ..dispatch import padding_waste
 from ..moe import MoELayer
 from ..threads import pinned_threads
 from .allocator import add_allocator_argument, use_allocator
-from .device import DTYPES, add_device_arguments, resolve_device
+from .device import DTYPES, add_device_arguments, is_cpu_float32, resolve_device
 from .grid import GridPoint, issue_grid
 from .peers import build_case, forward_backward_fn, forward_fn
 from .timing import time_interleaved
@@ -34,7 +34,7 @@ def crossover_rows(points: list[GridPoint], num_threads: int, min_run_time: floa
     ``build_case``."""
     if prepack and backward:
         raise ValueError("prepacked weights serve forwards without autograd only: give prepack or backward")
-    if prepack and (torch.device(device).type, dtype) != ("cpu", torch.float32):
+    if prepack and not is_cpu_float32(device, dtype):
         raise ValueError("prepacked weights are CPU float32 only: drop prepack or run on cpu in float32")
     rows = []
     with pinned_threads(num_threads):

@@ -21,6 +21,7 @@ import torch
 
 from ..threads import pinned_threads
 from .allocator import allocator_state
+from .device import is_cpu_float32
 from .floor import (
     FLOOR_BLOCK_ROWS,
     STREAM_BYTES,
@@ -127,7 +128,7 @@ def record_name(direction: str, point: GridPoint, device: torch.device, dtype: t
     """"moe_ratio_table/forward/E=8/k=2/T=512/d=512/h=256", then "/cuda/bfloat16" unless CPU float32 (the
     names of the first records, kept so that the report follows them across commits)."""
     name = f"moe_ratio_table/{direction}/{point.label.replace(' ', '/')}"
-    if (device.type, dtype) == ("cpu", torch.float32):
+    if is_cpu_float32(device, dtype):
         return name
     return f"{name}/{device.type}/{str(dtype).replace('torch.', '')}"
 

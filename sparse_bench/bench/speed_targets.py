@@ -10,6 +10,7 @@ so the report summarises any records that carry them.
 
 from __future__ import annotations
 
+from .device import is_cpu_float32
 from .timing import holds
 
 TARGET_R = {"forward": 1.15, "forward_backward": 1.3}
@@ -21,7 +22,7 @@ TARGET_MEMORY_RATIO = 1.5
 
 def targets_apply(record: dict) -> bool:
     """Whether the issue's targets judge this record: CPU float32 (older records, without the fields, are)."""
-    return record.get("device", "cpu") == "cpu" and record.get("dtype", "float32") == "float32"
+    return is_cpu_float32(record.get("device", "cpu"), record.get("dtype", "float32"))
 
 
 def record_targets(record: dict, direction: str) -> dict:

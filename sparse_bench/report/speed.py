@@ -11,6 +11,7 @@ includes the device and dtype unless CPU float32 (the only setting the targets j
 
 from __future__ import annotations
 
+from ..bench.device import is_cpu_float32
 from ..bench.speed_targets import LIMITS, target_summary, targets_apply
 from .cells import fmt
 from .figures import EmbeddedFigure, _pyplot, to_data_uri
@@ -52,7 +53,7 @@ def _label(record: dict) -> str:
     the device and dtype unless CPU float32 ("E8 k2 T512 h256 cuda:0 bfloat16")."""
     point = dict(record.get("point", {}))
     setting = (record.get("device", "cpu"), record.get("dtype", "float32"))
-    suffix = [] if setting == ("cpu", "float32") else list(setting)
+    suffix = [] if is_cpu_float32(*setting) else list(setting)
     if "label" in point:
         return " ".join([point["label"], *suffix])
     short = {"num_experts": "E", "k": "k", "num_tokens": "T", "d_hidden": "h"}
