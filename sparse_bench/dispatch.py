@@ -317,11 +317,12 @@ def _padded_by_expert_groups(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBan
 # E=64 h=256 T=512: 1.10-1.38 (padded, as chosen); E=64 T=4096: 0.84-1.05 (k=1 h=256: 1.05 / 1.04, padded as
 # chosen; k=2 and k=8 h=256: 0.94-1.03 with 128-512 rows per expert, sorted as chosen); E=8: 0.79-1.10 (sorted;
 # 1.10 / 0.95 and 1.05 / 1.02 at k=8 T=512, where every token goes to every expert: noise).
-# Re-measured 2026-12-03 with the opt-in "grouped" strategy beside them (same command, --threads 2, forward and
-# --backward): the same decisions (forward E=64 h=256 T=512: 1.12 / 1.24 / 1.03; h=1024 and E=8: 0.64-1.01).
-# grouped / sorted: forward 0.90-1.44 (1.0-1.2 at 19 of 24 points), forward+backward 0.84-1.25; where auto takes
-# padded, grouped came within 0.94-1.02 of it. So auto does not take grouped on CPU; its CUDA crossover (one
-# CUTLASS kernel for all experts in bf16) is for a GPU run to measure (scripts/device_check.sh).
+# Re-measured 2026-12-03 with the opt-in "grouped" strategy beside them (same command, --threads 2, forward
+# and --backward): the same decisions (forward E=64 h=256 T=512: 1.12 / 1.24 / 1.03; h=1024 and E=8:
+# 0.64-1.01). grouped / sorted: forward 0.90-1.44 (1.0-1.2 at 19 of 24 points), forward+backward 0.84-1.25;
+# where auto takes padded, grouped came within 0.94-1.02 of it. So auto does not take grouped on CPU; its CUDA
+# crossover (one CUTLASS kernel for all experts in bf16) is for a GPU run to measure
+# (scripts/device_check.sh).
 AUTO_PADDED_MIN_THREADS = 2
 AUTO_PADDED_MIN_EXPERTS = 16
 AUTO_PADDED_MAX_ROWS_PER_EXPERT = 64

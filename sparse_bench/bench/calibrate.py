@@ -3,9 +3,9 @@ count, and of the opt-in "grouped" (PyTorch's grouped GEMM) over "sorted".
 
 ``python -m sparse_bench.bench.calibrate [--threads 1 2] [--min-run-time S] [--prepack | --backward]
 [--device D] [--dtype T]`` prints one line per grid point with the padding waste (E * C_max / A),
-``sorted / padded`` (> 1: padded is faster) and ``grouped / sorted``, for the forward without autograd; ``--prepack`` runs
-"sorted" on prepacked expert weights (``ExpertBank.prepack``, CPU float32); ``--backward`` times
-forward+backward into x and every weight instead. The ``AUTO_PADDED_*`` constants in
+``sorted / padded`` (> 1: padded is faster) and ``grouped / sorted``, for the forward without autograd;
+``--prepack`` runs "sorted" on prepacked expert weights (``ExpertBank.prepack``, CPU float32); ``--backward``
+times forward+backward into x and every weight instead. The ``AUTO_PADDED_*`` constants in
 ``sparse_bench/dispatch.py`` quote its output.
 """
 

@@ -17,9 +17,9 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def is_cpu_float32(device: str | torch.device, dtype: str | torch.dtype) -> bool:
-    """Whether (device, dtype) is CPU float32: the setting of the issue's speed targets, of the component ratios
-    and of oneDNN prepacking, whose ratio-table records keep their plain names. device and dtype as torch
-    objects or as records write them ("cpu", "cuda:0"; "float32")."""
+    """Whether (device, dtype) is CPU float32: the setting of the issue's speed targets, of the component
+    ratios and of oneDNN prepacking, whose ratio-table records keep their plain names. device and dtype as
+    torch objects or as records write them ("cpu", "cuda:0"; "float32")."""
     dtype = DTYPES.get(dtype) if isinstance(dtype, str) else dtype
     return torch.device(device).type == "cpu" and dtype == torch.float32
 
