@@ -19,7 +19,8 @@ from sparse_bench.bench.floor import grouped_floor_fn, routed_flops, weight_traf
 from sparse_bench.bench.gshard import GShardEinsumMoE
 from sparse_bench.bench.peers import build_case, check_agrees, forward_backward_fn
 from sparse_bench.bench.speed_targets import format_target_summary, record_targets, target_limit, target_summary
-from sparse_bench.bench.timing import peak_bytes
+from sparse_bench.bench.ratio_table import format_row, thread_scaling
+from sparse_bench.bench.timing import Timing, peak_bytes, time_interleaved
 from sparse_bench.dispatch import (
     AUTO_PADDED_MAX_WASTE,
     AUTO_PADDED_MIN_EXPERTS,
@@ -27,6 +28,7 @@ from sparse_bench.dispatch import (
     padding_waste,
 )
 from sparse_bench.routing import plan_from_assignments
+from sparse_bench.threads import pinned_threads
 from theory_checks.framework.results_io import read_records
 
 TINY = GridPoint(num_experts=4, k=2, num_tokens=64, d_model=32, d_hidden=16)
@@ -64,6 +66,11 @@ def test_one_record_per_direction_with_consistent_ratios(records):
         assert r["bound"] == ("weight traffic" if traffic["t_s"] > r["t_floor_s"] else "compute")
         assert r["memory"]["peak_bytes"] > 0 and r["memory"]["budget_bytes"] > 0
         assert set(r["targets"]) >= {"R_max", "R_ok", "gshard_ok", "memory_ok", "within_noise"}
+        scaling = r["thread_scaling"]  # the fixture runs on 2 threads (the default)
+        assert scaling["threads"] == 2 and scaling["interval"]["rounds"] == 9
+        assert math.isclose(scaling["speedup"], scaling["one_thread_s"] / r["floor_block"]["median_s"],
+                            rel_tol=1e-12)
+        assert scaling["contended"] == (scaling["speedup"] < 1.5)
 
 
 def test_R_and_speedups_carry_intervals_from_the_paired_rounds(records):
@@ -81,6 +88,35 @@ def test_R_and_speedups_carry_intervals_from_the_paired_rounds(records):
             if "median_s" in peer:
                 interval = peer["speedup_interval"]
                 assert interval["low"] <= interval["high"] and interval["rounds"] == rounds
+
+
+def test_thread_scaling_flags_a_machine_whose_cores_are_held(records):
+    """A floor block as fast on one thread as on two (another process holds a core) is flagged, with a
+    warning; one twice as fast on two is not. The interval pairs the rounds like R's."""
+    two = Timing(0.010, 0.0, 9, tuple(0.010 + 1e-4 * i for i in range(9)))
+    held = Timing(0.0105, 0.0, 9, tuple(0.0105 + 1e-4 * i for i in range(9)))
+    with pytest.warns(UserWarning, match="ran 1.05x as fast on 2 threads as on one"):
+        flagged = thread_scaling(held, two, 2, "E=8")
+    assert flagged["contended"] and flagged["speedup"] == pytest.approx(1.05)
+    idle = Timing(0.020, 0.0, 9, tuple(2 * t for t in two.samples))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        scaled = thread_scaling(idle, two, 2, "E=8")
+    assert not scaled["contended"] and scaled["speedup"] == pytest.approx(2.0)
+    assert scaled["interval"]["low"] == pytest.approx(2.0) and scaled["interval"]["high"] == pytest.approx(2.0)
+    row = format_row({**records[1][0], "thread_scaling": flagged})
+    assert row.endswith("threads=1.05x CONTENDED")
+
+
+def test_interleaved_timing_runs_a_callable_on_its_own_thread_count():
+    """Every timed call of a callable given its own count runs on it; the first call is the warm-up, which runs
+    on the caller's count."""
+    seen = {"one": [], "all": []}
+    fns = {name: (lambda name=name: seen[name].append(torch.get_num_threads())) for name in seen}
+    with pinned_threads(2):
+        time_interleaved(fns, 2, 1e-4, rounds=3, threads={"one": 1})
+    assert len(seen["one"]) > 1 and set(seen["one"][1:]) == {1}
+    assert set(seen["all"]) == {2}
 
 
 def test_records_are_written_as_json_lines(records):

@@ -14,6 +14,7 @@ Records go to ``<results_dir>/bench.jsonl`` through the atomic JSON-lines writer
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -34,9 +35,14 @@ from .floor import (
 from .grid import PROFILES, GridPoint, grid_for
 from .peers import ALL_PEERS, FORWARD_ONLY_PEERS, Case, build_case, forward_backward_fn, forward_fn
 from .speed_targets import format_target_summary, record_targets, targets_apply
-from .timing import paired_ratio_interval, peak_bytes, time_call, time_interleaved
+from .timing import Timing, paired_ratio_interval, peak_bytes, time_call, time_interleaved
 
 BENCH_FILE = "bench.jsonl"
+FLOOR_ONE_THREAD = "floor on one thread"
+# Parallel efficiency below which a run is flagged as contended. Measured here (2 threads, d=512): idle, the
+# floor block ran 1.94-2.01x faster on 2 threads than on 1 (2026-12-03, 7 alternating rounds); while other
+# work held a core the same day, a 1024 x 512 x 512 product ran 1.0-1.08x faster.
+CONTENDED_EFFICIENCY = 0.75
 DIRECTIONS = ("forward", "forward_backward")
 MIN_RUN_TIME = {"quick": 0.05, "full": 0.2}  # seconds of timed calls per measurement
 QUICK_PEERS = ("hf_mixtral", "gshard_einsum")
@@ -74,7 +80,10 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
            "ours": fn_for(layer), "router": forward_fn(layer.router, case.x)}
     timed = [name for name in case.modules if not (backward and name in FORWARD_ONLY_PEERS)]
     fns.update({f"peer {name}": fn_for(case.modules[name]) for name in timed})
-    measured = time_interleaved(fns, num_threads, min_run_time)
+    scaling = num_threads > 1 and case.x.device.type == "cpu"
+    if scaling:  # the same floor block on one thread, in the same rounds: is the machine's parallelism there?
+        fns[FLOOR_ONE_THREAD] = fns["floor"]
+    measured = time_interleaved(fns, num_threads, min_run_time, threads={FLOOR_ONE_THREAD: 1})
     timings = {name: t.to_dict() for name, t in measured.items()}
     block, grouped, ours, router = (timings[name] for name in ("floor", "grouped", "ours", "router"))
     t_floor = block["median_s"] * A / FLOOR_BLOCK_ROWS
@@ -117,11 +126,28 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
         "router_share": router["median_s"] / ours["median_s"],
         "peers": peers,
     }
+    if scaling:
+        record["thread_scaling"] = thread_scaling(measured[FLOOR_ONE_THREAD], measured["floor"], num_threads, label)
     if memory:
         record["memory"] = _memory(case, fn_for, backward, compare_hf=memory == "all")
     if targets_apply(record):
         record["targets"] = record_targets(record, direction)
     return record
+
+
+def thread_scaling(one: Timing, many: Timing, num_threads: int, label: str) -> dict:
+    """How much faster the floor block ran on num_threads than on one thread, timed in the same rounds: the
+    speedup, its 95% interval and whether the machine looked contended (speedup < CONTENDED_EFFICIENCY x
+    num_threads, which also warns). A contended run charges serial work and GEMMs differently than an idle
+    machine would, so its R, shape and overhead are not comparable with other runs."""
+    speedup = one.median / many.median
+    contended = speedup < CONTENDED_EFFICIENCY * num_threads
+    if contended:
+        warnings.warn(f"{label}: the floor GEMM ran {speedup:.2f}x as fast on {num_threads} threads as on "
+                      f"one: other work holds this machine's cores, so this run's ratios are not comparable "
+                      f"with an idle machine's", stacklevel=2)
+    return {"threads": num_threads, "one_thread_s": one.median, "speedup": speedup,
+            "interval": paired_ratio_interval(one, many), "contended": contended}
 
 
 def record_name(direction: str, point: GridPoint, device: torch.device, dtype: torch.dtype) -> str:
@@ -220,7 +246,7 @@ def write_records(records: list[dict], results_dir: str | Path) -> Path:
 
 def format_row(record: dict) -> str:
     """One table line: shape, direction, R = shape x overhead (with R's 95% interval), chosen strategy, peers'
-    ratios, memory."""
+    ratios, memory, and the floor's speedup from one thread to all (flagged when the machine was contended)."""
     p = record["point"]
     arrow = "fwd" if record["direction"] == "forward" else "fwd+bwd"
     head = f"E={p['num_experts']:<3d} k={p['k']} T={p['num_tokens']:<5d} h={p['d_hidden']:<5d} {arrow:7s}"
@@ -236,6 +262,9 @@ def format_row(record: dict) -> str:
         peers.append(f"{name}={peer['ratio_to_floor']:.2f}" if "ratio_to_floor" in peer else f"{name}=skip")
     mem = record.get("memory")
     tail = f" mem={mem['ratio']:.2f}x" if mem else ""
+    scaling = record.get("thread_scaling")
+    if scaling:
+        tail += f" threads={scaling['speedup']:.2f}x" + (" CONTENDED" if scaling["contended"] else "")
     return f"{head} {body} | {' '.join(peers)}{tail}"
 
 

@@ -60,17 +60,19 @@ def time_call(fn: Callable[[], object], num_threads: int, min_run_time: float, l
 
 
 def time_interleaved(fns: dict[str, Callable[[], object]], num_threads: int, min_run_time: float,
-                     rounds: int = INTERLEAVED_ROUNDS) -> dict[str, Timing]:
+                     rounds: int = INTERLEAVED_ROUNDS, threads: dict[str, int] | None = None) -> dict[str, Timing]:
     """Time several callables in alternation, so that a shared machine's slow drifts hit all of them alike.
 
     Each callable is warmed up and its block size set so that one block lasts about min_run_time / rounds
     seconds; then ``rounds`` rounds each time one block of every callable in turn (``Timer.timeit``, which
-    synchronises CUDA). Median and IQR are over the per-call times of the blocks.
+    synchronises CUDA). Median and IQR are over the per-call times of the blocks. threads: a thread count for
+    some of the callables in place of num_threads.
     """
     timers, blocks = {}, {}
     for name, fn in fns.items():
         fn()  # warm-up outside the clock
-        timers[name] = Timer("fn()", globals={"fn": fn}, num_threads=num_threads, label=name)
+        count = (threads or {}).get(name, num_threads)
+        timers[name] = Timer("fn()", globals={"fn": fn}, num_threads=count, label=name)
         once = timers[name].timeit(1).mean
         blocks[name] = max(1, int(min_run_time / rounds / max(once, 1e-9)))
     samples: dict[str, list[float]] = {name: [] for name in fns}

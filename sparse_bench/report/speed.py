@@ -4,7 +4,8 @@ A ratio-table record (``kind == "moe_ratio_table"``, written by ``sparse_bench.b
 relative to the GEMM floor (R = shape x overhead), each peer's ratio to the same floor and our speedup over it,
 the weight-traffic floor (which bound applies, and R against the larger floor), the peak-memory ratio and which
 targets of the speed issue it meets (a miss with what stands in its way: ``bench.speed_targets.target_limit``),
-and the host allocator it ran under (``bench.allocator``). R and the speedups carry their 95% interval from
+and the host allocator it ran under (``bench.allocator``), and how much faster the floor ran on all threads
+than on one (a contended machine is flagged: its ratios are not comparable with an idle machine's). R and the speedups carry their 95% interval from
 the per-round ratios where recorded ("1.23 [1.19, 1.31]"). Only the newest record per name is shown; a name
 includes the device and dtype unless CPU float32 (the only setting the targets judge).
 """
@@ -31,6 +32,7 @@ COLUMNS = (
     "GShard R",
     "speedup vs GShard",
     "peak mem / budget",
+    "floor speedup, 1 to N threads",
     "targets met",
     "host allocator",
 )
@@ -96,11 +98,21 @@ def ratio_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
                 with_interval(_peer(r, "gshard_einsum", "speedup_of_ours"),
                               _peer(r, "gshard_einsum", "speedup_interval")),
                 fmt(r.get("memory", {}).get("ratio"), 3),
+                _thread_scaling(r.get("thread_scaling")),
                 met,
                 r.get("allocator", {}).get("allocator", "unrecorded"),
             ]
         )
     return list(COLUMNS), rows
+
+
+def _thread_scaling(scaling: dict | None) -> str:
+    """"1.97 on 2 threads", with "(contended)" where the run flagged its machine as contended; "" where not
+    measured (one thread, a GPU, or a record from before it was)."""
+    if not scaling:
+        return ""
+    text = f"{fmt(scaling['speedup'], 3)} on {scaling['threads']} threads"
+    return f"{text} (contended)" if scaling["contended"] else text
 
 
 def _targets_met(targets: dict) -> str:
