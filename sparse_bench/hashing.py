@@ -12,6 +12,8 @@ from torch import nn
 from . import gemm
 from .validation import check_finite_image, check_int_in_range, check_positive_float, check_tokens
 
+INT64_CELL_LIMIT = 2.0**63  # |floor(projection / width)| must stay below this to be an int64 coordinate
+
 MERSENNE_31 = (1 << 31) - 1  # prime modulus of the universal hash: products of two residues fit in int64
 
 
@@ -100,7 +102,11 @@ class PStableHash(nn.Module):
         check_tokens(x, self.d, values=False)  # NaN/Inf: found in the (n, num_hashes) projection instead
         proj = project(x, self.directions) + self.offsets.to(x.dtype)  # (n, num_hashes)
         check_finite_image(proj, x)
-        return torch.floor(proj / self.width).to(torch.int64)
+        cells = torch.floor(proj / self.width)  # (n, num_hashes), integral floats
+        if cells.numel() and not bool(cells.abs().max() < INT64_CELL_LIMIT):
+            raise ValueError(f"projections / width exceed the int64 range of bucket coordinates at "
+                             f"width={self.width!r}; use a larger width")
+        return cells.to(torch.int64)
 
     def bucket(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n, d) float. Returns (n,) int64: a stable id per distinct code vector (62-bit universal hash)."""

@@ -9,7 +9,7 @@ from .dispatch import get_dispatcher
 from .experts import ExpertBank
 from .routing.base import Router
 from .routing.plan import RoutingPlan
-from .validation import check_finite
+from .validation import check_finite, check_float_tensor
 
 
 class SharedExpert(nn.Module):
@@ -22,6 +22,11 @@ class SharedExpert(nn.Module):
         super().__init__()
         if expert.num_experts != 1:
             raise ValueError(f"a shared expert is one expert, got a bank of {expert.num_experts}")
+        if gate is not None:
+            check_float_tensor(gate, 1, "(d_model,)", "gate")
+            if gate.shape[0] != expert.d_model:
+                raise ValueError(f"gate has {gate.shape[0]} entries but the shared expert's d_model is "
+                                 f"{expert.d_model}")
         self.expert = expert
         self.gate = nn.Parameter(gate.detach().clone()) if gate is not None else None
 
@@ -71,6 +76,14 @@ class MoELayer(nn.Module):
         d_router = getattr(router, "d_model", experts.d_model)
         if d_router != experts.d_model:
             raise ValueError(f"router expects d_model={d_router} but experts use {experts.d_model}")
+        if shared_expert is not None:
+            shared = shared_expert.expert
+            if shared.d_model != experts.d_model:
+                raise ValueError(f"the shared expert has d_model={shared.d_model} but the experts use "
+                                 f"{experts.d_model}")
+            if shared.w_in.dtype != experts.w_in.dtype:
+                raise TypeError(f"the shared expert's weights are {shared.w_in.dtype} but the experts' are "
+                                f"{experts.w_in.dtype}; cast one of them")
         self.router = router
         self.experts = experts
         self.dispatch_name = dispatch

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from moe_cases import ROUTERS, make_router
-from sparse_bench import ExpertBank, MoELayer
+from sparse_bench import ExpertBank, MoELayer, SharedExpert
+from sparse_bench.blocks import ConvPoolBlock, lse_pool, maxpool_plan
 from sparse_bench.dispatch import DISPATCHERS
 from sparse_bench.hashing import PStableHash, SimHash
 from sparse_bench.routing import ExpertChoiceRouter, HashRouter, LSHRouter, SinkhornRouter, TopKRouter
@@ -111,3 +112,64 @@ def test_tokens_without_assignment_get_zero():
     router = TopKRouter(24, 1, k=1, capacity=1)
     y = MoELayer(router, ExpertBank(1, 24, 40))(torch.randn(5, 24))
     assert torch.count_nonzero(y[1:]) == 0 and torch.count_nonzero(y[0]) > 0
+
+
+def test_capacity_that_rounds_to_zero_or_overflows():
+    """A factor so small that C underflows to 0 would drop every token; one so large that C is infinite has no
+    integer capacity: both are refused when the batch is routed (C depends on T), naming the factor."""
+    x = torch.randn(1, 8)  # 5e-324 * 1 / 4 underflows to 0.0 (with 4 tokens it would be 5e-324, C = 1)
+    tiny = 5e-324
+    for router in (TopKRouter(8, 4, k=1, capacity_factor=tiny), ExpertChoiceRouter(8, 4, capacity_factor=tiny)):
+        with pytest.raises(ValueError, match="must round to at least 1"):
+            router(x)
+    with pytest.raises(ValueError, match="capacity_factor=1e.308"):
+        TopKRouter(8, 4, k=1, capacity_factor=1e308)(torch.randn(8, 8))
+    plan = TopKRouter(8, 4, k=1, capacity_factor=5e-324)(torch.randn(0, 8))  # empty batch: capacity 0 is right
+    assert plan.num_assignments == 0
+
+
+def test_shared_expert_must_match_the_layer():
+    router, bank = TopKRouter(8, 4), ExpertBank(4, 8, 16)
+    with pytest.raises(ValueError, match="shared expert has d_model=6 but the experts use 8"):
+        MoELayer(router, bank, shared_expert=SharedExpert(ExpertBank(1, 6, 16)))
+    with pytest.raises(TypeError, match="shared expert's weights are torch.float64"):
+        MoELayer(router, bank, shared_expert=SharedExpert(ExpertBank(1, 8, 16).double()))
+    with pytest.raises(ValueError, match="gate has 5 entries but the shared expert's d_model is 8"):
+        SharedExpert(ExpertBank(1, 8, 16), gate=torch.ones(5))
+    with pytest.raises(TypeError, match="gate must be a floating tensor"):
+        SharedExpert(ExpertBank(1, 8, 16), gate=torch.ones(8, dtype=torch.int64))
+    with pytest.raises(ValueError, match="gate contains NaN or Inf"):
+        SharedExpert(ExpertBank(1, 8, 16), gate=torch.full((8,), float("nan")))
+
+
+def test_parameters_that_overflow_inside_the_computation():
+    """Finite, positive settings whose arithmetic leaves the dtype's range: an error, not NaN routing, a single
+    bucket for every token or an infinite pooled value."""
+    x = torch.randn(6, 8)
+    with pytest.raises(ValueError, match="logits / temperature overflows"):
+        MoELayer(SinkhornRouter(8, 4, temperature=1e-45), ExpertBank(4, 8, 16))(x)
+    with pytest.raises(ValueError, match="int64 range of bucket coordinates"):
+        LSHRouter(8, 4, family="pstable", width=1e-300).experts(x)
+    image = torch.randn(1, 1, 6, 6)
+    for temperature in (1e-40, 1e39):
+        with pytest.raises(ValueError, match="out of range for torch.float32"):
+            lse_pool(image, 2, temperature=temperature)
+
+
+@pytest.mark.parametrize("frequencies,message", [
+    (torch.tensor([float("nan"), 1.0, 2.0]), "finite and >= 0"),
+    (torch.tensor([-5.0, 1.0, 2.0]), "finite and >= 0"),
+    (torch.ones(0), r"non-empty \(vocab,\) tensor of counts, got \(0,\)"),
+    (torch.ones(3, 3), r"non-empty \(vocab,\) tensor of counts, got \(3, 3\)"),
+    ([1.0, 2.0], "got list"),
+])
+def test_bad_token_frequencies(frequencies, message):
+    with pytest.raises(ValueError, match=message):
+        HashRouter(4, balanced=True, token_frequencies=frequencies)
+
+
+def test_empty_batch_of_images():
+    """N = 0 images: every pooling plan and the im2col block return empty outputs of the right shape."""
+    empty = torch.randn(0, 1, 6, 6)
+    assert maxpool_plan(empty, 2).num_assignments == 0
+    assert ConvPoolBlock(1, 2, 3, impl="im2col")(empty).shape == ConvPoolBlock(1, 2, 3)(empty).shape

@@ -47,7 +47,14 @@ def balanced_table(token_frequencies: torch.Tensor, num_experts: int, seed: int)
     token_frequencies: (V,) non-negative counts per token id. Returns (V,) int64 expert per id. Ids never seen
     (frequency 0) keep the random hash, since they carry no mass to balance.
     """
+    if not isinstance(token_frequencies, torch.Tensor) or token_frequencies.dim() != 1 or not (
+            token_frequencies.numel()):
+        shape = tuple(token_frequencies.shape) if isinstance(token_frequencies, torch.Tensor) else type(
+            token_frequencies).__name__
+        raise ValueError(f"token_frequencies must be a non-empty (vocab,) tensor of counts, got {shape}")
     freq = token_frequencies.detach().to("cpu", torch.float64)
+    if not bool(torch.isfinite(freq).all()) or bool((freq < 0).any()):
+        raise ValueError("token_frequencies must be finite and >= 0 (counts per token id)")
     ids = torch.arange(freq.numel(), dtype=torch.int64)
     table = universal_hash(token_id_codes(ids), seed) % num_experts  # fallback for unseen ids
     loads = [(0.0, e) for e in range(num_experts)]  # (load, expert): ties go to the lower expert index

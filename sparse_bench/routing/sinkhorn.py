@@ -47,6 +47,10 @@ class SinkhornRouter(LearnedRouter):
             return logits.new_zeros(0, E), 0, 0.0
         with torch.no_grad():
             log_p = logits.detach() / self.temperature  # (T, E)
+            if not bool(torch.isfinite(log_p).all()):
+                raise ValueError(f"logits / temperature overflows at temperature={self.temperature!r}: "
+                                 f"the largest |logit| is {float(logits.detach().abs().max()):.3g}; use a larger "
+                                 f"temperature")
             log_t, log_e = math.log(T), math.log(E)
             error = float("inf")
             used = 0
