@@ -78,6 +78,21 @@ def _writable_dir(path: str) -> Path:
     return root
 
 
+def _results_dir(path: str, files: list[str]) -> Path:
+    """``_writable_dir(path)``, after checking that each of ``files`` already there (the results files the
+    command appends to) is readable and sound: a corrupt one is reported before any work is done."""
+    from sparse_bench.report.inputs import ReportInputError, read_jsonl
+
+    root = _writable_dir(path)
+    for name in files:
+        if (root / name).exists():
+            try:
+                read_jsonl(root / name)
+            except ReportInputError as error:
+                raise UserError(f"{error}; move it aside or repair it before appending") from None
+    return root
+
+
 def _selected_checks(names: list[str] | None) -> list[str]:
     from theory_checks.framework import load_all_checks
 
@@ -182,8 +197,11 @@ def run_bench(profile: str, results: Path, allocator: str, device: str = "cpu",
 
 
 def cmd_run(args) -> int:
-    results = _writable_dir(args.results)
+    from sparse_bench.report.inputs import BENCH_FILE, CHECKS_FILE
+
     names = _selected_checks(args.check) if args.only in ("checks", "all") else []
+    results = _results_dir(args.results, ([CHECKS_FILE] if names else []) + (
+        [BENCH_FILE] if args.only in ("bench", "all") else []))
     started = time.perf_counter()
     write_manifest(results, args.profile, args.seed)
     failed, uncaught = [], []
@@ -223,7 +241,9 @@ def cmd_report(args) -> int:
 def cmd_audit(args) -> int:
     if args.check != "all":
         _selected_checks([args.check])
-    _writable_dir(args.results)
+    from sparse_bench.report.inputs import AUDIT_FILE
+
+    _results_dir(args.results, [AUDIT_FILE])
     try:
         from theory_checks import audit
     except ImportError as error:
@@ -258,8 +278,10 @@ def cmd_list(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    run_bench("quick" if args.quick else "full", _writable_dir(args.results), args.allocator, args.device,
-              args.dtype)
+    from sparse_bench.report.inputs import BENCH_FILE
+
+    results = _results_dir(args.results, [BENCH_FILE])
+    run_bench("quick" if args.quick else "full", results, args.allocator, args.device, args.dtype)
     return EXIT_OK
 
 

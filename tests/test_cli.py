@@ -105,3 +105,27 @@ def test_run_exits_one_and_names_a_failing_check(tmp_path, failing_check, capsys
     )
     out = capsys.readouterr().out
     assert code == cli.EXIT_CHECK_FAILED and f"FAIL {failing_check}" in out
+
+
+@pytest.mark.parametrize("content,problem", [
+    ('{"name": "a", "verd', "checks.jsonl, line 1: last line has no newline"),
+    ('{"foo": 1}\n', "checks.jsonl, line 1: field 'name' must be a str"),
+])
+def test_run_refuses_a_corrupt_results_file_before_running(run_cli, tmp_path, content, problem):
+    """A corrupt file the run would append to is reported (one line, exit 2) before any check runs."""
+    (tmp_path / "checks.jsonl").write_text(content)
+    code, out, err = run_cli("run", "--only", "checks", "--check", CHEAP_CHECK, "--results", str(tmp_path))
+    assert_one_line_error(code, err, problem)
+    assert "move it aside or repair it" in err and "checks (quick)" not in out
+    (tmp_path / "audit.jsonl").write_text('{"name": ')
+    code, _, err = run_cli("audit", "--check", CHEAP_CHECK, "--seeds", "1", "--results", str(tmp_path))
+    assert_one_line_error(code, err, "audit.jsonl, line 1")
+
+
+def test_report_names_an_unreadable_results_file_as_input(run_cli, tmp_path):
+    results = write_results_fixture(tmp_path / "results", commit=None)
+    (results / "audit.jsonl").unlink()
+    (results / "audit.jsonl").mkdir()
+    code, _, err = run_cli("report", "--results", str(results), "--out", str(tmp_path / "out"))
+    assert_one_line_error(code, err, "cannot read results file")
+    assert "audit.jsonl" in err and "cannot write" not in err

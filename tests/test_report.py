@@ -114,3 +114,30 @@ def test_bad_results_directories(tmp_path):
         handle.write('{"name": "torn", "verd')
     with pytest.raises(ReportInputError, match=r"checks.jsonl, line 5"):
         load_inputs(results)
+
+
+@pytest.mark.parametrize("file_name,line,problem", [
+    ("checks.jsonl", '{"foo": 1}', "field 'name' must be a str"),
+    ("checks.jsonl", '{"name": "x"}', "field 'verdict' must be a str"),
+    ("checks.jsonl", '{"name": "x", "verdict": "ok"}', "verdict must be one of"),
+    ("checks.jsonl", '{"name": "x", "verdict": "pass", "details": {"figure": {"series": [{"x": [1]}]}}}',
+     "lists x and y of one length"),
+    ("audit.jsonl", '{"pass_rate": 1.0}', "field 'name' must be a str"),
+    ("bench.jsonl", '{"kind": "moe_ratio_table"}', "field 'name' must be a str"),
+    ("bench.jsonl", '{"kind": "moe_ratio_table", "name": "r", "point": 5}', "grid point as an object"),
+])
+def test_valid_json_of_the_wrong_shape_is_a_corrupt_record(tmp_path, file_name, line, problem):
+    """Records the report would crash on (a KeyError deep in the build) are refused naming file and line."""
+    results = write_results_fixture(tmp_path / "results", commit=None)
+    lines = (results / file_name).read_text().splitlines() if (results / file_name).exists() else []
+    (results / file_name).write_text("\n".join([*lines, line]) + "\n")
+    with pytest.raises(ReportInputError, match=rf"{file_name}, line {len(lines) + 1}: .*{problem}"):
+        load_inputs(results)
+
+
+@pytest.mark.parametrize("content", [b"[1, 2]\n", b"\xff\xfe"])
+def test_a_manifest_that_is_not_a_json_object(tmp_path, content):
+    results = write_results_fixture(tmp_path / "results", commit=None)
+    (results / "run.json").write_bytes(content)
+    with pytest.raises(ReportInputError, match="corrupt results file .*run.json"):
+        load_inputs(results)

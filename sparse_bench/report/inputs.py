@@ -44,14 +44,66 @@ class ReportInputs:
     missing_files: dict = field(default_factory=dict)
 
 
+# The fields the report reads from each file's records, and their types (a record may carry more).
+REQUIRED_FIELDS = {
+    CHECKS_FILE: {"name": str, "verdict": str},
+    AUDIT_FILE: {"name": str},
+    BENCH_FILE: {"kind": str, "name": str},
+    DISTRIBUTED_FILE: {},
+}
+VERDICTS = ("pass", "fail")
+
+
 def read_jsonl(path: Path) -> list[dict]:
-    """All records of a JSON-lines file; ReportInputError naming file and line on any bad line."""
+    """All records of a JSON-lines file, each holding the fields the report reads (``REQUIRED_FIELDS``);
+    ReportInputError naming file and line on any bad line or record, or when the file cannot be read."""
     from theory_checks.framework import CorruptResultsError, read_records
 
     try:
-        return read_records(path)
+        records = read_records(path)
     except CorruptResultsError as error:
         raise ReportInputError(str(error)) from None
+    except OSError as error:
+        raise ReportInputError(f"cannot read results file {path}: {error.strerror or error}") from None
+    for number, record in enumerate(records, start=1):
+        problem = record_problem(path.name, record)
+        if problem:
+            raise ReportInputError(f"corrupt results file {path}, line {number}: {problem}")
+    return records
+
+
+def record_problem(file_name: str, record: dict) -> str | None:
+    """What makes ``record`` unusable as a record of ``file_name`` (a missing or mistyped field the report
+    reads, an unknown verdict, a malformed figure), or None."""
+    for key, kind in REQUIRED_FIELDS.get(file_name, {}).items():
+        if not isinstance(record.get(key), kind):
+            return f"field {key!r} must be a {kind.__name__}, got {record.get(key)!r}"
+    if file_name == CHECKS_FILE:
+        if record["verdict"] not in VERDICTS:
+            return f"verdict must be one of {VERDICTS}, got {record['verdict']!r}"
+        details = record.get("details", {})
+        if not isinstance(details, dict):
+            return f"details must be an object, got {type(details).__name__}"
+        return figure_problem(details)
+    if file_name == BENCH_FILE and record["kind"] == "moe_ratio_table" and not isinstance(record.get("point"), dict):
+        return f"a ratio-table record needs its grid point as an object, got {record.get('point')!r}"
+    return None
+
+
+def figure_problem(details: dict) -> str | None:
+    """What is wrong with the figure specs of a check's details (``report.figures``), or None."""
+    specs = details.get("figures") or []
+    if not isinstance(specs, list):
+        return "details.figures must be a list"
+    for spec in ([details["figure"]] if details.get("figure") else []) + specs:
+        series = spec.get("series") if isinstance(spec, dict) else None
+        if not isinstance(series, list):
+            return "a figure needs a list of series"
+        for one in series:
+            if not (isinstance(one, dict) and isinstance(one.get("x"), list) and isinstance(one.get("y"), list)
+                    and len(one["x"]) == len(one["y"])):
+                return "each figure series needs lists x and y of one length"
+    return None
 
 
 def load_inputs(results_dir: str | Path) -> ReportInputs:
@@ -80,11 +132,21 @@ def load_inputs(results_dir: str | Path) -> ReportInputs:
     if DISTRIBUTED_FILE in present:
         inputs.distributed = read_jsonl(root / DISTRIBUTED_FILE)
     if MANIFEST_FILE in present:
-        try:
-            inputs.manifest = json.loads((root / MANIFEST_FILE).read_text())
-        except json.JSONDecodeError as error:
-            raise ReportInputError(f"corrupt results file {root / MANIFEST_FILE}: {error}") from None
+        inputs.manifest = read_manifest(root / MANIFEST_FILE)
     return inputs
+
+
+def read_manifest(path: Path) -> dict:
+    """The run's provenance (a JSON object); ReportInputError when it cannot be read or is not one."""
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as error:
+        raise ReportInputError(f"cannot read results file {path}: {error.strerror or error}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ReportInputError(f"corrupt results file {path}: {error}") from None
+    if not isinstance(manifest, dict):
+        raise ReportInputError(f"corrupt results file {path}: expected a JSON object, got {type(manifest).__name__}")
+    return manifest
 
 
 def current_commit() -> str | None:
