@@ -145,3 +145,13 @@ def test_check_runs_with_pinned_threads_and_restores_them(registry):
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_replicate_seeds_of_different_check_seeds_are_disjoint():
+    """An audit over consecutive seeds must get fresh replicates at every seed: seed + r shared all but one."""
+    from theory_checks.framework import replicate_seed
+
+    seen = {replicate_seed(seed, r) for seed in range(1, 101) for r in range(12)}
+    assert len(seen) == 100 * 12
+    with pytest.raises(ValueError, match="replicate must be in"):
+        replicate_seed(1, -1)

@@ -20,7 +20,7 @@ from scipy import stats
 
 from sparse_bench.blocks import ConvPoolBlock
 from sparse_bench.dsm import RandomFeaturesDense, TopKDSM
-from theory_checks.framework import ALPHA, by_profile, holm, make_result, register_check
+from theory_checks.framework import ALPHA, by_profile, holm, make_result, register_check, replicate_seed
 
 from .convpool_checks_common import AREA
 
@@ -88,10 +88,10 @@ def check_cnn_topk_dsm_beats_dense(seed: int, profile: str = "quick", dsm_class=
     widths = by_profile(profile, quick=[512], full=[64, 128, 256, 512, 1024])
     runs, p_values = [], []
     for offset in range(seeds):
-        errs = squared_errors(seed + offset, samples, widths, dsm_class)
+        errs = squared_errors(replicate_seed(seed, offset), samples, widths, dsm_class)
         p_dense = _paired_greater(errs["dense"], errs["dsm_t512"])
         p_values.append(p_dense)
-        runs.append({"seed": seed + offset, "p_dsm_beats_dense": p_dense,
+        runs.append({"seed": replicate_seed(seed, offset), "p_dsm_beats_dense": p_dense,
                      "mse": {name: float(e.mean()) for name, e in errs.items()}})
     rejected = holm(p_values, ALPHA)
     ratios = np.array([r["mse"]["dsm_t512"] / r["mse"]["dense"] for r in runs])

@@ -24,11 +24,19 @@ from scipy import stats
 from sparse_bench.dsm import LSHModel, RandomFeaturesDense
 from sparse_bench.targets import BumpFamily, random_polynomial, uniform_cube
 from theory_checks import cases_paper as cases
-from theory_checks.framework import ALPHA, by_profile, figure_spec, make_result, register_check, series
+from theory_checks.framework import (
+    ALPHA,
+    by_profile,
+    figure_spec,
+    make_result,
+    register_check,
+    replicate_seed,
+    series,
+)
 
 from .paper_checks_common import AREA, RandomBucketHash, source
 
-SLOPE_ALPHA = 0.01  # one-sided level of the width-slope test (narrow enough for the control to fail)
+SLOPE_ALPHA = ALPHA  # one-sided level of the width-slope test: the project's false-alarm level
 
 
 def diagonal_inputs(n: int, k: int, gen: torch.Generator) -> torch.Tensor:
@@ -74,8 +82,8 @@ def check_dense_width_vs_epsilon(seed: int, profile: str = "quick", sampler=unif
         for r in range(reps):
             step = 0
             for s in spacings:
-                f = BumpFamily(k, s, seed=seed + r)
-                width, step = _needed_width(f, k, s / 4, step, gen, (seed + r) * 1000, sampler)
+                f = BumpFamily(k, s, seed=replicate_seed(seed, r))
+                width, step = _needed_width(f, k, s / 4, step, gen, replicate_seed(seed, r) * 1000, sampler)
                 inv_eps.append(4 / s)
                 widths.append(width)
         fit = stats.linregress(np.log(inv_eps), np.log(widths))
@@ -119,22 +127,23 @@ def check_lsh_vs_dense_buckets(seed: int, profile: str = "quick", router="pstabl
                              full=cases.CROSSOVER_DENSE_TRAIN[1])
     slopes, runs = [], []
     for r in range(n_seeds):
-        gen = torch.Generator().manual_seed(seed + r)
-        f = random_polynomial(d, 4, seed=seed + r)
+        rep_seed = replicate_seed(seed, r)
+        gen = torch.Generator().manual_seed(rep_seed)
+        f = random_polynomial(d, 4, seed=rep_seed)
         x, x_val = uniform_cube(n_train, d, gen), uniform_cube(dense_train // 4, d, gen)
         x_test = uniform_cube(n_test, d, gen)
         y, y_val, y_test = f(x), f(x_val), f(x_test)
         var = float(y_test.var())
-        dense = RandomFeaturesDense(d, dense_width, seed=seed + r)
+        dense = RandomFeaturesDense(d, dense_width, seed=rep_seed)
         dense.fit_validated(x[:dense_train], y[:dense_train], x_val, y_val)
         dense_mse = float(((dense.predict(x_test) - y_test) ** 2).mean())
         buckets, mses = [], []
         for i, w in enumerate(cases.CROSSOVER_WIDTHS):
             if router == "random":
                 size = runs[0]["buckets"][i] if runs else 4 ** (i + 2)
-                model = LSHModel.from_hashes(d, [RandomBucketHash(size, seed + r)], cases.CROSSOVER_HASHES)
+                model = LSHModel.from_hashes(d, [RandomBucketHash(size, rep_seed)], cases.CROSSOVER_HASHES)
             else:
-                model = LSHModel(d, "pstable", num_hashes=cases.CROSSOVER_HASHES, width=w, seed=seed + r)
+                model = LSHModel(d, "pstable", num_hashes=cases.CROSSOVER_HASHES, width=w, seed=rep_seed)
             model.fit(x, y)
             buckets.append(model.num_nonempty_buckets)
             mses.append(float(((model.predict(x_test) - y_test) ** 2).mean()))

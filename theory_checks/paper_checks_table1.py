@@ -26,7 +26,7 @@ from scipy import stats
 from sparse_bench.dsm import RandomFeaturesDense, TopKDSM
 from sparse_bench.targets import hypercube_function, random_polynomial, uniform_cube
 from theory_checks import cases_paper as cases
-from theory_checks.framework import ALPHA, by_profile, holm, make_result, register_check
+from theory_checks.framework import ALPHA, by_profile, holm, make_result, register_check, replicate_seed
 
 from .paper_checks_common import AREA, source
 
@@ -88,7 +88,7 @@ def check_table1_shape(seed: int, profile: str = "quick", make_dsm=TopKDSM):
     started = time.perf_counter()
     levels = by_profile(profile, quick=cases.TABLE1_ACTIVE[0], full=cases.TABLE1_ACTIVE[1])
     n_seeds = by_profile(profile, quick=cases.TABLE1_SEEDS[0], full=cases.TABLE1_SEEDS[1])
-    reps = [_one_replicate(seed + r, profile, make_dsm) for r in range(n_seeds)]
+    reps = [_one_replicate(replicate_seed(seed, r), profile, make_dsm) for r in range(n_seeds)]
     low, high = levels[0], levels[-1]
     targets = list(reps[0])
     tests, table = {}, {}

@@ -61,6 +61,7 @@ from .registry import (
     get_check,
     load_all_checks,
     register_check,
+    replicate_seed,
     run_check,
     run_control,
 )
@@ -126,6 +127,7 @@ __all__ = [
     "read_check_results",
     "read_records",
     "register_check",
+    "replicate_seed",
     "results_dir",
     "run_check",
     "run_control",
