@@ -6,6 +6,8 @@ wrapper of the real one, named after its defect.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from sparse_bench.hashing import PStableHash, SimHash, project, universal_hash
@@ -23,6 +25,24 @@ def pair_at_angle(d: int, angle: float, gen: torch.Generator) -> torch.Tensor:
     u, v = q[:, 0], q[:, 1]
     return torch.stack([u, torch.cos(torch.tensor(angle, dtype=torch.float64)) * u
                         + torch.sin(torch.tensor(angle, dtype=torch.float64)) * v])
+
+
+def pair_in_coordinate_plane(d: int, angle: float) -> torch.Tensor:
+    """Two unit vectors in R^d at the given angle (radians) in the plane of the first two axes, the first
+    along e1: (2, d) float64 (d >= 2). Gaussian hyperplanes are rotation invariant, so the collision law holds
+    here as in a random orientation; hyperplanes drawn from a law that is not (a cube's) show up here."""
+    pair = torch.zeros(2, d, dtype=torch.float64)
+    pair[0, 0], pair[1, 0], pair[1, 1] = 1.0, math.cos(angle), math.sin(angle)
+    return pair
+
+
+def cube_simhash(d: int, bits: int, seed: int) -> SimHash:
+    """Defect: hyperplane normals uniform in the cube [-1, 1]^d (``rand * 2 - 1`` for ``randn``): symmetric and
+    nearly isotropic in a random orientation, but not rotation invariant."""
+    h = SimHash(d, bits, seed)
+    gen = torch.Generator().manual_seed(int(seed))
+    h.directions.copy_(torch.rand(h.directions.shape, generator=gen, dtype=torch.float64) * 2 - 1)
+    return h
 
 
 def biased_simhash(d: int, bits: int, seed: int) -> SimHash:

@@ -6,6 +6,7 @@ over the grid at ALPHA, so a correct hash fails with probability <= ALPHA.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 
@@ -18,8 +19,8 @@ from theory_checks import cases_paper as cases
 from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, figure_spec, holm,
                                       make_result, register_check, series)
 
-from .paper_checks_common import (AREA, affine_simhash, biased_simhash, pair_at_angle, quarter_offset_pstable,
-                                  source)
+from .paper_checks_common import (AREA, affine_simhash, biased_simhash, cube_simhash, pair_at_angle,
+                                  pair_in_coordinate_plane, quarter_offset_pstable, source)
 
 
 def _holm_summary(cells: list[dict]) -> tuple[bool, float]:
@@ -32,29 +33,32 @@ def _holm_summary(cells: list[dict]) -> tuple[bool, float]:
 @register_check(
     name="paper_simhash_collision_law", source=source(1), area=AREA,
     prediction="P[all m SimHash bits agree] = (1 - theta/pi)^m for any d",
-    controls={"biased_directions": lambda: {"make_hash": biased_simhash}},
+    controls={"biased_directions": lambda: {"make_hash": biased_simhash},
+              "cube_directions": lambda: {"make_hash": cube_simhash}},
 )
 def check_simhash_collision_law(seed: int, profile: str = "quick", make_hash=SimHash):
-    """Each cell (angle, d, m): SimHash instances with 60 // m * m bits, every group of m bits an independent
-    m-bit hash applied to one pair at that angle; collisions ~ Binomial(trials, (1 - theta/pi)^m)."""
+    """Each cell (angle, d, orientation, m): SimHash instances with 60 // m * m bits, every group of m bits an
+    independent m-bit hash applied to one pair at that angle, in a random orientation and in the plane of the
+    first two axes (the law holds in every orientation; only a rotation-invariant hash obeys it in both);
+    collisions ~ Binomial(trials, (1 - theta/pi)^m)."""
     started = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     instances = by_profile(profile, quick=cases.SIMHASH_INSTANCES[0], full=cases.SIMHASH_INSTANCES[1])
     cells = []
-    for frac in cases.SIMHASH_ANGLES:
-        for d in cases.SIMHASH_DIMS:
-            pair = pair_at_angle(d, frac * math.pi, gen)
-            for m in cases.SIMHASH_BITS:
-                groups = 60 // m
-                hits = 0
-                for _ in range(instances):
-                    h = make_hash(d, groups * m, int(torch.randint(0, 2**62, (1,), generator=gen)))
-                    agree = (h.signs(pair[:1]) == h.signs(pair[1:])).reshape(groups, m)  # (groups, m)
-                    hits += int(agree.all(dim=1).sum())
-                trials, p = instances * groups, (1 - frac) ** m
-                cells.append(dict(angle_over_pi=frac, d=d, bits=m, trials=trials, collisions=hits,
-                                  predicted=p, observed=hits / trials,
-                                  p_value=binomial_test(hits, trials, p)))
+    for frac, d, orientation in itertools.product(cases.SIMHASH_ANGLES, cases.SIMHASH_DIMS, ("random", "axes")):
+        pair = (pair_at_angle(d, frac * math.pi, gen) if orientation == "random"
+                else pair_in_coordinate_plane(d, frac * math.pi))
+        for m in cases.SIMHASH_BITS:
+            groups = 60 // m
+            hits = 0
+            for _ in range(instances):
+                h = make_hash(d, groups * m, int(torch.randint(0, 2**62, (1,), generator=gen)))
+                agree = (h.signs(pair[:1]) == h.signs(pair[1:])).reshape(groups, m)  # (groups, m)
+                hits += int(agree.all(dim=1).sum())
+            trials, p = instances * groups, (1 - frac) ** m
+            cells.append(dict(angle_over_pi=frac, d=d, orientation=orientation, bits=m, trials=trials,
+                              collisions=hits, predicted=p, observed=hits / trials,
+                              p_value=binomial_test(hits, trials, p)))
     passed, min_p = _holm_summary(cells)
     worst = max(cells, key=lambda c: abs(c["observed"] - c["predicted"]))
     return make_result(
