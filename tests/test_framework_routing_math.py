@@ -6,9 +6,12 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from theory_checks.routing_math import (
     expected_dropped,
+    expert_drop_pmf,
+    iid_sum_p_value,
     multinomial_max_cdf,
     multinomial_max_pmf,
     simhash_bucket_collision,
@@ -78,3 +81,24 @@ def test_simhash_collision_and_validation():
         expected_dropped(10, 4, 5, 2)
     with pytest.raises(ValueError, match="capacity"):
         expected_dropped(10, 4, 1, -1)
+
+
+def test_expert_drop_pmf_is_the_overflow_of_a_binomial_load():
+    pmf = expert_drop_pmf(256, 8, 2, 80)
+    load = stats.binom(256, 2 / 8)
+    assert pmf.sum() == pytest.approx(1.0, abs=1e-12)
+    assert pmf[0] == pytest.approx(load.cdf(80), rel=1e-12) and pmf[3] == pytest.approx(load.pmf(83), rel=1e-12)
+    mean = float((np.arange(pmf.size) * pmf).sum())
+    assert 8 * mean == pytest.approx(expected_dropped(256, 8, 2, 80), rel=1e-12)
+    with pytest.raises(ValueError, match="capacity must be an integer"):
+        expert_drop_pmf(256, 8, 2, 257)
+
+
+def test_iid_sum_p_value_matches_the_binomial_for_bernoulli_draws():
+    """A sum of n Bernoulli(p) draws is Binomial(n, p): the doubled smaller tail from scipy's cdf and sf."""
+    for n, p, s in ((400, 0.1, 40), (400, 0.1, 25), (400, 0.1, 62), (50, 0.5, 0), (1200, 0.03, 55)):
+        expected = min(1.0, 2 * min(stats.binom.cdf(s, n, p), stats.binom.sf(s - 1, n, p)))
+        assert iid_sum_p_value(np.array([1 - p, p]), n, s) == pytest.approx(expected, rel=1e-9, abs=1e-15)
+    assert iid_sum_p_value(np.array([0.5, 0.5]), 3, 4) == 0.0  # beyond the largest possible sum
+    with pytest.raises(ValueError, match="integer sum"):
+        iid_sum_p_value(np.array([0.5, 0.5]), 3, 1.5)

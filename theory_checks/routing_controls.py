@@ -48,6 +48,15 @@ class CapacityPlusOneTopK(TopKRouter):
         return None if capacity is None else capacity + 1
 
 
+class CapacityMinusOneTopK(TopKRouter):
+    """Off-by-one the other way: keeps only C - 1 assignments per expert (it never breaks the capacity contract,
+    so only the number of drops can give it away)."""
+
+    def expert_capacity(self, num_tokens: int) -> int | None:
+        capacity = super().expert_capacity(num_tokens)
+        return None if capacity is None else max(1, capacity - 1)
+
+
 class QuantizedTieToFirstTopK(TopKRouter):
     """Low-precision gate: logits rounded to steps of 0.5, ties broken toward the lowest expert index
     (so expert 0 wins every tie and uniform logits no longer give uniform routing)."""

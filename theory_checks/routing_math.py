@@ -35,6 +35,39 @@ def expected_dropped(num_tokens: int, num_experts: int, k: int, capacity: int) -
     return float(num_experts * np.sum((loads - capacity) * pmf))
 
 
+def expert_drop_pmf(num_tokens: int, num_experts: int, k: int, capacity: int) -> np.ndarray:
+    """pmf of one expert's dropped assignments (L - C)_+ under uniformly random top-k routing, where its load L
+    is exactly Binomial(T, k/E) (each token picks it with probability k/E, independently of other tokens).
+    Entry j is P(drops = j), j = 0 .. T - C."""
+    _check_tokens_experts(num_tokens, num_experts, k)
+    if int(capacity) != capacity or not 0 <= capacity <= num_tokens:
+        raise ValueError(f"capacity must be an integer in [0, {num_tokens}], got {capacity}")
+    drops = np.arange(num_tokens - int(capacity) + 1)
+    pmf = stats.binom.pmf(drops + int(capacity), num_tokens, k / num_experts)
+    pmf[0] = stats.binom.cdf(int(capacity), num_tokens, k / num_experts)
+    return pmf
+
+
+def iid_sum_p_value(pmf: np.ndarray, draws: int, observed_sum: int) -> float:
+    """Exact two-sided p-value of the sum of ``draws`` iid values with pmf ``pmf`` (over 0, 1, ...):
+    min(1, 2 min(P(S <= s), P(S >= s))), the sum's pmf by FFT convolution (rounding ~1e-16 of its mode)."""
+    from scipy.signal import fftconvolve
+
+    if draws < 1 or observed_sum < 0 or int(observed_sum) != observed_sum:
+        raise ValueError(f"need draws >= 1 and an integer sum >= 0, got {draws}, {observed_sum}")
+    total, base, power = np.ones(1), np.asarray(pmf, dtype=float), draws
+    while power:  # repeated squaring
+        if power & 1:
+            total = np.clip(fftconvolve(total, base), 0.0, None)
+        power >>= 1
+        if power:
+            base = np.clip(fftconvolve(base, base), 0.0, None)
+    s = int(observed_sum)
+    if s >= total.size:
+        return 0.0
+    return float(min(1.0, 2 * min(total[: s + 1].sum(), total[s:].sum())))
+
+
 def capacity_for(capacity_factor: float, num_tokens: int, num_experts: int, k: int) -> int:
     """C = ceil(capacity_factor * T * k / E) (DESIGN.md §4), computed here independently of the routers."""
     return math.ceil(capacity_factor * num_tokens * k / num_experts)
