@@ -215,3 +215,54 @@ def check_receptive_field_gradient_support(seed: int, profile: str = "quick", fo
                        measured=1 - len(mismatches) / chains,
                        margin="exact (random weights: no cancellation a.s.)",
                        details={"mismatches": mismatches[:5]}, started=started)
+
+
+def conv_macs(n: int, c_out: int, out_hw: tuple[int, int], c_in_per_group: int, kernel: tuple[int, int]) -> int:
+    """THEORY.md §B: multiply-accumulates of a direct or im2col convolution, N C_out H_o W_o (C_in / g) k_h k_w."""
+    return n * c_out * out_hw[0] * out_hw[1] * c_in_per_group * kernel[0] * kernel[1]
+
+
+def _stride_one_then_subsample(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
+    """Planted defect: a strided convolution computed at stride 1 and then subsampled (the right output, with
+    up to s_h s_w times the multiply-accumulates)."""
+    s = (stride, stride) if isinstance(stride, int) else stride
+    return conv2d_im2col(x, w, b, 1, padding, dilation, groups)[:, :, ::s[0], ::s[1]].contiguous()
+
+
+@register_check(
+    name="conv_mac_count", source=SOURCE, area=AREA,
+    prediction="native conv2d and conv2d_im2col each perform N C_out H_o W_o (C_in/g) k_h k_w multiply-"
+               "accumulates, as counted by PyTorch's FlopCounterMode (2 FLOPs per MAC)",
+    controls={"stride_one_then_subsample": lambda: {"conv": _stride_one_then_subsample}},
+)
+def check_conv_mac_count(seed: int, profile: str = "quick", conv=conv2d_im2col):
+    """On hypothesis-drawn shapes (groups, stride, padding, dilation), the FLOPs that
+    ``torch.utils.flop_counter.FlopCounterMode`` (which nobody here wrote) counts for F.conv2d and for
+    ``conv`` must both be exactly twice the formula. x requires grad, so every product of the im2col path is an
+    ATen GEMM the counter sees (without autograd the ungrouped product runs on oneDNN, the same shapes)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    started = time.perf_counter()
+    examples = by_profile(profile, quick=30, full=300)
+    gen = torch.Generator().manual_seed(seed)
+    mismatches = []
+
+    def body(shape):
+        x, w, b, kw = _problem(shape, gen, torch.float32)
+        x.requires_grad_(True)
+        counted = {}
+        for name, fn in (("native", F.conv2d), ("im2col", conv)):
+            with FlopCounterMode(display=False) as counter:
+                out = fn(x, w, None, **kw)
+            counted[name] = counter.get_total_flops() / 2
+        predicted = conv_macs(x.shape[0], w.shape[0], tuple(out.shape[2:]), w.shape[1], tuple(w.shape[2:]))
+        if any(macs != predicted for macs in counted.values()):
+            mismatches.append({"shape": repr(shape), "formula": predicted, **counted})
+
+    cases = run_hypothesis_draws(seed, examples, conv_shapes(), body)
+    worst = max(mismatches, key=lambda m: abs(m["im2col"] - m["formula"]), default=None)
+    return make_result("conv_mac_count", passed=not mismatches, seed=seed, profile=profile, n=cases,
+                       test="exact equality of counted and predicted MACs on every draw", predicted=0.0,
+                       measured=len(mismatches), margin="exact (counts of whole numbers)",
+                       params={"examples": examples}, details={"mismatches": mismatches[:5], "worst": worst},
+                       started=started)
