@@ -133,11 +133,12 @@ def check_pooling_gradient_routing(seed: int, profile: str = "quick", max_plan=m
         up = torch.randn(images, 2, 4, 4, generator=gen, dtype=torch.float64)
         (g_max,) = torch.autograd.grad(F.max_pool2d(x, k), x, up)
         (g_avg,) = torch.autograd.grad(F.avg_pool2d(x, k), x, up)
-        per_window = F.avg_pool2d((g_max != 0).double(), k) * k * k  # nonzero gradients per window
-        fractions[k] = float((g_max != 0).double().mean())
         routed = torch.zeros(x.numel(), dtype=x.dtype)  # where the plan says each window's gradient goes
         plan = max_plan(x.detach(), k)
         routed.index_add_(0, plan.token_index, up.reshape(-1)[plan.expert_index] * plan.weight)
+        # counted on the plan's routing (PyTorch's own gradient must then equal it: max_grad_off_plan)
+        per_window = F.avg_pool2d((routed.reshape(x.shape) != 0).double(), k) * k * k  # nonzero per window
+        fractions[k] = float((routed != 0).double().mean())
         spread = torch.zeros(x.numel(), dtype=x.dtype)
         aplan = avg_plan(x.detach(), k)
         spread.index_add_(0, aplan.token_index, up.reshape(-1)[aplan.expert_index] * aplan.weight)
