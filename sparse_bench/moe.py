@@ -106,6 +106,8 @@ class MoELayer(nn.Module):
         if x.dim() < 1 or x.shape[-1] != self.d_model:
             raise ValueError(f"x must have shape (..., {self.d_model}), got {tuple(x.shape)}")
         tokens = x.reshape(-1, self.d_model)  # (T, d_model)
+        if token_ids is not None and not isinstance(token_ids, torch.Tensor):
+            raise TypeError(f"token_ids must be an int64 torch.Tensor, got {type(token_ids).__name__}")
         ids = token_ids.reshape(-1) if token_ids is not None else None
         if self.router.capabilities.needs_token_ids:  # such routers never read x's values, so never scan them
             check_finite(tokens, "x")

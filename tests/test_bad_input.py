@@ -173,3 +173,33 @@ def test_empty_batch_of_images():
     empty = torch.randn(0, 1, 6, 6)
     assert maxpool_plan(empty, 2).num_assignments == 0
     assert ConvPoolBlock(1, 2, 3, impl="im2col")(empty).shape == ConvPoolBlock(1, 2, 3)(empty).shape
+
+
+def test_formal_model_and_blocks_refuse_what_would_give_nan_or_a_raw_torch_error():
+    from sparse_bench.blocks import compose_conv_kernels, conv2d_toeplitz_matrix
+    from sparse_bench.dsm import DSM, LSHModel, knn_as_dsm
+
+    nan3 = torch.tensor([float("nan"), 1.0, 2.0])
+    with pytest.raises(ValueError, match="bias contains NaN or Inf"):
+        DSM(torch.randn(3, 2), nan3, 1)
+    with pytest.raises(ValueError, match="readout contains NaN or Inf"):
+        DSM(torch.randn(3, 2), torch.zeros(3), 1, readout=nan3)
+    with pytest.raises(ValueError, match="values contains NaN or Inf"):
+        knn_as_dsm(torch.randn(3, 2), nan3, 1)
+    model = LSHModel(2, "simhash", num_hashes=2, seed=0)
+    with pytest.raises(ValueError, match="y contains NaN or Inf"):
+        model.fit(torch.randn(3, 2), nan3)
+    with pytest.raises(ValueError, match="default must be a finite number"):
+        model.fit(torch.randn(3, 2), torch.zeros(3), default=float("inf"))
+    with pytest.raises(ValueError, match="pool_size"):
+        ConvPoolBlock(1, 2, 3, pool_size=5)(torch.randn(1, 1, 5, 5))  # a 3 x 3 map under a 5 x 5 window
+    with pytest.raises(TypeError, match="floating torch.dtype"):
+        ConvPoolBlock(1, 2, 3, dtype=torch.int64)
+    with pytest.raises(TypeError, match="one dtype"):
+        compose_conv_kernels(torch.randn(2, 1, 3, 3), torch.randn(1, 2, 3, 3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="three ints >= 1"):
+        conv2d_toeplitz_matrix(torch.randn(1, 1, 2, 2), (1, -3, 4))
+    with pytest.raises(TypeError, match="token_ids must be an int64 torch.Tensor"):
+        MoELayer(HashRouter(7), ExpertBank(7, 24, 40))(torch.randn(3, 24), token_ids=[1, 2, 3])
+    with pytest.raises(ValueError, match="expert choice needs a capacity_factor"):
+        ExpertChoiceRouter(8, 4, capacity_factor=None)

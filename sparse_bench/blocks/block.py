@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..validation import check_positive_float
-from ._args import pair
+from ._args import output_size, pair
 from .conv import check_conv_args, conv2d_im2col
 from .pooling import avgpool_plan, lse_pool, maxpool_plan, pool_from_plan
 
@@ -53,6 +53,8 @@ class ConvPoolBlock(nn.Module):
         self.pool_size = pair(pool_size, "pool_size", 1)
         self.pool, self.impl = pool, impl
         self.temperature = check_positive_float(temperature, "temperature")
+        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
         fan_in = in_ch * self.kernel_size[0] * self.kernel_size[1]
         bound = 1.0 / math.sqrt(fan_in)  # nn.Conv2d's default range
         weight = torch.rand(out_ch, in_ch, *self.kernel_size, generator=generator, dtype=dtype) * 2 - 1
@@ -84,6 +86,7 @@ class ConvPoolBlock(nn.Module):
         if self.impl == "im2col":
             build = maxpool_plan if self.pool == "max" else avgpool_plan
             return pool_from_plan(z, build(z, self.pool_size))
+        output_size(tuple(z.shape[2:]), self.pool_size, self.pool_size, (0, 0), name="pool_size")  # clear error
         if self.pool == "max":
             return F.max_pool2d(z, self.pool_size)
         return F.avg_pool2d(z, self.pool_size)

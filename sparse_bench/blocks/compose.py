@@ -42,6 +42,9 @@ def compose_conv_kernels(first: torch.Tensor, second: torch.Tensor, first_stride
     for name, kernel in (("first", first), ("second", second)):
         if not isinstance(kernel, torch.Tensor) or kernel.dim() != 4:
             raise ValueError(f"{name} must be a 4-D kernel (C_out, C_in, kH, kW)")
+    if not (first.is_floating_point() and second.dtype == first.dtype):
+        raise TypeError(f"first and second must be floating kernels of one dtype, got {first.dtype} and "
+                        f"{second.dtype}")
     if second.shape[1] != first.shape[0]:
         raise ValueError(
             f"second expects {second.shape[1]} input channels but first has {first.shape[0]} outputs"

@@ -83,7 +83,9 @@ def conv2d_toeplitz_matrix(weight, input_shape, stride=1, padding=0, dilation=1,
         raise ValueError("weight must be a tensor of shape (C_out, C_in/groups, kH, kW)")
     if len(tuple(input_shape)) != 3:
         raise ValueError(f"input_shape must be (C_in, H, W), got {tuple(input_shape)!r}")
-    c_in, h, w = (int(v) for v in input_shape)
+    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in input_shape):
+        raise ValueError(f"input_shape must be three ints >= 1 (C_in, H, W), got {tuple(input_shape)!r}")
+    c_in, h, w = input_shape
     probe = weight.new_zeros(1, c_in, h, w)
     stride, padding, dilation, (h_out, w_out) = check_conv_args(
         probe, weight, None, stride, padding, dilation, groups

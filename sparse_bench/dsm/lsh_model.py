@@ -8,11 +8,13 @@ exactly one bucket per table, so the work per input does not depend on how many 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from ..hashing import PStableHash, SimHash
-from ..validation import check_int_in_range, check_positive_float, check_tokens
+from ..validation import check_float_tensor, check_int_in_range, check_positive_float, check_tokens
 
 FAMILIES = ("pstable", "simhash")
 
@@ -89,6 +91,9 @@ class LSHModel(nn.Module):
             raise ValueError(f"y must be a ({x.shape[0]},) tensor, got {getattr(y, 'shape', None)}")
         if x.shape[0] == 0:
             raise ValueError("fit needs at least one sample")
+        check_float_tensor(y, 1, "(n,)", "y")
+        if default is not None and not math.isfinite(default):
+            raise ValueError(f"default must be a finite number, got {default!r}")
         self.default = float(y.to(torch.float64).mean()) if default is None else float(default)
         fitted = [bucket_means(h.bucket(x), y) for h in self.hashes]
         self.table_ids = [f[0] for f in fitted]

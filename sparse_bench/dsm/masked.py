@@ -15,7 +15,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..validation import check_int_in_range, check_positive_float, check_tokens
+from ..validation import (
+    check_finite,
+    check_float_tensor,
+    check_int_in_range,
+    check_positive_float,
+    check_tokens,
+)
 from .readout import ridge_readout, select_ridge
 
 ACTIVATIONS = ("relu", "indicator")
@@ -40,6 +46,8 @@ class DSM(nn.Module):
         t, d = weight.shape
         if not isinstance(bias, torch.Tensor) or bias.shape != (t,):
             raise ValueError(f"bias must be a ({t},) tensor, got {getattr(bias, 'shape', type(bias))}")
+        check_finite(weight, "weight")
+        check_finite(bias, "bias")
         check_int_in_range(active_units, "active_units", 1, t)
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
@@ -49,6 +57,8 @@ class DSM(nn.Module):
         self.register_buffer("bias", bias.detach().to(torch.float64))
         if readout is not None and (not isinstance(readout, torch.Tensor) or readout.shape != (t,)):
             raise ValueError(f"readout must be a ({t},) tensor")
+        if readout is not None:
+            check_finite(readout, "readout")
         self.register_buffer("readout", None if readout is None else readout.detach().to(torch.float64))
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
@@ -154,6 +164,7 @@ def knn_as_dsm(points: torch.Tensor, values: torch.Tensor, k: int) -> DSM:
     if not isinstance(values, torch.Tensor) or values.shape != (points.shape[0],):
         got = getattr(values, "shape", None)
         raise ValueError(f"values must be a ({points.shape[0]},) tensor, got {got}")
+    check_float_tensor(values, 1, "(N,)", "values")
     check_int_in_range(k, "k", 1, points.shape[0])
     pts = points.to(torch.float64)
     bias = -0.5 * (pts * pts).sum(dim=1)  # (N,)
