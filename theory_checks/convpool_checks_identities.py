@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from hypothesis import strategies as st
 
 from sparse_bench.blocks import compose_conv_kernels, conv2d_im2col, conv2d_toeplitz_matrix, receptive_field
+from sparse_bench.blocks._args import pair
 from theory_checks.framework import by_profile, make_result, register_check
 
 from .convpool_checks_common import AREA, SOURCE, gamma, run_hypothesis_draws
@@ -225,8 +226,8 @@ def conv_macs(n: int, c_out: int, out_hw: tuple[int, int], c_in_per_group: int, 
 def _stride_one_then_subsample(x, w, b=None, stride=1, padding=0, dilation=1, groups=1):
     """Planted defect: a strided convolution computed at stride 1 and then subsampled (the right output, with
     up to s_h s_w times the multiply-accumulates)."""
-    s = (stride, stride) if isinstance(stride, int) else stride
-    return conv2d_im2col(x, w, b, 1, padding, dilation, groups)[:, :, ::s[0], ::s[1]].contiguous()
+    s_h, s_w = pair(stride, "stride", 1)
+    return conv2d_im2col(x, w, b, 1, padding, dilation, groups)[:, :, ::s_h, ::s_w].contiguous()
 
 
 @register_check(
