@@ -49,9 +49,7 @@ REQUIRED_FIELDS = {
     CHECKS_FILE: {"name": str, "verdict": str},
     AUDIT_FILE: {"name": str},
     BENCH_FILE: {"kind": str, "name": str},
-    DISTRIBUTED_FILE: {},
 }
-VERDICTS = ("pass", "fail")
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -75,6 +73,8 @@ def read_jsonl(path: Path) -> list[dict]:
 def record_problem(file_name: str, record: dict) -> str | None:
     """What makes ``record`` unusable as a record of ``file_name`` (a missing or mistyped field the report
     reads, an unknown verdict, a malformed figure), or None."""
+    from theory_checks.framework.result import VERDICTS
+
     for key, kind in REQUIRED_FIELDS.get(file_name, {}).items():
         if not isinstance(record.get(key), kind):
             return f"field {key!r} must be a {kind.__name__}, got {record.get(key)!r}"
@@ -85,7 +85,8 @@ def record_problem(file_name: str, record: dict) -> str | None:
         if not isinstance(details, dict):
             return f"details must be an object, got {type(details).__name__}"
         return figure_problem(details)
-    if file_name == BENCH_FILE and record["kind"] == "moe_ratio_table" and not isinstance(record.get("point"), dict):
+    ratio_table = file_name == BENCH_FILE and record["kind"] == "moe_ratio_table"
+    if ratio_table and not isinstance(record.get("point"), dict):
         return f"a ratio-table record needs its grid point as an object, got {record.get('point')!r}"
     return None
 
@@ -145,7 +146,8 @@ def read_manifest(path: Path) -> dict:
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ReportInputError(f"corrupt results file {path}: {error}") from None
     if not isinstance(manifest, dict):
-        raise ReportInputError(f"corrupt results file {path}: expected a JSON object, got {type(manifest).__name__}")
+        raise ReportInputError(f"corrupt results file {path}: expected a JSON object, got "
+                               f"{type(manifest).__name__}")
     return manifest
 
 
