@@ -39,9 +39,10 @@ from .timing import Timing, paired_ratio_interval, peak_bytes, time_call, time_i
 
 BENCH_FILE = "bench.jsonl"
 FLOOR_ONE_THREAD = "floor on one thread"
-# Parallel efficiency below which a run is flagged as contended. Measured here (2 threads, d=512): idle, the
-# floor block ran 1.94-2.01x faster on 2 threads than on 1 (2026-12-03, 7 alternating rounds); while other
-# work held a core the same day, a 1024 x 512 x 512 product ran 1.0-1.08x faster.
+# Parallel efficiency below which a run is flagged as contended. Measured here (2 threads, d=512, 2026-12-03):
+# on an otherwise idle machine the floor block ran 1.88-2.01x faster on 2 threads than on 1 (the 4 rows of
+# `make report`; 1.94-2.01 in an earlier 7-round comparison); with three other Python processes running, one
+# row of the same quick table read 1.16x, its R interval [1.49, 30.53].
 CONTENDED_EFFICIENCY = 0.75
 DIRECTIONS = ("forward", "forward_backward")
 MIN_RUN_TIME = {"quick": 0.05, "full": 0.2}  # seconds of timed calls per measurement
