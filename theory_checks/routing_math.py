@@ -48,20 +48,20 @@ def expert_drop_pmf(num_tokens: int, num_experts: int, k: int, capacity: int) ->
     return pmf
 
 
+def _fft_convolve(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a * b by FFT (long pmfs: direct convolution is quadratic), rounding below 0 clipped to 0."""
+    from scipy.signal import fftconvolve
+
+    return np.clip(fftconvolve(a, b), 0.0, None)
+
+
 def iid_sum_p_value(pmf: np.ndarray, draws: int, observed_sum: int) -> float:
     """Exact two-sided p-value of the sum of ``draws`` iid values with pmf ``pmf`` (over 0, 1, ...):
     min(1, 2 min(P(S <= s), P(S >= s))), the sum's pmf by FFT convolution (rounding ~1e-16 of its mode)."""
-    from scipy.signal import fftconvolve
-
     if draws < 1 or observed_sum < 0 or int(observed_sum) != observed_sum:
         raise ValueError(f"need draws >= 1 and an integer sum >= 0, got {draws}, {observed_sum}")
-    total, base, power = np.ones(1), np.asarray(pmf, dtype=float), draws
-    while power:  # repeated squaring
-        if power & 1:
-            total = np.clip(fftconvolve(total, base), 0.0, None)
-        power >>= 1
-        if power:
-            base = np.clip(fftconvolve(base, base), 0.0, None)
+    pmf = np.asarray(pmf, dtype=float)
+    total = _convolve_power(pmf, draws, (pmf.size - 1) * draws + 1, convolve=_fft_convolve)
     s = int(observed_sum)
     if s >= total.size:
         return 0.0
@@ -73,17 +73,18 @@ def capacity_for(capacity_factor: float, num_tokens: int, num_experts: int, k: i
     return math.ceil(capacity_factor * num_tokens * k / num_experts)
 
 
-def _convolve_power(pmf: np.ndarray, power: int, length: int) -> np.ndarray:
-    """pmf^{*power} truncated to ``length`` entries, by repeated squaring (terms >= 0: no cancellation)."""
+def _convolve_power(pmf: np.ndarray, power: int, length: int, convolve=np.convolve) -> np.ndarray:
+    """pmf^{*power} truncated to ``length`` entries, by repeated squaring (terms >= 0: no cancellation with the
+    default direct ``convolve``)."""
     result = np.zeros(length)
     result[0] = 1.0
     base = pmf[:length]
     while power:
         if power & 1:
-            result = np.convolve(result, base)[:length]
+            result = convolve(result, base)[:length]
         power >>= 1
         if power:
-            base = np.convolve(base, base)[:length]
+            base = convolve(base, base)[:length]
     return result
 
 
