@@ -117,8 +117,9 @@ class RatioToFloor(Benchmark):
         return self.record["ours"]["median_s"] / peer["median_s"]
 
     def track_floor_thread_speedup(self, num_experts, k, direction):
-        """The floor block's time on one thread / on two, timed in the same rounds (idle machine: about 2; a run
-        well below 1.5 shared its cores with other work, and its other ratios do not compare with the rest)."""
+        """The floor block's time on one thread / on two, timed in the same rounds (idle machine: about 2; a
+        run well below 1.5 shared its cores with other work, and its other ratios do not compare with the
+        rest)."""
         return self.record["thread_scaling"]["speedup"]
 
     track_R.unit = track_overhead.unit = track_ours_over_hf.unit = track_ours_over_gshard.unit = "ratio"

@@ -119,12 +119,13 @@ def test_capacity_that_rounds_to_zero_or_overflows():
     integer capacity: both are refused when the batch is routed (C depends on T), naming the factor."""
     x = torch.randn(1, 8)  # 5e-324 * 1 / 4 underflows to 0.0 (with 4 tokens it would be 5e-324, C = 1)
     tiny = 5e-324
-    for router in (TopKRouter(8, 4, k=1, capacity_factor=tiny), ExpertChoiceRouter(8, 4, capacity_factor=tiny)):
+    routers = (TopKRouter(8, 4, k=1, capacity_factor=tiny), ExpertChoiceRouter(8, 4, capacity_factor=tiny))
+    for router in routers:
         with pytest.raises(ValueError, match="must round to at least 1"):
             router(x)
     with pytest.raises(ValueError, match="capacity_factor=1e.308"):
         TopKRouter(8, 4, k=1, capacity_factor=1e308)(torch.randn(8, 8))
-    plan = TopKRouter(8, 4, k=1, capacity_factor=5e-324)(torch.randn(0, 8))  # empty batch: capacity 0 is right
+    plan = TopKRouter(8, 4, k=1, capacity_factor=5e-324)(torch.randn(0, 8))  # empty batch: capacity 0
     assert plan.num_assignments == 0
 
 
@@ -143,8 +144,8 @@ def test_shared_expert_must_match_the_layer():
 
 
 def test_parameters_that_overflow_inside_the_computation():
-    """Finite, positive settings whose arithmetic leaves the dtype's range: an error, not NaN routing, a single
-    bucket for every token or an infinite pooled value."""
+    """Finite, positive settings whose arithmetic leaves the dtype's range: an error, not NaN routing, a
+    single bucket for every token or an infinite pooled value."""
     x = torch.randn(6, 8)
     with pytest.raises(ValueError, match="logits / temperature overflows"):
         MoELayer(SinkhornRouter(8, 4, temperature=1e-45), ExpertBank(4, 8, 16))(x)

@@ -103,14 +103,14 @@ def test_thread_scaling_flags_a_machine_whose_cores_are_held(records):
         warnings.simplefilter("error")
         scaled = thread_scaling(idle, two, 2, "E=8")
     assert not scaled["contended"] and scaled["speedup"] == pytest.approx(2.0)
-    assert scaled["interval"]["low"] == pytest.approx(2.0) and scaled["interval"]["high"] == pytest.approx(2.0)
+    assert (scaled["interval"]["low"], scaled["interval"]["high"]) == (pytest.approx(2.0), pytest.approx(2.0))
     row = format_row({**records[1][0], "thread_scaling": flagged})
     assert row.endswith("threads=1.05x CONTENDED")
 
 
 def test_interleaved_timing_runs_a_callable_on_its_own_thread_count():
-    """Every timed call of a callable given its own count runs on it; the first call is the warm-up, which runs
-    on the caller's count."""
+    """Every timed call of a callable given its own count runs on it; the first call is the warm-up, which
+    runs on the caller's count."""
     seen = {"one": [], "all": []}
     fns = {name: (lambda name=name: seen[name].append(torch.get_num_threads())) for name in seen}
     with pinned_threads(2):

@@ -148,7 +148,8 @@ def test_check_runs_with_pinned_threads_and_restores_them(registry):
 
 
 def test_replicate_seeds_of_different_check_seeds_are_disjoint():
-    """An audit over consecutive seeds must get fresh replicates at every seed: seed + r shared all but one."""
+    """An audit over consecutive seeds must get fresh replicates at every seed: seed + r shared all but
+    one."""
     from theory_checks.framework import replicate_seed
 
     seen = {replicate_seed(seed, r) for seed in range(1, 101) for r in range(12)}

@@ -87,7 +87,8 @@ def test_expert_drop_pmf_is_the_overflow_of_a_binomial_load():
     pmf = expert_drop_pmf(256, 8, 2, 80)
     load = stats.binom(256, 2 / 8)
     assert pmf.sum() == pytest.approx(1.0, abs=1e-12)
-    assert pmf[0] == pytest.approx(load.cdf(80), rel=1e-12) and pmf[3] == pytest.approx(load.pmf(83), rel=1e-12)
+    assert pmf[0] == pytest.approx(load.cdf(80), rel=1e-12)
+    assert pmf[3] == pytest.approx(load.pmf(83), rel=1e-12)
     mean = float((np.arange(pmf.size) * pmf).sum())
     assert 8 * mean == pytest.approx(expected_dropped(256, 8, 2, 80), rel=1e-12)
     with pytest.raises(ValueError, match="capacity must be an integer"):

@@ -78,8 +78,9 @@ BUMP_GRID = 101  # sup-error on a BUMP_GRID^k grid of [-1, 1]^k
 BUMP_FIRST_WIDTH = 8
 BUMP_WIDTH_STEP = 2 ** 0.25  # widths searched on a geometric grid of this ratio
 BUMP_MAX_WIDTH = 4_096
-# Replicates: with 3 (quick) the collapsed-input control's slope bound fell below k at only about half of seeds
-# 1-30 at ALPHA = 1e-3 (a level of 0.01 had been used to catch it); with 6 at ALPHA, on 30 of 30 (2026-12-03)
+# Replicates: with 3 (quick) the collapsed-input control's slope bound fell below k at only about half of
+# seeds 1-30 at ALPHA = 1e-3 (a level of 0.01 had been used to catch it); with 6 at ALPHA, on 30 of 30
+# (2026-12-03)
 BUMP_REPLICATES = (6, 12)
 
 # 11. Table 1: active units of the dense / 50% / 25% models (paper: 2048, 4096, 8192 -> 18,432 ... FLOPs)

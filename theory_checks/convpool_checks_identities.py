@@ -218,8 +218,10 @@ def check_receptive_field_gradient_support(seed: int, profile: str = "quick", fo
                        details={"mismatches": mismatches[:5]}, started=started)
 
 
-def conv_macs(n: int, c_out: int, out_hw: tuple[int, int], c_in_per_group: int, kernel: tuple[int, int]) -> int:
-    """THEORY.md §B: multiply-accumulates of a direct or im2col convolution, N C_out H_o W_o (C_in / g) k_h k_w."""
+def conv_macs(n: int, c_out: int, out_hw: tuple[int, int], c_in_per_group: int,
+              kernel: tuple[int, int]) -> int:
+    """THEORY.md §B: multiply-accumulates of a direct or im2col convolution,
+    N C_out H_o W_o (C_in / g) k_h k_w."""
     return n * c_out * out_hw[0] * out_hw[1] * c_in_per_group * kernel[0] * kernel[1]
 
 
@@ -239,8 +241,8 @@ def _stride_one_then_subsample(x, w, b=None, stride=1, padding=0, dilation=1, gr
 def check_conv_mac_count(seed: int, profile: str = "quick", conv=conv2d_im2col):
     """On hypothesis-drawn shapes (groups, stride, padding, dilation), the FLOPs that
     ``torch.utils.flop_counter.FlopCounterMode`` (which nobody here wrote) counts for F.conv2d and for
-    ``conv`` must both be exactly twice the formula. x requires grad, so every product of the im2col path is an
-    ATen GEMM the counter sees (without autograd the ungrouped product runs on oneDNN, the same shapes)."""
+    ``conv`` must both be exactly twice the formula. x requires grad, so every product of the im2col path is
+    an ATen GEMM the counter sees (without autograd the ungrouped product runs on oneDNN, the same shapes)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     started = time.perf_counter()

@@ -37,8 +37,8 @@ def pair_in_coordinate_plane(d: int, angle: float) -> torch.Tensor:
 
 
 def cube_simhash(d: int, bits: int, seed: int) -> SimHash:
-    """Defect: hyperplane normals uniform in the cube [-1, 1]^d (``rand * 2 - 1`` for ``randn``): symmetric and
-    nearly isotropic in a random orientation, but not rotation invariant."""
+    """Defect: hyperplane normals uniform in the cube [-1, 1]^d (``rand * 2 - 1`` for ``randn``): symmetric
+    and nearly isotropic in a random orientation, but not rotation invariant."""
     h = SimHash(d, bits, seed)
     gen = torch.Generator().manual_seed(int(seed))
     h.directions.copy_(torch.rand(h.directions.shape, generator=gen, dtype=torch.float64) * 2 - 1)

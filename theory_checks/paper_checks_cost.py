@@ -115,7 +115,9 @@ def check_knn_is_dsm(seed: int, profile: str = "quick", build=knn_as_dsm):
             squared = np.sort(((q.numpy()[:, None] - pts.numpy()[None]) ** 2).sum(axis=2), axis=1)
             norms = float(np.linalg.norm(q.numpy(), axis=1).max() + np.linalg.norm(pts.numpy(), axis=1).max())
             tie = 2 * rounding_gamma(d + 2) * norms**2
-            untied = ~(np.abs(squared[:, k] - squared[:, k - 1]) <= tie) if k < n_points else np.ones(queries, bool)
+            untied = np.ones(queries, bool)
+            if k < n_points:
+                untied = ~(np.abs(squared[:, k] - squared[:, k - 1]) <= tie)
             diff = np.abs(build(pts, vals, k).predict(q).numpy() - ref.predict(q.numpy()))[untied]
             bad = int((diff > 2 * rounding_gamma(k) * float(vals.abs().max())).sum())
             mismatches += bad

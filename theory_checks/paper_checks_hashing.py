@@ -45,7 +45,8 @@ def check_simhash_collision_law(seed: int, profile: str = "quick", make_hash=Sim
     gen = torch.Generator().manual_seed(seed)
     instances = by_profile(profile, quick=cases.SIMHASH_INSTANCES[0], full=cases.SIMHASH_INSTANCES[1])
     cells = []
-    for frac, d, orientation in itertools.product(cases.SIMHASH_ANGLES, cases.SIMHASH_DIMS, ("random", "axes")):
+    orientations = ("random", "axes")
+    for frac, d, orientation in itertools.product(cases.SIMHASH_ANGLES, cases.SIMHASH_DIMS, orientations):
         pair = (pair_at_angle(d, frac * math.pi, gen) if orientation == "random"
                 else pair_in_coordinate_plane(d, frac * math.pi))
         for m in cases.SIMHASH_BITS:

@@ -170,8 +170,8 @@ def check_capacity_drops_uniform_random(seed: int, profile: str = "quick", make_
     Per cell, batch b contributes the drops of expert b mod E (pre-drop load from the logits' own top-k, minus
     what the plan keeps): iid draws of (Binomial(T, k/E) - C)_+, whose sum gets an exact test against its
     B-fold convolution (``iid_sum_p_value``; a t test on all experts' drops, which are heavily skewed where
-    drops are rare, rejected a correct router ~5x more often than its level); Holm over the cells. The capacity
-    contract (every expert_count <= C) is checked exactly on every batch."""
+    drops are rare, rejected a correct router ~5x more often than its level); Holm over the cells. The
+    capacity contract (every expert_count <= C) is checked exactly on every batch."""
     started = time.perf_counter()
     gen = generator(seed)
     T, E = cases.ROUTING_TOKENS, cases.ROUTING_EXPERTS
@@ -203,10 +203,11 @@ def check_capacity_drops_uniform_random(seed: int, profile: str = "quick", make_
             p_values.append(p)
     head = _headline(rows, p_values)
     return make_result(
-        "capacity_drops_uniform_random", passed=within_capacity and not any(holm(p_values, ALPHA)), seed=seed,
-        profile=profile, n=batches * len(rows),
-        test=f"exact test per cell of one expert's drops per batch summed over batches (iid (Binomial(T, k/E) - "
-             f"C)_+), Holm over {len(rows)} cells; capacity checked exactly; interval: t on all drops (shown only)",
+        "capacity_drops_uniform_random", passed=within_capacity and not any(holm(p_values, ALPHA)),
+        seed=seed, profile=profile, n=batches * len(rows),
+        test=f"exact test per cell of one expert's drops per batch summed over batches (iid "
+             f"(Binomial(T, k/E) - C)_+), Holm over {len(rows)} cells; capacity checked exactly; interval: t on "
+             f"all drops (shown only)",
         predicted=head["predicted_fraction"], measured=head["measured_fraction"],
         ci=tuple(head["ci_fraction"]), p_value=min(holm_adjusted(p_values)),
         margin=None if within_capacity else "an expert kept more than C",

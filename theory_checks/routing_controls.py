@@ -49,8 +49,8 @@ class CapacityPlusOneTopK(TopKRouter):
 
 
 class CapacityMinusOneTopK(TopKRouter):
-    """Off-by-one the other way: keeps only C - 1 assignments per expert (it never breaks the capacity contract,
-    so only the number of drops can give it away)."""
+    """Off-by-one the other way: keeps only C - 1 assignments per expert (it never breaks the capacity
+    contract, so only the number of drops can give it away)."""
 
     def expert_capacity(self, num_tokens: int) -> int | None:
         capacity = super().expert_capacity(num_tokens)

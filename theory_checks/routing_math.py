@@ -36,8 +36,8 @@ def expected_dropped(num_tokens: int, num_experts: int, k: int, capacity: int) -
 
 
 def expert_drop_pmf(num_tokens: int, num_experts: int, k: int, capacity: int) -> np.ndarray:
-    """pmf of one expert's dropped assignments (L - C)_+ under uniformly random top-k routing, where its load L
-    is exactly Binomial(T, k/E) (each token picks it with probability k/E, independently of other tokens).
+    """pmf of one expert's dropped assignments (L - C)_+ under uniformly random top-k routing, where its load
+    L is exactly Binomial(T, k/E) (each token picks it with probability k/E, independently of other tokens).
     Entry j is P(drops = j), j = 0 .. T - C."""
     _check_tokens_experts(num_tokens, num_experts, k)
     if int(capacity) != capacity or not 0 <= capacity <= num_tokens:
@@ -74,8 +74,8 @@ def capacity_for(capacity_factor: float, num_tokens: int, num_experts: int, k: i
 
 
 def _convolve_power(pmf: np.ndarray, power: int, length: int, convolve=np.convolve) -> np.ndarray:
-    """pmf^{*power} truncated to ``length`` entries, by repeated squaring (terms >= 0: no cancellation with the
-    default direct ``convolve``)."""
+    """pmf^{*power} truncated to ``length`` entries, by repeated squaring (terms >= 0: no cancellation with
+    the default direct ``convolve``)."""
     result = np.zeros(length)
     result[0] = 1.0
     base = pmf[:length]

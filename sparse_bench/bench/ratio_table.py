@@ -128,7 +128,8 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
         "peers": peers,
     }
     if scaling:
-        record["thread_scaling"] = thread_scaling(measured[FLOOR_ONE_THREAD], measured["floor"], num_threads, label)
+        record["thread_scaling"] = thread_scaling(measured[FLOOR_ONE_THREAD], measured["floor"], num_threads,
+                                                  label)
     if memory:
         record["memory"] = _memory(case, fn_for, backward, compare_hf=memory == "all")
     if targets_apply(record):
@@ -247,7 +248,8 @@ def write_records(records: list[dict], results_dir: str | Path) -> Path:
 
 def format_row(record: dict) -> str:
     """One table line: shape, direction, R = shape x overhead (with R's 95% interval), chosen strategy, peers'
-    ratios, memory, and the floor's speedup from one thread to all (flagged when the machine was contended)."""
+    ratios, memory, and the floor's speedup from one thread to all (flagged when the machine was
+    contended)."""
     p = record["point"]
     arrow = "fwd" if record["direction"] == "forward" else "fwd+bwd"
     head = f"E={p['num_experts']:<3d} k={p['k']} T={p['num_tokens']:<5d} h={p['d_hidden']:<5d} {arrow:7s}"

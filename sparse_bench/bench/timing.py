@@ -60,7 +60,8 @@ def time_call(fn: Callable[[], object], num_threads: int, min_run_time: float, l
 
 
 def time_interleaved(fns: dict[str, Callable[[], object]], num_threads: int, min_run_time: float,
-                     rounds: int = INTERLEAVED_ROUNDS, threads: dict[str, int] | None = None) -> dict[str, Timing]:
+                     rounds: int = INTERLEAVED_ROUNDS, threads: dict[str, int] | None = None
+                     ) -> dict[str, Timing]:
     """Time several callables in alternation, so that a shared machine's slow drifts hit all of them alike.
 
     Each callable is warmed up and its block size set so that one block lasts about min_run_time / rounds

@@ -86,7 +86,8 @@ class ConvPoolBlock(nn.Module):
         if self.impl == "im2col":
             build = maxpool_plan if self.pool == "max" else avgpool_plan
             return pool_from_plan(z, build(z, self.pool_size))
-        output_size(tuple(z.shape[2:]), self.pool_size, self.pool_size, (0, 0), name="pool_size")  # clear error
+        # a window larger than the map: our clear error, not torch's
+        output_size(tuple(z.shape[2:]), self.pool_size, self.pool_size, (0, 0), name="pool_size")
         if self.pool == "max":
             return F.max_pool2d(z, self.pool_size)
         return F.avg_pool2d(z, self.pool_size)

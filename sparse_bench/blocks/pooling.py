@@ -77,7 +77,8 @@ def maxpool_plan(x, kernel_size, stride=None, padding=0) -> RoutingPlan:
             later_wins = view > best  # strictly greater: ties keep the earlier offset
             best = torch.where(later_wins, view, best)
             first_max.masked_fill_(later_wins, offset)
-        first_max = first_max.reshape(n * c, out_hw[0] * out_hw[1])  # (N*C, L) offset of each window's first max
+        # (N*C, L) offset of each window's first maximum
+        first_max = first_max.reshape(n * c, out_hw[0] * out_hw[1])
         rows, cols = _window_positions(x, kernel, stride, padding, out_hw)  # (L, kH*kW)
         window = torch.arange(first_max.shape[1], device=x.device)  # (L,)
         r = rows[window, first_max]  # (N*C, L) input row of each window's maximum
@@ -163,7 +164,7 @@ def lse_pool(x, kernel_size, temperature, stride=None, padding=0) -> torch.Tenso
     ones = F.pad(x.new_ones(1, 1, h, w), pads)
     count = F.unfold(ones, kernel, stride=stride).sum(dim=1)  # (1, L) in-bounds positions per window
     pooled = temperature * (torch.logsumexp(windows, dim=1) - count.log())  # (N*C, L)
-    if not bool(torch.isfinite(pooled).all()):  # x is finite: only the temperature can leave the dtype's range
-        raise ValueError(f"temperature={temperature!r} is out of range for {x.dtype} inputs: x / temperature or "
-                         f"the pooled value overflows")
+    if not bool(torch.isfinite(pooled).all()):  # x is finite: only the temperature can leave the range
+        raise ValueError(f"temperature={temperature!r} is out of range for {x.dtype} inputs: x / temperature "
+                         f"or the pooled value overflows")
     return pooled.reshape(n, c, out_hw[0], out_hw[1])

@@ -101,8 +101,8 @@ def figure_problem(details: dict) -> str | None:
         if not isinstance(series, list):
             return "a figure needs a list of series"
         for one in series:
-            if not (isinstance(one, dict) and isinstance(one.get("x"), list) and isinstance(one.get("y"), list)
-                    and len(one["x"]) == len(one["y"])):
+            if not (isinstance(one, dict) and isinstance(one.get("x"), list)
+                    and isinstance(one.get("y"), list) and len(one["x"]) == len(one["y"])):
                 return "each figure series needs lists x and y of one length"
     return None
 

@@ -4,10 +4,11 @@ A ratio-table record (``kind == "moe_ratio_table"``, written by ``sparse_bench.b
 relative to the GEMM floor (R = shape x overhead), each peer's ratio to the same floor and our speedup over it,
 the weight-traffic floor (which bound applies, and R against the larger floor), the peak-memory ratio and which
 targets of the speed issue it meets (a miss with what stands in its way: ``bench.speed_targets.target_limit``),
-and the host allocator it ran under (``bench.allocator``), and how much faster the floor ran on all threads
-than on one (a contended machine is flagged: its ratios are not comparable with an idle machine's). R and the speedups carry their 95% interval from
-the per-round ratios where recorded ("1.23 [1.19, 1.31]"). Only the newest record per name is shown; a name
-includes the device and dtype unless CPU float32 (the only setting the targets judge).
+the host allocator it ran under (``bench.allocator``), and how much faster the floor ran on all threads than
+on one (a contended machine is flagged: its ratios are not comparable with an idle machine's). R and the
+speedups carry their 95% interval from the per-round ratios where recorded ("1.23 [1.19, 1.31]"). Only the
+newest record per name is shown; a name includes the device and dtype unless CPU float32 (the only setting the
+targets judge).
 """
 
 from __future__ import annotations

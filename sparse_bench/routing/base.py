@@ -150,11 +150,13 @@ def z_loss(logits: torch.Tensor, probs: torch.Tensor | None = None, top: torch.T
 
 def capacity_from_factor(capacity_factor: float, assignments: int, num_experts: int) -> int:
     """C = ceil(capacity_factor * assignments / E) (DESIGN.md §4); 0 for an empty batch. ValueError where the
-    product underflows to a capacity of 0 for a non-empty batch (which would drop every token) or overflows."""
+    product underflows to a capacity of 0 for a non-empty batch (which would drop every token) or
+    overflows."""
     share = capacity_factor * assignments / num_experts
     if not math.isfinite(share) or (assignments > 0 and share == 0.0):
-        raise ValueError(f"capacity_factor={capacity_factor!r} with {assignments} assignments over {num_experts} "
-                         f"experts gives a capacity of {share!r} rows per expert; it must round to at least 1")
+        raise ValueError(f"capacity_factor={capacity_factor!r} with {assignments} assignments over "
+                         f"{num_experts} experts gives a capacity of {share!r} rows per expert; it must "
+                         f"round to at least 1")
     return math.ceil(share)
 
 

@@ -33,7 +33,8 @@ class ExpertChoiceRouter(LearnedRouter):
     ):
         super().__init__(d_model, num_experts, generator=generator)
         if capacity_factor is None:
-            raise ValueError("expert choice needs a capacity_factor (each expert picks C = ceil(cf T / E) tokens)")
+            raise ValueError("expert choice needs a capacity_factor (each expert picks C = ceil(cf T / E) "
+                             "tokens)")
         check_capacity_args(capacity_factor, None)
         self.capacity_factor = float(capacity_factor)
 

@@ -49,8 +49,8 @@ class SinkhornRouter(LearnedRouter):
             log_p = logits.detach() / self.temperature  # (T, E)
             if not bool(torch.isfinite(log_p).all()):
                 raise ValueError(f"logits / temperature overflows at temperature={self.temperature!r}: "
-                                 f"the largest |logit| is {float(logits.detach().abs().max()):.3g}; use a larger "
-                                 f"temperature")
+                                 f"the largest |logit| is {float(logits.detach().abs().max()):.3g}; use a "
+                                 f"larger temperature")
             log_t, log_e = math.log(T), math.log(E)
             error = float("inf")
             used = 0
