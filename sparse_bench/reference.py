@@ -27,7 +27,8 @@ def _ranked(values: list[float]) -> list[int]:
 def topk_assignments(
     logits: torch.Tensor, k: int, normalize: bool, capacity: int | None, policy: str = "position"
 ):
-    """Token-choice top-k with DESIGN.md's capacity rule. logits: (T, E) float64. Returns assignments, dropped."""
+    """Token-choice top-k with the capacity rule of docs/DESIGN.md §4. logits: (T, E) float64.
+    Returns assignments, dropped."""
     T = logits.shape[0]
     choices = []  # per token: list of (expert, weight) in rank order
     for t in range(T):

@@ -6,7 +6,7 @@ changes what a check measures, so add a new case rather than editing one.
 
 import math
 
-# --- routing (THEORY.md §C) -------------------------------------------------------------------------------
+# --- routing (docs/THEORY.md §C) --------------------------------------------------------------------------
 ROUTING_TOKENS = 256  # T, tokens per batch
 ROUTING_EXPERTS = 8  # E (a power of two, so SimHash buckets map onto experts without modulo bias)
 

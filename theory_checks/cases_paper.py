@@ -1,4 +1,5 @@
-"""Case data of the paper checks (THEORY.md §A): grids, sizes and sample counts, named once (append only).
+"""Case data of the paper checks (docs/THEORY.md §A): grids, sizes and sample counts, named once
+(append only).
 
 Counts are (quick, full) pairs read with ``framework.by_profile``.
 """

@@ -1,4 +1,4 @@
-"""Boureau, Ponce, LeCun (ICML 2010) Bernoulli model of pooling (THEORY.md §B).
+"""Boureau, Ponce, LeCun (ICML 2010) Bernoulli model of pooling (docs/THEORY.md §B).
 
 A binary feature is present at each of P locations independently with probability alpha_c in class c. The
 separability of a pooled feature is |mean_1 - mean_2| / (sd_1 + sd_2). Predictions:

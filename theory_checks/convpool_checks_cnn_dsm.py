@@ -6,7 +6,7 @@ The CNN is a frozen random ConvPoolBlock (conv 3x3 -> ReLU -> 2x2 max pool, the 
 flattened; its penultimate layer is either ``TopKDSM(d, total_units=t, active_units=K)`` or a dense random
 ReLU layer of width K (``RandomFeaturesDense``), i.e. equal active units, each with a ridge readout
 (sparse_bench.dsm). Following the formal model, hidden layers are frozen random; only the readout is fitted.
-Prediction (THEORY.md §A.11 in the CNN setting): the DSM's test MSE is below the dense layer's at equal
+Prediction (docs/THEORY.md §A.11 in the CNN setting): the DSM's test MSE is below the dense layer's at equal
 active units, and it falls as t grows (the full profile sweeps t).
 """
 
@@ -74,7 +74,7 @@ def _paired_greater(worse: np.ndarray, better: np.ndarray) -> float:
 
 
 @register_check(
-    name="cnn_topk_dsm_beats_dense", source="paper Table 1 / THEORY.md §A.11, CNN setting", area=AREA,
+    name="cnn_topk_dsm_beats_dense", source="paper Table 1 / docs/THEORY.md §A.11, CNN setting", area=AREA,
     prediction="at equal active units K=32, a CNN whose penultimate layer is a top-K DSM (t=512 units) has "
                "lower test MSE than with a dense K-unit layer, on every seed",
     controls={"mask_keeps_bottom_k": lambda: {"dsm_class": BottomKDSM}},

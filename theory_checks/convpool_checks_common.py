@@ -1,4 +1,4 @@
-"""Shared pieces of the conv/pool checks (THEORY.md §B): rounding bounds, seeded hypothesis draws, pool maps.
+"""Shared pieces of the conv/pool checks (docs/THEORY.md §B): rounding bounds, seeded draws, pool maps.
 
 Nothing here registers a check. Pooling maps take (trials, 1, H, W) and return (trials,) or pooled tensors,
 and are what the checks put under test: by default the library's RoutingPlan path, in controls a defect.

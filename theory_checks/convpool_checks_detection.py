@@ -1,4 +1,4 @@
-"""Detecting a planted pattern by pooling n Gaussian scores (THEORY.md §B).
+"""Detecting a planted pattern by pooling n Gaussian scores (docs/THEORY.md §B).
 
 H0: n iid N(0,1) scores; H1: K of them (distinct, uniform positions) shifted by mu; equal priors. Detectors
 threshold a pooled statistic: max pooling at the threshold t* minimising the closed form

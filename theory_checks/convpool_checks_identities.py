@@ -1,4 +1,4 @@
-"""Exact identities of convolution (THEORY.md §B): im2col, the Toeplitz matrix, composition, receptive field.
+"""Exact identities of convolution (docs/THEORY.md §B): im2col, Toeplitz matrix, composition, receptive field.
 
 Each is exact in real arithmetic; the tolerance is the floating-point rounding bound of the two computations
 (Higham's gamma, see ``gamma``), evaluated per output from the float64 magnitudes sum |w| |x|. The measured
@@ -220,7 +220,7 @@ def check_receptive_field_gradient_support(seed: int, profile: str = "quick", fo
 
 def conv_macs(n: int, c_out: int, out_hw: tuple[int, int], c_in_per_group: int,
               kernel: tuple[int, int]) -> int:
-    """THEORY.md §B: multiply-accumulates of a direct or im2col convolution,
+    """docs/THEORY.md §B: multiply-accumulates of a direct or im2col convolution,
     N C_out H_o W_o (C_in / g) k_h k_w."""
     return n * c_out * out_hw[0] * out_hw[1] * c_in_per_group * kernel[0] * kernel[1]
 

@@ -1,4 +1,4 @@
-"""A planted pattern among n Gaussian scores, seen through global max pooling (THEORY.md §B).
+"""A planted pattern among n Gaussian scores, seen through global max pooling (docs/THEORY.md §B).
 
 Scores are an (h, w) map of iid N(0, 1) (n = h*w), one position (uniform) shifted by mu. Exact predictions by
 scipy quadrature: P(argmax = planted) = int phi(x - mu) Phi(x)^(n-1) dx and

@@ -1,4 +1,4 @@
-"""Each convolution kernel is a linear classifier on patches (THEORY.md §B).
+"""Each convolution kernel is a linear classifier on patches (docs/THEORY.md §B).
 
 1. A scikit-learn logistic regression trained on labelled patches, loaded into a one-channel convolution,
    gives its decision function at every location (exact; float64 rounding bound).

@@ -1,5 +1,5 @@
-"""Pooling facts (THEORY.md §B): max pooling commutes with monotone activations, Jensen for average pooling,
-and max pooling is sparse routing (its gradient goes exactly where ``maxpool_plan`` routes)."""
+"""Pooling facts (docs/THEORY.md §B): max pooling commutes with monotone activations, Jensen for average
+pooling, and max pooling is sparse routing (its gradient goes exactly where ``maxpool_plan`` routes)."""
 
 from __future__ import annotations
 

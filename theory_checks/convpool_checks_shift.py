@@ -1,4 +1,4 @@
-"""Shift invariance of pooling (THEORY.md §B).
+"""Shift invariance of pooling (docs/THEORY.md §B).
 
 k x k stride-k max pooling of iid continuous inputs: a window's output survives a shift iff the maximum of
 the union of the old and new windows lies in their intersection, so P(unchanged) = Jaccard index

@@ -1,4 +1,4 @@
-"""THEORY.md §A items 6 and 7: the bucket-constant model's error, and why locality matters.
+"""docs/THEORY.md §A items 6 and 7: the bucket-constant model's error, and why locality matters.
 
 Item 6 (a) is a deterministic inequality: with one table, the constant of a bucket is the mean of f over its
 training points, so for a test point x in bucket B, |f(x) - constant| <= L * max_{y in B} ||x - y||. The

@@ -1,4 +1,4 @@
-"""Shared pieces of the paper checks (THEORY.md §A): area/source labels, point pairs, broken implementations.
+"""Shared pieces of the paper checks (docs/THEORY.md §A): area/source labels, point pairs, planted defects.
 
 The broken implementations here are the planted defects of the negative controls; each is a small subclass or
 wrapper of the real one, named after its defect.

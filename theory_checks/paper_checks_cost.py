@@ -1,4 +1,4 @@
-"""THEORY.md §A items 9 and 13: FLOPs per input by counting, and k-NN regression as a DSM.
+"""docs/THEORY.md §A items 9 and 13: FLOPs per input by counting, and k-NN regression as a DSM.
 
 Item 9 counts the multiply-adds of matrix products that ``predict`` actually executes
 (``torch.utils.flop_counter.FlopCounterMode``; 2 FLOPs per multiply-add there, 1 in the paper's convention).

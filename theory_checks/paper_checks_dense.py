@@ -1,4 +1,4 @@
-"""THEORY.md §A items 10 and 12: what the dense frozen-random-layer model needs, and LSH against it.
+"""docs/THEORY.md §A items 10 and 12: what the dense frozen-random-layer model needs, and LSH against it.
 
 Item 10 (Theorem 4.3): a dense model whose first layer is random and frozen needs width Omega((L/eps)^k) for
 sup-error eps. On bump families (L = 1, bumps of height r = spacing / 2, eps = r / 2, so 1/eps ∝ number of

@@ -1,5 +1,5 @@
-"""THEORY.md §A items 4, 5 and 8: bucket geometry of the p-stable hash on a k-dimensional subspace, bucket
-counts against the width, and uncovered buckets against sum_b (1 - p_b)^N.
+"""docs/THEORY.md §A items 4, 5 and 8: bucket geometry of the p-stable hash on a k-dimensional subspace,
+bucket counts against the width, and uncovered buckets against sum_b (1 - p_b)^N.
 
 Geometry on a subspace Gamma with orthonormal basis U (d, k): hash i cuts Gamma along the lines
 g_i . z = j w - b_i with g_i = U^T a_i ~ N(0, I_k) whatever d is, so the cells on Gamma have a d-free law.

@@ -1,4 +1,4 @@
-"""THEORY.md §A items 1-3: collision laws of SimHash and p-stable hashes, and Cover's region count.
+"""docs/THEORY.md §A items 1-3: collision laws of SimHash and p-stable hashes, and Cover's region count.
 
 All three test ``sparse_bench.hashing`` against closed forms. Per-cell exact binomial tests are Holm-corrected
 over the grid at ALPHA, so a correct hash fails with probability <= ALPHA.

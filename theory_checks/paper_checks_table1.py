@@ -1,4 +1,4 @@
-"""THEORY.md §A item 11: the shape of the paper's Table 1, with seeds and paired tests.
+"""docs/THEORY.md §A item 11: the shape of the paper's Table 1, with seeds and paired tests.
 
 Models (8-dimensional inputs uniform on [-1, 1]^8): a dense frozen random ReLU layer of width s and top-K DSMs
 with s of 2s (50% active) and of 4s (25% active) units, all with ridge readouts whose ridge is chosen on a

@@ -1,4 +1,4 @@
-"""Routing checks of THEORY.md §C for balancing routers: Sinkhorn, hash tables (random and balanced), LSH."""
+"""Routing checks of docs/THEORY.md §C for balancing routers: Sinkhorn, random and balanced hash, LSH."""
 
 from __future__ import annotations
 

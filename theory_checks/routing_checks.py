@@ -1,4 +1,4 @@
-"""Routing checks of THEORY.md §C for token-choice top-k and expert-choice routers.
+"""Routing checks of docs/THEORY.md §C for token-choice top-k and expert-choice routers.
 
 "Uniformly random routing" here always means: iid continuous logits fed to ``plan_from_logits``. For iid
 continuous logits the top-k set of each token is a uniformly random k-subset of the experts, independently
@@ -166,7 +166,8 @@ def check_switch_loss_random_expectation(seed: int, profile: str = "quick", make
 )
 def check_capacity_drops_uniform_random(seed: int, profile: str = "quick", make_router=_topk):
     """iid N(0,1) logits -> each expert's pre-drop load L is exactly Binomial(T, k/E) (the k=1 case is
-    THEORY.md's formula) and it drops (L - C)_+, so E[dropped] is exact by linearity (``expected_dropped``).
+    docs/THEORY.md's formula) and it drops (L - C)_+, so E[dropped] is exact by linearity
+    (``expected_dropped``).
     Per cell, batch b contributes the drops of expert b mod E (pre-drop load from the logits' own top-k, minus
     what the plan keeps): iid draws of (Binomial(T, k/E) - C)_+, whose sum gets an exact test against its
     B-fold convolution (``iid_sum_p_value``; a t test on all experts' drops, which are heavily skewed where

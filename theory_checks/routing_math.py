@@ -1,4 +1,4 @@
-"""Exact predictions for uniformly random routing (THEORY.md §C), computed with scipy, never by simulation.
+"""Exact predictions for uniformly random routing (docs/THEORY.md §C), computed with scipy, not simulated.
 
 Balls into bins: T tokens each choose a uniformly random set of k of the E experts, independently. The load of
 one expert is Binomial(T, k/E) (each token includes it with probability k/E); for k = 1 the load vector is
@@ -69,7 +69,7 @@ def iid_sum_p_value(pmf: np.ndarray, draws: int, observed_sum: int) -> float:
 
 
 def capacity_for(capacity_factor: float, num_tokens: int, num_experts: int, k: int) -> int:
-    """C = ceil(capacity_factor * T * k / E) (DESIGN.md §4), computed here independently of the routers."""
+    """C = ceil(capacity_factor * T * k / E) (docs/DESIGN.md §4), computed independently of the routers."""
     return math.ceil(capacity_factor * num_tokens * k / num_experts)
 
 
@@ -143,7 +143,7 @@ def max_load_goodness_of_fit(maxima: np.ndarray, num_tokens: int, num_experts: i
 
 
 def balls_into_bins_max_approx(num_tokens: int, num_experts: int) -> float:
-    """The concentration point T/E + sqrt(2 (T/E) ln E) of THEORY.md §C (T >> E ln E); for reports only."""
+    """The concentration point T/E + sqrt(2 (T/E) ln E) of docs/THEORY.md §C (T >> E ln E); reports only."""
     mean = num_tokens / num_experts
     return mean + math.sqrt(2.0 * mean * math.log(num_experts))
 

@@ -1,4 +1,4 @@
-"""pytest adapter for the conv/pool checks (THEORY.md §B): each check passes, each negative control fails."""
+"""pytest adapter for the conv/pool checks (docs/THEORY.md §B): each check passes, each control fails."""
 
 import pytest
 
@@ -37,7 +37,8 @@ def test_closed_forms_against_independent_values():
     from theory_checks.convpool_checks_order_stats import expected_max, p_argmax_planted
     from theory_checks.convpool_checks_shift import jaccard
 
-    assert abs(expected_max(64) - 2.3437) < 1e-4 and abs(expected_max(256) - 2.8269) < 1e-4  # THEORY.md §B
+    # docs/THEORY.md §B
+    assert abs(expected_max(64) - 2.3437) < 1e-4 and abs(expected_max(256) - 2.8269) < 1e-4
     assert abs(p_argmax_planted(8, 0.0) - 1 / 8) < 1e-10  # no signal: every position equally likely
     assert jaccard(2, (1, 0)) == 1 / 3 and jaccard(3, (1, 1)) == 4 / 14 and jaccard(4, (0, 3)) == 1 / 7
     t = np.linspace(-2.0, 6.0, 80_001)  # brute-force threshold search of the same error curve

@@ -1,4 +1,4 @@
-"""pytest adapter of the paper checks (THEORY.md §A): each check passes, each negative control fails."""
+"""pytest adapter of the paper checks (docs/THEORY.md §A): each check passes, each negative control fails."""
 
 import pytest
 

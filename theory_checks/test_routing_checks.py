@@ -1,4 +1,4 @@
-"""pytest adapter for the routing checks (THEORY.md §C): each check passes; each negative control fails."""
+"""pytest adapter for the routing checks (docs/THEORY.md §C): each check passes; each control fails."""
 
 import pytest
 
