@@ -1,0 +1,146 @@
+"""Records: what one run of a check produces (``CheckResult``), and the JSON conversion every record goes through.
+
+A record keeps the spec of the run (name, source, prediction, params, seed, profile, control) apart from what
+was measured (predicted, measured, CI, test, p-value, margin, verdict, n, wall time, details). The checks that
+produce them live outside the library; the store and the report only need this shape.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from dataclasses import asdict, dataclass, field, fields
+from functools import lru_cache
+from typing import Any
+
+VERDICTS = ("pass", "fail")
+FINDING_VERDICTS = ("reproduced", "not reproduced", "inconclusive")
+_FLOAT_FIELDS = ("predicted", "measured", "ci_low", "ci_high", "p_value")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What was run (no measurement): used to group replicates of the same check across seeds or runs."""
+
+    name: str
+    control: str | None
+    profile: str
+    seed: int
+    params: str  # canonical JSON of the params dict, so the spec is hashable
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One run of one check. Floats may be None where a check has no such figure (e.g. an exact identity).
+
+    unit: the unit of ``predicted``/``measured`` (e.g. "probability", "MSE", "slope"); None when unitless.
+    """
+
+    name: str
+    source: str
+    prediction: str
+    predicted: float | None
+    measured: float | None
+    ci_low: float | None
+    ci_high: float | None
+    test: str
+    p_value: float | None
+    margin: str | None
+    alpha: float
+    verdict: str
+    n: int
+    seed: int
+    profile: str
+    wall_time_s: float
+    params: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    control: str | None = None  # name of the planted defect this run used; None for the real implementation
+    unit: str | None = None
+
+    def __post_init__(self):
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+
+    @property
+    def passed(self) -> bool:
+        return self.verdict == "pass"
+
+    def spec(self) -> RunSpec:
+        params = json.dumps(self.params, sort_keys=True)
+        return RunSpec(self.name, self.control, self.profile, self.seed, params)
+
+    def to_dict(self) -> dict:
+        """A plain dict of JSON types (non-finite floats become the strings 'nan', 'inf', '-inf')."""
+        return to_jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CheckResult":
+        """Inverse of ``to_dict``; unknown keys raise ValueError (a record from another schema)."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"CheckResult.from_dict: unknown keys {sorted(unknown)}")
+        values = dict(data)
+        for key in _FLOAT_FIELDS:
+            if isinstance(values.get(key), str):
+                values[key] = float(values[key])
+        return cls(**values)
+
+    def summary(self) -> str:
+        """One paragraph for assertion messages: the relation tested, the numbers, the verdict."""
+        ci = f"[{_fmt(self.ci_low)}, {_fmt(self.ci_high)}]"
+        unit = f" ({self.unit})" if self.unit else ""
+        return (
+            f"{self.name}{f' (control {self.control})' if self.control else ''}: {self.verdict.upper()}\n"
+            f"  prediction: {self.prediction}\n"
+            f"  predicted={_fmt(self.predicted)} measured={_fmt(self.measured)} CI={ci}{unit}\n"
+            f"  test: {self.test}; p={_fmt(self.p_value)}; alpha={self.alpha}\n  margin: {self.margin}\n"
+            f"  n={self.n} seed={self.seed} profile={self.profile} params={self.params}"
+        )
+
+
+def _fmt(x: float | None) -> str:
+    return "None" if x is None else f"{x:.6g}"
+
+
+def to_jsonable(value: Any) -> Any:
+    """Recursively convert numpy/torch scalars and arrays, tuples and non-finite floats to JSON types."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy/torch arrays and scalars
+        return to_jsonable(value.tolist())
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    raise TypeError(f"value of type {type(value).__name__} is not JSON-serialisable: {value!r}")
+
+
+def encode(record: Any) -> str:
+    """Canonical JSON text of one record (a CheckResult or a dict of JSON types); TypeError otherwise."""
+    data = record.to_dict() if isinstance(record, CheckResult) else to_jsonable(record)
+    if not isinstance(data, dict):
+        raise TypeError(f"a record must be a dict or CheckResult, got {type(record).__name__}")
+    return json.dumps(data, sort_keys=True, allow_nan=False)
+
+
+@lru_cache(maxsize=1)
+def library_versions() -> dict:
+    """Versions of python, torch, numpy, scipy and sparse_bench (imported lazily, computed once)."""
+    import numpy
+    import scipy
+    import torch
+
+    import sparse_bench
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "scipy": scipy.__version__,
+        "sparse_bench": getattr(sparse_bench, "__version__", "unknown"),
+    }
