@@ -7,10 +7,7 @@ exits 2; a failing check makes ``run`` exit 1 and name it. Results are appended 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import json
 import os
-import platform
 import sys
 import time
 from dataclasses import replace
@@ -78,18 +75,16 @@ def _writable_dir(path: str) -> Path:
     return root
 
 
-def _results_dir(path: str, files: list[str]) -> Path:
-    """``_writable_dir(path)``, after checking that each of ``files`` already there (the results files the
-    command appends to) is readable and sound: a corrupt one is reported before any work is done."""
-    from sparse_bench.report.inputs import ReportInputError, read_jsonl
+def _results_dir(path: str) -> Path:
+    """``_writable_dir(path)``, after checking that its results store (if any) opens: a corrupt or foreign
+    one is reported before any work is done."""
+    from sparse_bench.results import StoreError, open_store
 
     root = _writable_dir(path)
-    for name in files:
-        if (root / name).exists():
-            try:
-                read_jsonl(root / name)
-            except ReportInputError as error:
-                raise UserError(f"{error}; move it aside or repair it before appending") from None
+    try:
+        open_store(root).close()
+    except StoreError as error:
+        raise UserError(f"{error}; move it aside before running") from None
     return root
 
 
@@ -103,12 +98,6 @@ def _selected_checks(names: list[str] | None) -> list[str]:
     if unknown:
         raise UserError(f"unknown check(s): {', '.join(unknown)} (see `sparse-bench list`)")
     return names
-
-
-def _with_commit(record, commit: str | None) -> dict:
-    data = record.to_dict()
-    data["versions"] = {**data.get("versions", {}), "git_commit": commit}
-    return data
 
 
 def _failed_record(name: str, seed: int | None, profile: str, error: Exception, control: str | None):
@@ -126,15 +115,13 @@ def _failed_record(name: str, seed: int | None, profile: str, error: Exception, 
 
 
 def run_checks(
-    names: list[str], profile: str, seed: int | None, results: Path, controls: bool
+    names: list[str], profile: str, seed: int | None, recorder, controls: bool
 ) -> tuple[list, list]:
-    """Run checks (and their controls), appending each record as soon as it exists. Returns (failed, uncaught)."""
+    """Run checks (and their controls), storing each record as soon as it exists. Returns (failed, uncaught)."""
     from tqdm import tqdm
 
-    from sparse_bench.report.inputs import CHECKS_FILE, current_commit
-    from theory_checks.framework import append_records, get_check, run_check, run_control
+    from theory_checks.framework import get_check, run_check, run_control
 
-    commit = current_commit()
     jobs = [(name, None) for name in names]
     if controls:
         jobs += [(name, control) for name in names for control in sorted(get_check(name).controls)]
@@ -148,7 +135,7 @@ def run_checks(
             )
         except Exception as error:  # a crashing check is a failing check, recorded as such
             record = _failed_record(name, seed, profile, error, control)
-        append_records(results / CHECKS_FILE, [_with_commit(record, commit)])
+        recorder.add("check", [record])
         if control is None and record.verdict == "fail":
             failed.append(record)
         if control is not None and record.verdict == "pass":
@@ -156,25 +143,7 @@ def run_checks(
     return failed, uncaught
 
 
-def write_manifest(results: Path, profile: str, seed: int | None) -> None:
-    import torch
-
-    from sparse_bench.report.build import write_atomic
-    from sparse_bench.report.inputs import MANIFEST_FILE, current_commit
-
-    manifest = {
-        "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "commit": current_commit(),
-        "profile": profile,
-        "seed": seed,
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
-    }
-    write_atomic(results / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
-
-
-def run_bench(profile: str, results: Path, allocator: str, device: str = "cpu",
+def run_bench(profile: str, recorder, allocator: str, device: str = "cpu",
               dtype: str = "float32") -> None:
     """The ratio table and (CPU float32 only, their targets' setting) the component ratios, under
     ``allocator`` (applied here, after any checks ran); device and dtype: of the ratio table's experts and
@@ -189,26 +158,30 @@ def run_bench(profile: str, results: Path, allocator: str, device: str = "cpu",
     except ValueError as error:
         raise UserError(str(error)) from None
     use_allocator(allocator)
-    run_ratio_table(profile=profile, results_dir=results, device=where, dtype=DTYPES[dtype])
+    run_ratio_table(profile=profile, results_dir=recorder, device=where, dtype=DTYPES[dtype])
     if is_cpu_float32(where, dtype):
-        record_components(results, min_run_time=0.1 if profile == "quick" else 0.3)
+        record_components(recorder, min_run_time=0.1 if profile == "quick" else 0.3)
     else:
         print("component ratios (routers, DSM, conv and pooling): measured for CPU float32 only, skipped")
 
 
 def cmd_run(args) -> int:
-    from sparse_bench.report.inputs import BENCH_FILE, CHECKS_FILE
+    from sparse_bench.results.recorder import Recorder
+    from theory_checks.framework import catalogue
 
     names = _selected_checks(args.check) if args.only in ("checks", "all") else []
-    results = _results_dir(args.results, ([CHECKS_FILE] if names else []) + (
-        [BENCH_FILE] if args.only in ("bench", "all") else []))
+    results = _results_dir(args.results)
     started = time.perf_counter()
-    write_manifest(results, args.profile, args.seed)
+    recorder = Recorder(results, profile=args.profile, seed=args.seed, extra={"catalogue": catalogue()})
+    recorder.start()
     failed, uncaught = [], []
-    if names:
-        failed, uncaught = run_checks(names, args.profile, args.seed, results, controls=not args.no_controls)
-    if args.only in ("bench", "all"):
-        run_bench(args.profile, results, args.allocator)
+    try:
+        if names:
+            failed, uncaught = run_checks(names, args.profile, args.seed, recorder, controls=not args.no_controls)
+        if args.only in ("bench", "all"):
+            run_bench(args.profile, recorder, args.allocator)
+    finally:
+        recorder.close()
     elapsed = time.perf_counter() - started
     print(
         f"\nsparse-bench run ({args.profile}): {len(names)} checks, {len(names) - len(failed)} passed, "
@@ -241,9 +214,7 @@ def cmd_report(args) -> int:
 def cmd_audit(args) -> int:
     if args.check != "all":
         _selected_checks([args.check])
-    from sparse_bench.report.inputs import AUDIT_FILE
-
-    _results_dir(args.results, [AUDIT_FILE])
+    _results_dir(args.results)
     try:
         from theory_checks import audit
     except ImportError as error:
@@ -278,10 +249,12 @@ def cmd_list(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from sparse_bench.report.inputs import BENCH_FILE
+    from sparse_bench.results.recorder import Recorder
 
-    results = _results_dir(args.results, [BENCH_FILE])
-    run_bench("quick" if args.quick else "full", results, args.allocator, args.device, args.dtype)
+    results = _results_dir(args.results)
+    profile = "quick" if args.quick else "full"
+    with Recorder(results, profile=profile) as recorder:
+        run_bench(profile, recorder, args.allocator, args.device, args.dtype)
     return EXIT_OK
 
 

@@ -1,11 +1,11 @@
-"""A fixed, small results directory for the report and CLI tests (built with the framework's own writer)."""
+"""A fixed, small results store for the report and CLI tests (built with the library's own writer)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from theory_checks.framework import append_records, make_result
+from sparse_bench.results import open_store
+from theory_checks.framework import make_result
 
 FIXTURE_CHECKS = ("fixture_collision_law", "fixture_failing_check", "fixture_escaping <b>&")
 FIGURE = {
@@ -85,8 +85,8 @@ def _record(name, passed, commit, **extra):
 
 
 def write_results_fixture(root: Path, commit: str | None, stale_commit: str = "0" * 40) -> Path:
-    """checks (one pass with a figure and a table, one fail, one stale + escaping test, one caught control),
-    an audit record, two speed rows and a run manifest."""
+    """One run at ``commit`` holding checks (one pass with a figure and a table, one fail, one stale +
+    escaping test, one caught control), an audit record and speed rows, with its catalogue of checks."""
     root.mkdir(parents=True, exist_ok=True)
     table = {"title": "fixture table", "columns": ["width", "MSE"], "rows": [[1024, 0.0101], [2048, 0.0074]]}
     records = [
@@ -97,13 +97,17 @@ def write_results_fixture(root: Path, commit: str | None, stale_commit: str = "0
         ),
     ]
     control = dict(records[0], control="biased_directions", verdict="fail")
-    append_records(root / "checks.jsonl", records + [control])
-    append_records(
-        root / "audit.jsonl",
-        [{"name": FIXTURE_CHECKS[0], "pass_rate": 0.99, "seeds": 100, "profile": "quick"}],
-    )
-    append_records(root / "bench.jsonl", [RATIO_RECORD, dict(RATIO_RECORD, R=1.5, timestamp=1.0), MISSED_RECORD])
-    (root / "run.json").write_text(
-        json.dumps({"started": "2026-01-01T00:00:00+00:00", "commit": commit, "profile": "quick"})
-    )
+    catalogue = {r["name"]: {"area": "fixture", "source": r["source"], "prediction": r["prediction"],
+                             "unit": None, "controls": ["biased_directions"]} for r in records}
+    provenance = {"git_commit": commit, "dirty": False, "versions": {"torch": "fixture"},
+                  "machine": {"cpu": "Fixture CPU", "cores": 2, "memory_bytes": 2**34, "gpu": "none",
+                              "torch_threads": 2, "os": "Linux-fixture"}}
+    with open_store(root) as store:
+        run = store.start_run("sparse-bench run --profile quick", profile="quick", extra={"catalogue": catalogue},
+                              provenance=provenance)
+        store.add("check", records + [control], run)
+        store.add("audit", [{"name": FIXTURE_CHECKS[0], "pass_rate": 0.99, "seeds": 100, "profile": "quick"}],
+                  run)
+        store.add("bench", [dict(RATIO_RECORD, R=1.5, timestamp=1.0), RATIO_RECORD, MISSED_RECORD], run)
+        store.finish_run(run)
     return root

@@ -23,7 +23,7 @@ import pytest
 
 from sparse_bench.bench.allocator import ALLOCATORS, allocator_state, use_allocator
 from sparse_bench.bench.ratio_table import write_records
-from theory_checks.framework.results_io import read_records
+from sparse_bench.results import read_records
 
 CHILD = """
 import json, os, sys, torch
@@ -71,5 +71,5 @@ def test_unknown_allocator_is_refused():
 
 def test_records_say_which_allocator(tmp_path):
     write_records([{"kind": "component_ratio", "name": "component/x", "ratio": 1.0}], tmp_path)
-    (record,) = read_records(tmp_path / "bench.jsonl")
+    (record,) = read_records(tmp_path, "bench")
     assert record["allocator"] == allocator_state()

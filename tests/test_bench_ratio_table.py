@@ -14,7 +14,7 @@ import torch
 
 from sparse_bench import ExpertBank
 from sparse_bench import dispatch as dispatch_module
-from sparse_bench.bench import BENCH_FILE, GridPoint, format_table, run_ratio_table
+from sparse_bench.bench import GridPoint, format_table, run_ratio_table
 from sparse_bench.bench.floor import grouped_floor_fn, routed_flops, weight_traffic_bytes
 from sparse_bench.bench.gshard import GShardEinsumMoE
 from sparse_bench.bench.peers import build_case, check_agrees, forward_backward_fn
@@ -29,7 +29,7 @@ from sparse_bench.dispatch import (
 )
 from sparse_bench.routing import plan_from_assignments
 from sparse_bench.threads import pinned_threads
-from theory_checks.framework.results_io import read_records
+from sparse_bench.results import read_records
 
 TINY = GridPoint(num_experts=4, k=2, num_tokens=64, d_model=32, d_hidden=16)
 
@@ -121,7 +121,7 @@ def test_interleaved_timing_runs_a_callable_on_its_own_thread_count():
 
 def test_records_are_written_as_json_lines(records):
     out, recs = records
-    written = read_records(out / BENCH_FILE)
+    written = read_records(out, "bench")
     assert [w["name"] for w in written] == [r["name"] for r in recs]
     assert all("torch" in w["versions"] for w in written)
     assert len(format_table(recs).splitlines()) == len(recs)

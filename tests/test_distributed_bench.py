@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 
 import pytest
 
 from sparse_bench.distributed import bench
+from sparse_bench.results import open_store
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -16,13 +16,14 @@ TINY = "--tokens 32 --d-model 8 --d-hidden 16 --experts 4 --k 2 --iters 2 --warm
 
 
 def test_torchrun_two_ranks_prints_split_and_writes_records(tmp_path):
-    out = tmp_path / "distributed.jsonl"
+    out = tmp_path / "results"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "sparse_bench.distributed.bench", *TINY, "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "W=2 backend=gloo" in done.stdout and "exchange_ms" in done.stdout
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    with open_store(out, create=False) as store:
+        records = store.read("distributed").records
     assert [r["rank"] for r in records] == [0, 1]
     for rec in records:
         assert rec["world_size"] == 2 and set(rec["seconds"]) == set(bench.TIMED)

@@ -3,7 +3,7 @@
 import pytest
 
 from theory_checks import audit
-from theory_checks.framework import read_records
+from sparse_bench.results import read_records
 
 CHEAP_CHECK = "switch_loss_balanced_and_collapsed"  # exact identities, ~0.1 s per seed
 
@@ -11,7 +11,7 @@ CHEAP_CHECK = "switch_loss_balanced_and_collapsed"  # exact identities, ~0.1 s p
 def test_audit_two_seeds_one_check(tmp_path, capsys):
     code = audit.main(["--seeds", "2", "--check", CHEAP_CHECK, "--results", str(tmp_path), "--controls"])
     assert code == 0
-    (record,) = read_records(tmp_path / "audit.jsonl")
+    (record,) = read_records(tmp_path, "audit")
     assert record["name"] == CHEAP_CHECK and record["seeds"] == 2 and record["first_seed"] == 1
     assert record["passes"] == 2 and record["pass_rate"] == 1.0 and record["failed_seeds"] == []
     assert record["control_catch_rates"] == {"loss_missing_factor_E": 1.0}

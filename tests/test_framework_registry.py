@@ -11,11 +11,11 @@ from theory_checks.framework import (
     by_profile,
     current_profile,
     make_result,
-    read_check_results,
     register_check,
     run_check,
     run_control,
 )
+from sparse_bench.results import CheckResult, read_records
 from theory_checks.framework import pytest_support
 
 
@@ -99,7 +99,7 @@ def test_adapter_params_and_verdict_asserts(registry, tmp_path):
     pytest_support.assert_control_fails("unit_coin", "loaded", "quick")
     with pytest.raises(pytest.fail.Exception, match="negative control passed"):
         pytest_support.assert_control_fails("unit_coin", "undetectable", "quick")
-    recorded = read_check_results(tmp_path / "checks.jsonl")
+    recorded = [CheckResult.from_dict(r) for r in read_records(tmp_path, "check")]
     assert [(r.name, r.control, r.verdict) for r in recorded] == [
         ("unit_coin", None, "pass"), ("unit_coin", "loaded", "fail"), ("unit_coin", "undetectable", "pass")
     ]

@@ -10,8 +10,8 @@ import pytest
 
 from report_fixture import FIXTURE_CHECKS, write_results_fixture
 from sparse_bench.report import ReportInputError, build_report, load_inputs
-from sparse_bench.report.inputs import current_commit
-from theory_checks.framework import load_all_checks
+from sparse_bench.results import open_store
+from sparse_bench.results.provenance import git_state
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -36,7 +36,7 @@ class PageParser(HTMLParser):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
-    results = write_results_fixture(root / "results", commit=current_commit())
+    results = write_results_fixture(root / "results", commit=git_state()[0])
     path = build_report(results, root / "out")
     html = path.read_text()
     parser = PageParser()
@@ -46,7 +46,7 @@ def built(tmp_path_factory):
 
 def test_every_check_has_a_row(built):
     _, page = built
-    expected = set(FIXTURE_CHECKS) | set(load_all_checks())
+    expected = set(FIXTURE_CHECKS)  # the run's catalogue
     assert set(page.rows) == expected and len(page.rows) == len(expected)
 
 
@@ -107,37 +107,34 @@ def test_bad_results_directories(tmp_path):
     with pytest.raises(ReportInputError, match="does not exist"):
         load_inputs(tmp_path / "nowhere")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ReportInputError, match="no results"):
+    with pytest.raises(ReportInputError, match="no check or benchmark results"):
         load_inputs(tmp_path / "empty")
-    results = write_results_fixture(tmp_path / "corrupt", commit=None)
-    with open(results / "checks.jsonl", "a") as handle:
-        handle.write('{"name": "torn", "verd')
-    with pytest.raises(ReportInputError, match=r"checks.jsonl, line 5"):
-        load_inputs(results)
+    (tmp_path / "corrupt").mkdir()
+    (tmp_path / "corrupt" / "results.sqlite").write_bytes(b"torn" * 1000)
+    with pytest.raises(ReportInputError, match=r"corrupt.*results.sqlite is not a sparse-bench SQLite database"):
+        load_inputs(tmp_path / "corrupt")
+    (tmp_path / "legacy").mkdir()
+    (tmp_path / "legacy" / "checks.jsonl").write_text('{"name": "a", "verdict": "pass"}\n{"name": "torn", "verd')
+    with pytest.raises(ReportInputError, match=r"checks.jsonl, line 2"):
+        load_inputs(tmp_path / "legacy")
 
 
-@pytest.mark.parametrize("file_name,line,problem", [
-    ("checks.jsonl", '{"foo": 1}', "field 'name' must be a str"),
-    ("checks.jsonl", '{"name": "x"}', "field 'verdict' must be a str"),
-    ("checks.jsonl", '{"name": "x", "verdict": "ok"}', "verdict must be one of"),
-    ("checks.jsonl", '{"name": "x", "verdict": "pass", "details": {"figure": {"series": [{"x": [1]}]}}}',
+@pytest.mark.parametrize("kind,record,problem", [
+    ("check", {"name": "x"}, "field 'verdict' must be a str"),
+    ("check", {"name": "x", "verdict": "ok"}, "verdict must be one of"),
+    ("check", {"name": "x", "verdict": "pass", "details": {"figure": {"series": [{"x": [1]}]}}},
      "lists x and y of one length"),
-    ("audit.jsonl", '{"pass_rate": 1.0}', "field 'name' must be a str"),
-    ("bench.jsonl", '{"kind": "moe_ratio_table"}', "field 'name' must be a str"),
-    ("bench.jsonl", '{"kind": "moe_ratio_table", "name": "r", "point": 5}', "grid point as an object"),
+    ("bench", {"name": "r"}, "field 'kind' must be a str"),
+    ("bench", {"kind": "moe_ratio_table", "name": "r", "point": 5}, "grid point as an object"),
 ])
-def test_valid_json_of_the_wrong_shape_is_a_corrupt_record(tmp_path, file_name, line, problem):
-    """Records the report would crash on (a KeyError deep in the build) are refused naming file and line."""
+def test_records_of_the_wrong_shape_are_skipped_and_named(tmp_path, kind, record, problem):
+    """Records the report would crash on (a KeyError deep in the build) are left out and listed with the
+    reason; the rest of the report still builds."""
     results = write_results_fixture(tmp_path / "results", commit=None)
-    lines = (results / file_name).read_text().splitlines() if (results / file_name).exists() else []
-    (results / file_name).write_text("\n".join([*lines, line]) + "\n")
-    with pytest.raises(ReportInputError, match=rf"{file_name}, line {len(lines) + 1}: .*{problem}"):
-        load_inputs(results)
-
-
-@pytest.mark.parametrize("content", [b"[1, 2]\n", b"\xff\xfe"])
-def test_a_manifest_that_is_not_a_json_object(tmp_path, content):
-    results = write_results_fixture(tmp_path / "results", commit=None)
-    (results / "run.json").write_bytes(content)
-    with pytest.raises(ReportInputError, match="corrupt results file .*run.json"):
-        load_inputs(results)
+    with open_store(results) as store:
+        store.add(kind, [record], store.runs()[-1].id)
+    inputs = load_inputs(results)
+    (skipped,) = inputs.skipped
+    assert skipped.startswith(f"{kind} row") and problem in skipped and f"({record['name']})" in skipped
+    assert set(inputs.checks) == set(FIXTURE_CHECKS)
+    build_report(results, tmp_path / "out")

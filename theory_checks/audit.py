@@ -5,8 +5,8 @@
 
 Seeds are first_seed, first_seed + 1, ... (default 1..100), fresh relative to every check's default seed.
 With --controls each control is rerun on the same seeds and its catch rate (fraction of FAIL verdicts)
-reported. One record per check is appended atomically to DIR/audit.jsonl (default results/audit.jsonl) as
-soon as that check is done; the exit status is 0 when every audited check passes on >= 99% of seeds, else 1.
+reported. One record per check goes to the results store of DIR (default results/) as soon as that check
+is done, all of them measurements of one run; the exit status is 0 when every audited check passes on >= 99% of seeds, else 1.
 """
 
 from __future__ import annotations
@@ -16,21 +16,18 @@ import multiprocessing
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
+from sparse_bench.results.recorder import Recorder
 from theory_checks.framework import (
     PROFILES,
-    append_records,
     get_check,
     library_versions,
     load_all_checks,
-    results_dir,
     run_check,
     run_control,
     wilson,
 )
 
-AUDIT_FILE = "audit.jsonl"
 REQUIRED_PASS_RATE = 0.99
 
 
@@ -114,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"unknown check {args.check!r}; registered: {', '.join(sorted(registry))}", file=sys.stderr)
         return 2
-    out = Path(args.results) if args.results else results_dir()
+    recorder = Recorder(args.results, profile=args.profile, seed=args.first_seed)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     pool = None
     if args.jobs > 1:  # spawn: a forked child of a process that already ran torch ops can deadlock in OpenMP
@@ -123,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for name in names:
             record = audit_check(name, seeds, args.profile, controls=args.controls, pool=pool)
-            append_records(out / AUDIT_FILE, [record])
+            recorder.add("audit", [record])
             all_ok &= record["meets_requirement"]
             lo, hi = record["pass_rate_ci95"]
             line = (f"{name}: pass rate {record['passes']}/{record['seeds']} = "
@@ -138,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if pool is not None:
             pool.shutdown()
-    print(f"audit records appended to {out / AUDIT_FILE}")
+        recorder.close()
+    print(f"audit records stored in {recorder.path}")
     return 0 if all_ok else 1
 
 

@@ -1,8 +1,10 @@
-"""pytest configuration of the theory checks: the ``--profile`` option and the ``check_profile`` fixture."""
+"""pytest configuration of the theory checks: the ``--profile`` option, the ``check_profile`` fixture, and the
+end of the session's run in the results store."""
 
 import pytest
 
 from theory_checks.framework.profiles import PROFILES, current_profile
+from theory_checks.framework.pytest_support import finish_session
 
 
 def pytest_addoption(parser):
@@ -20,3 +22,7 @@ def pytest_addoption(parser):
 def check_profile(request) -> str:
     """The profile the checks run under: --profile, else $SPARSE_BENCH_PROFILE, else "quick"."""
     return request.config.getoption("--profile") or current_profile()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    finish_session()

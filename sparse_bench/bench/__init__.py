@@ -8,8 +8,8 @@ and speed_targets.py (the issue's targets).
 """
 
 from .grid import GridPoint, issue_grid, quick_grid
-from .ratio_table import BENCH_FILE, format_table, run_ratio_table
+from .ratio_table import format_table, run_ratio_table
 from .speed_targets import format_target_summary, target_summary
 
-__all__ = ["BENCH_FILE", "GridPoint", "format_table", "format_target_summary", "issue_grid", "quick_grid",
+__all__ = ["GridPoint", "format_table", "format_target_summary", "issue_grid", "quick_grid",
            "run_ratio_table", "target_summary"]

@@ -14,7 +14,7 @@ from .ratio_table import DIRECTIONS, run_ratio_table
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sparse_bench.bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="two small grid points (< 2 minutes on 2 cores)")
-    parser.add_argument("--results", default="results", help="directory of bench.jsonl (default: results)")
+    parser.add_argument("--results", default="results", help="results directory (default: results)")
     parser.add_argument("--no-write", action="store_true", help="print only; write no records")
     parser.add_argument("--threads", type=int, default=2, help="torch thread count (default 2)")
     parser.add_argument("--min-run-time", type=float, default=None, help="seconds of timed calls per measurement")

@@ -14,7 +14,7 @@
   native 2x2 pooling of (8, 64, 32, 32); target <= 3.
 
 Each part is checked against its reference once, outside the clock. ``python -m sparse_bench.bench.components``
-prints the table and appends ``kind == "component_ratio"`` records to ``results/bench.jsonl``.
+prints the table and stores ``kind == "component_ratio"`` records as bench measurements in ``results/``.
 """
 
 from __future__ import annotations
@@ -155,7 +155,7 @@ def format_components(records: list[dict]) -> str:
 
 
 def record_components(results_dir, num_threads: int = 2, min_run_time: float = 0.3) -> list[dict]:
-    """Measure every component ratio, print the table, append the records to ``results_dir/bench.jsonl``."""
+    """Measure every component ratio, print the table, store the records (``ratio_table.write_records``)."""
     from .ratio_table import write_records
 
     records = run_components(num_threads, min_run_time)
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sparse_bench.bench.components", description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--min-run-time", type=float, default=0.3, help="seconds of timed calls per measurement")
-    parser.add_argument("--results", default="results", help="results directory (bench.jsonl)")
+    parser.add_argument("--results", default="results", help="results directory (default: results)")
     add_allocator_argument(parser)
     args = parser.parse_args(argv)
     use_allocator(args.allocator)

@@ -8,7 +8,7 @@ realised per-expert counts), our layer, and each peer; it measures peak memory o
 ``R_roofline = t_layer / max(t_floor, t_weights)`` also counts the weight-traffic floor (``floor.py``).
 R and each speedup over a peer also get a 95% confidence interval from the per-round ratios
 (``timing.paired_ratio_interval``), which the speed targets' verdicts read (``speed_targets``).
-Records go to ``<results_dir>/bench.jsonl`` through the atomic JSON-lines writer.
+Records go to the results store as ``bench`` measurements (``sparse_bench.results``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from ..results import library_versions
+from ..results.recorder import Recorder, record_once
 from ..threads import pinned_threads
 from .allocator import allocator_state
 from .device import is_cpu_float32
@@ -37,7 +39,6 @@ from .peers import ALL_PEERS, FORWARD_ONLY_PEERS, Case, build_case, forward_back
 from .speed_targets import format_target_summary, record_targets, targets_apply
 from .timing import Timing, paired_ratio_interval, peak_bytes, time_call, time_interleaved
 
-BENCH_FILE = "bench.jsonl"
 FLOOR_ONE_THREAD = "floor on one thread"
 # Parallel efficiency below which a run is flagged as contended. Measured here (2 threads, d=512, 2026-12-03):
 # on an otherwise idle machine the floor block ran 1.88-2.01x faster on 2 threads than on 1 (the 4 rows of
@@ -196,7 +197,8 @@ def run_ratio_table(
     dtype: torch.dtype = torch.float32,
     echo: Callable[[str], None] | None = print,
 ) -> list[dict]:
-    """Measure the ratio table for ``profile`` ("quick" or "full"); append records to results_dir/bench.jsonl.
+    """Measure the ratio table for ``profile`` ("quick" or "full"); store the records in ``results_dir``'s
+    results store as one run, or in a ``Recorder``'s run.
 
     points, peers, min_run_time default by profile; memory: "ours" (peak of our layer), "all" (and HF's
     block), None (skip), "default" ("ours" for quick, "all" for full). device and dtype: of the experts and
@@ -217,6 +219,8 @@ def run_ratio_table(
         if direction not in DIRECTIONS:
             raise ValueError(f"directions must be drawn from {DIRECTIONS}, got {direction!r}")
     records = []
+    owned = results_dir is not None and not isinstance(results_dir, Recorder)
+    recorder = Recorder(results_dir, profile=profile, seed=seed) if owned else results_dir
     with pinned_threads(num_threads):
         for point in points:
             case = build_case(point, seed=seed, dispatch=dispatch, peers=peers, device=device, dtype=dtype)
@@ -227,9 +231,11 @@ def run_ratio_table(
                 point_records.append(record)
                 if echo is not None:
                     echo(format_row(record))
-            if results_dir is not None:  # per point, so an interrupted sweep keeps what it measured
-                write_records(point_records, results_dir)
+            if recorder is not None:  # per point, so an interrupted sweep keeps what it measured
+                write_records(point_records, recorder)
             records.extend(point_records)
+    if owned:
+        recorder.close()
     if echo is not None and any("targets" in r for r in records):
         echo("speed targets, each miss by what meeting it would take (overhead: less routing, gather and combine "
              "time; grouped floor: faster expert GEMMs; floor: beating the FLOP floor)")
@@ -237,13 +243,15 @@ def run_ratio_table(
     return records
 
 
-def write_records(records: list[dict], results_dir: str | Path) -> Path:
-    """Append records (with library versions and the host allocator) to ``results_dir/bench.jsonl`` atomically."""
-    from theory_checks.framework.result import library_versions
-    from theory_checks.framework.results_io import append_records
-
+def write_records(records: list[dict], results_dir: str | Path | Recorder) -> None:
+    """Store records (with library versions and the host allocator) as bench measurements: in ``results_dir``'s
+    store as a run of their own, or as part of a ``Recorder``'s run."""
     env = {"versions": library_versions(), "allocator": allocator_state()}
-    return append_records(Path(results_dir) / BENCH_FILE, [{**r, **env} for r in records])
+    records = [{**r, **env} for r in records]
+    if isinstance(results_dir, Recorder):
+        results_dir.add("bench", records)
+    else:
+        record_once("bench", records, results_dir)
 
 
 def format_row(record: dict) -> str:

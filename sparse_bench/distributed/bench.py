@@ -9,7 +9,7 @@ synchronise on GPUs. Phases: route = the router; exchange = counts exchange, gat
 row all-to-alls (wall time, so it includes waiting for the slowest rank); expert_compute = regrouping received rows
 by expert, the grouped FFN and the inverse regroup; combine = weighting and the per-token sum; forward = all of
 these; backward = the whole backward pass (it runs the two all-to-alls again, reversed). Rank 0 prints a table and
-appends one JSON record per rank to ``--out``.
+stores one record per rank in the results store of ``--out``.
 Without torchrun's environment the script runs as a single process (W = 1).
 """
 
@@ -32,9 +32,6 @@ from .expert_parallel import PHASES
 from .group import DEFAULT_TIMEOUT_S, device_for_backend, free_port, init_from_env
 
 TIMED = ("route",) + PHASES + ("forward", "backward")
-RESULTS_FILE = "distributed.jsonl"
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m sparse_bench.distributed.bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--tokens", type=int, default=2048, help="tokens per rank (default 2048)")
@@ -50,8 +47,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None, help="torch threads per rank (default: cores / local ranks)")
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_S, help="collective timeout in seconds")
     p.add_argument("--out", default=None,
-                   help="JSON-lines file for the records (default $SPARSE_BENCH_RESULTS/distributed.jsonl, "
-                   "else results/distributed.jsonl; '' = none)")
+                   help="results directory (or .sqlite file) for the records (default $SPARSE_BENCH_RESULTS, "
+                   "else results; '' = none)")
     args = p.parse_args(argv)
     for name in ("tokens", "d_model", "d_hidden", "experts", "k", "iters"):
         if getattr(args, name) < 1:
@@ -112,7 +109,7 @@ def predicted_uniform_bytes(args, world_size: int, element_size: int) -> float:
 
 
 def make_records(args, results: list[dict], world_size: int, backend: str, device: torch.device) -> list[dict]:
-    from theory_checks.framework import library_versions
+    from sparse_bench.results import library_versions
 
     command = f"torchrun --nproc_per_node={world_size} -m sparse_bench.distributed.bench {shlex.join(sys.argv[1:])}"
     records = []
@@ -172,10 +169,11 @@ def main(argv=None) -> int:
             records = make_records(args, gathered, info.world_size, backend, device)
             print(format_table(records), flush=True)
             if args.out != "":
-                from theory_checks.framework import append_records, results_dir
+                from sparse_bench.results.recorder import Recorder
 
-                path = append_records(args.out or results_dir() / RESULTS_FILE, records)
-                print(f"appended {len(records)} records to {path}", flush=True)
+                with Recorder(args.out or None, command=records[0]["command"], seed=args.seed) as recorder:
+                    recorder.add("distributed", records)
+                print(f"stored {len(records)} records in {recorder.path}", flush=True)
     finally:
         dist.destroy_process_group()
     return 0

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import platform
 import tempfile
 from pathlib import Path
 
+from sparse_bench.results.provenance import git_state
+
 from .cells import fmt
 from .figures import check_figures
-from .inputs import DISTRIBUTED_FILE, FILL_COMMANDS, ReportInputs, current_commit, load_inputs
+from .inputs import FILL_COMMANDS, ReportInputs, load_inputs
 from .speed import component_table, ratio_figure, ratio_table, target_table
 
 STATUS_ORDER = {"fail": 0, "missing": 1, "stale": 2, "pass": 3}
@@ -34,7 +35,7 @@ def verdict_rows(inputs: ReportInputs, expected: dict, head: str | None) -> list
         declared = expected.get(name)
         controls = [r for (n, _), r in inputs.controls.items() if n == name]
         caught = sum(r.get("verdict") == "fail" for r in controls)
-        n_controls = len(declared.controls) if declared is not None else len(controls)
+        n_controls = len(declared["controls"]) if declared is not None else len(controls)
         audit = inputs.audit.get(name)
         audit_cell = (
             f"{100 * audit['pass_rate']:.1f}% of {audit.get('seeds', '?')}"
@@ -46,8 +47,8 @@ def verdict_rows(inputs: ReportInputs, expected: dict, head: str | None) -> list
                 {
                     "name": name,
                     "status": "missing",
-                    "source": declared.source,
-                    "prediction": declared.prediction,
+                    "source": declared["source"],
+                    "prediction": declared["prediction"],
                     "predicted": "",
                     "measured": "no result: run `sparse-bench run --only checks`",
                     "test": "",
@@ -137,28 +138,27 @@ def asv_history(root: Path = Path(".asv/results")) -> list[dict]:
 
 
 def provenance(inputs: ReportInputs, head: str | None) -> list[tuple[str, str]]:
-    import torch
-
     records = list(inputs.checks.values())
     commits = sorted({record_commit(r) or "unknown" for r in records})
     versions = records[0].get("versions", {}) if records else {}
-    manifest = inputs.manifest or {}
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
+    run = inputs.run
+    machine = run.machine if run else {}
     return [
         ("report built", dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
         ("git commit (working tree)", head or "not a git checkout"),
         ("git commit(s) of the results", ", ".join(commits) if records else "no check results"),
-        ("results run started", str(manifest.get("started", "unknown (no run.json)"))),
+        ("results run started", dt.datetime.fromtimestamp(run.started, dt.timezone.utc).strftime(
+            "%Y-%m-%d %H:%M UTC") if run else "unknown"),
         ("profile(s)", ", ".join(sorted({str(r.get("profile")) for r in records})) or "n/a"),
         ("seeds", ", ".join(sorted({str(r.get("seed")) for r in records}))[:300] or "n/a"),
         (
             "library versions",
             ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if k != "git_commit") or "n/a",
         ),
-        ("CPU", str(manifest.get("cpu") or platform.processor() or platform.machine())),
-        ("threads", str(manifest.get("threads", torch.get_num_threads()))),
-        ("GPU", str(manifest.get("gpu", gpu))),
-        ("platform", platform.platform()),
+        ("CPU", f"{machine.get('cpu', 'unknown')} ({machine.get('cores', '?')} cores)"),
+        ("threads", str(machine.get("torch_threads", "unknown"))),
+        ("GPU", str(machine.get("gpu", "unknown"))),
+        ("platform", str(machine.get("os", "unknown"))),
     ]
 
 
@@ -180,10 +180,11 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def render(inputs: ReportInputs, expected: dict) -> str:
-    """The report's HTML for these inputs; ``expected`` maps registered check names to their declarations."""
+    """The report's HTML for these inputs; ``expected`` maps check names to their declarations (a catalogue:
+    area, source, prediction, unit, controls)."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    head = current_commit()
+    head, _ = git_state()
     rows = verdict_rows(inputs, expected, head)
     controls_caught = sum(r.get("verdict") == "fail" for r in inputs.controls.values())
     counts = {
@@ -228,9 +229,9 @@ def render(inputs: ReportInputs, expected: dict) -> str:
                      "95% interval from the per-round ratios); absolute times vary run to run."),
             "history": asv_history(),
         },
-        distributed={"rows": dist_rows, "columns": dist_columns, "command": FILL_COMMANDS[DISTRIBUTED_FILE]},
+        distributed={"rows": dist_rows, "columns": dist_columns, "command": FILL_COMMANDS["distributed"]},
         provenance=provenance(inputs, head),
-        missing_files=sorted(inputs.missing_files.items()),
+        missing_files=sorted(inputs.missing.items()),
     )
 
 
@@ -239,10 +240,8 @@ def build_report(results_dir: str | Path, out_dir: str | Path) -> Path:
 
     Raises ReportInputError (missing/corrupt results) or OSError (unwritable output directory).
     """
-    from theory_checks.framework import load_all_checks
-
     inputs = load_inputs(results_dir)
-    html = render(inputs, dict(load_all_checks()))
+    html = render(inputs, inputs.catalogue)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     target = out / "index.html"

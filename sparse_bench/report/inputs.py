@@ -1,37 +1,35 @@
-"""Everything the report reads: results files only, checked, with what is missing or stale said out loud."""
+"""Everything the report reads: the results store only, with what is missing, skipped or stale said out loud."""
 
 from __future__ import annotations
 
-import json
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CHECKS_FILE = "checks.jsonl"
-AUDIT_FILE = "audit.jsonl"
-BENCH_FILE = "bench.jsonl"
-DISTRIBUTED_FILE = "distributed.jsonl"
-MANIFEST_FILE = "run.json"
+from sparse_bench.results import VERDICTS, ResultsStore, Run, StoreError, open_store, store_path
 
 FILL_COMMANDS = {
-    CHECKS_FILE: "sparse-bench run --only checks",
-    AUDIT_FILE: "sparse-bench audit --seeds 100",
-    BENCH_FILE: "sparse-bench run --only bench",
-    DISTRIBUTED_FILE: "torchrun --nproc_per_node=2 -m sparse_bench.distributed.bench",
-    MANIFEST_FILE: "sparse-bench run",
+    "check": "sparse-bench run --only checks",
+    "audit": "sparse-bench audit --seeds 100",
+    "bench": "sparse-bench run --only bench",
+    "distributed": "torchrun --nproc_per_node=2 -m sparse_bench.distributed.bench",
 }
 
 
 class ReportInputError(Exception):
-    """The results directory cannot be used: missing entirely, or a file in it is corrupt."""
+    """The results cannot be used: no store, a store that cannot be read, or nothing in it to report."""
 
 
 @dataclass
 class ReportInputs:
-    """Latest records per check and control, plus audit, speed and provenance records.
+    """Latest records per check and control, plus audit, speed, provenance and history.
 
     checks: name -> latest record of the real implementation; controls: (name, control) -> latest record.
-    missing_files: results files that are absent, each with the command that fills it.
+    catalogue: name -> what the check declares (area, source, prediction, unit, controls), from the newest run
+    that recorded one; checks in it without a record are "missing".
+    run: the newest run that measured something (its provenance); runs: every run, oldest first.
+    history: name -> [(run id, run start, measured, verdict)] of the real implementation, oldest first.
+    missing: kinds of measurement the store has none of, each with the command that fills it.
+    skipped: rows the store could not read, each with the reason.
     """
 
     results_dir: Path
@@ -40,53 +38,36 @@ class ReportInputs:
     audit: dict = field(default_factory=dict)
     bench: list = field(default_factory=list)
     distributed: list = field(default_factory=list)
-    manifest: dict | None = None
-    missing_files: dict = field(default_factory=dict)
+    catalogue: dict = field(default_factory=dict)
+    run: Run | None = None
+    runs: list = field(default_factory=list)
+    history: dict = field(default_factory=dict)
+    missing: dict = field(default_factory=dict)
+    skipped: list = field(default_factory=list)
 
 
-# The fields the report reads from each file's records, and their types (a record may carry more).
+# The fields the report reads from each kind's records, and their types (a record may carry more).
 REQUIRED_FIELDS = {
-    CHECKS_FILE: {"name": str, "verdict": str},
-    AUDIT_FILE: {"name": str},
-    BENCH_FILE: {"kind": str, "name": str},
+    "check": {"name": str, "verdict": str},
+    "audit": {"name": str},
+    "bench": {"kind": str, "name": str},
 }
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """All records of a JSON-lines file, each holding the fields the report reads (``REQUIRED_FIELDS``);
-    ReportInputError naming file and line on any bad line or record, or when the file cannot be read."""
-    from theory_checks.framework import CorruptResultsError, read_records
-
-    try:
-        records = read_records(path)
-    except CorruptResultsError as error:
-        raise ReportInputError(str(error)) from None
-    except OSError as error:
-        raise ReportInputError(f"cannot read results file {path}: {error.strerror or error}") from None
-    for number, record in enumerate(records, start=1):
-        problem = record_problem(path.name, record)
-        if problem:
-            raise ReportInputError(f"corrupt results file {path}, line {number}: {problem}")
-    return records
-
-
-def record_problem(file_name: str, record: dict) -> str | None:
-    """What makes ``record`` unusable as a record of ``file_name`` (a missing or mistyped field the report
-    reads, an unknown verdict, a malformed figure), or None."""
-    from theory_checks.framework.result import VERDICTS
-
-    for key, kind in REQUIRED_FIELDS.get(file_name, {}).items():
-        if not isinstance(record.get(key), kind):
-            return f"field {key!r} must be a {kind.__name__}, got {record.get(key)!r}"
-    if file_name == CHECKS_FILE:
+def record_problem(kind: str, record: dict) -> str | None:
+    """What makes ``record`` unusable as a record of ``kind`` (a missing or mistyped field the report reads,
+    an unknown verdict, a malformed figure), or None."""
+    for key, expected in REQUIRED_FIELDS.get(kind, {}).items():
+        if not isinstance(record.get(key), expected):
+            return f"field {key!r} must be a {expected.__name__}, got {record.get(key)!r}"
+    if kind == "check":
         if record["verdict"] not in VERDICTS:
             return f"verdict must be one of {VERDICTS}, got {record['verdict']!r}"
         details = record.get("details", {})
         if not isinstance(details, dict):
             return f"details must be an object, got {type(details).__name__}"
         return figure_problem(details)
-    ratio_table = file_name == BENCH_FILE and record["kind"] == "moe_ratio_table"
-    if ratio_table and not isinstance(record.get("point"), dict):
+    if kind == "bench" and record["kind"] == "moe_ratio_table" and not isinstance(record.get("point"), dict):
         return f"a ratio-table record needs its grid point as an object, got {record.get('point')!r}"
     return None
 
@@ -107,56 +88,62 @@ def figure_problem(details: dict) -> str | None:
     return None
 
 
+def _usable(store: ResultsStore, kind: str, inputs: ReportInputs) -> list:
+    """The measurements of ``kind`` the report can use; the others go to ``inputs.skipped`` with the reason."""
+    result = store.read(kind)
+    inputs.skipped += [f"{kind} row {row}: {reason}" for row, reason in result.skipped]
+    usable = []
+    for measurement in result.measurements:
+        problem = record_problem(kind, measurement.record)
+        if problem:
+            inputs.skipped.append(f"{kind} row {measurement.id} ({measurement.name}): {problem}")
+        else:
+            usable.append(measurement)
+    return usable
+
+
 def load_inputs(results_dir: str | Path) -> ReportInputs:
-    """Read every results file in ``results_dir``. Raises ReportInputError when there is nothing to report."""
+    """Read the store of ``results_dir``. Raises ReportInputError when there is no store or nothing to report."""
     root = Path(results_dir)
-    if not root.is_dir():
+    if not store_path(root).exists() and not root.is_dir():
         raise ReportInputError(f"results directory {root} does not exist: run `sparse-bench run` first")
-    present = [name for name in FILL_COMMANDS if (root / name).exists()]
-    if not any(name in present for name in (CHECKS_FILE, BENCH_FILE)):
-        raise ReportInputError(
-            f"no results in {root} ({CHECKS_FILE} or {BENCH_FILE}): run `sparse-bench run` first"
-        )
-    inputs = ReportInputs(results_dir=root)
-    inputs.missing_files = {name: cmd for name, cmd in FILL_COMMANDS.items() if name not in present}
-    if CHECKS_FILE in present:
-        for record in read_jsonl(root / CHECKS_FILE):  # later lines win: they are newer
-            if record.get("control"):
-                inputs.controls[(record["name"], record["control"])] = record
-            else:
-                inputs.checks[record["name"]] = record
-    if AUDIT_FILE in present:
-        for record in read_jsonl(root / AUDIT_FILE):
-            inputs.audit[record["name"]] = record
-    if BENCH_FILE in present:
-        inputs.bench = read_jsonl(root / BENCH_FILE)
-    if DISTRIBUTED_FILE in present:
-        inputs.distributed = read_jsonl(root / DISTRIBUTED_FILE)
-    if MANIFEST_FILE in present:
-        inputs.manifest = read_manifest(root / MANIFEST_FILE)
+    try:
+        with open_store(root) as store:
+            return _read(store, root)
+    except StoreError as error:
+        raise ReportInputError(str(error)) from None
+
+
+def _read(store: ResultsStore, root: Path) -> ReportInputs:
+    inputs = ReportInputs(results_dir=root, runs=store.runs())
+    starts = {run.id: run.started for run in inputs.runs}
+    commits = {run.id: run.git_commit for run in inputs.runs}
+    measured_runs = set()
+    for measurement in _usable(store, "check", inputs):  # later rows win: they are newer
+        record = measurement.record
+        record["versions"] = {"git_commit": commits.get(measurement.run_id), **(record.get("versions") or {})}
+        measured_runs.add(measurement.run_id)
+        if record.get("control"):
+            inputs.controls[(record["name"], record["control"])] = record
+            continue
+        inputs.checks[record["name"]] = record
+        inputs.history.setdefault(record["name"], []).append(
+            (measurement.run_id, starts.get(measurement.run_id), record.get("measured"), record["verdict"]))
+    for measurement in _usable(store, "audit", inputs):
+        inputs.audit[measurement.name] = measurement.record
+    bench = _usable(store, "bench", inputs)
+    inputs.bench = [m.record for m in bench]
+    distributed = _usable(store, "distributed", inputs)
+    inputs.distributed = [m.record for m in distributed]
+    measured_runs |= {m.run_id for m in bench} | {m.run_id for m in distributed}
+    if not inputs.checks and not inputs.controls and not inputs.bench:
+        raise ReportInputError(f"no check or benchmark results in {store.path}: run `sparse-bench run` first")
+    for run in inputs.runs:
+        if "catalogue" in run.extra:
+            inputs.catalogue = run.extra["catalogue"]
+        if run.id in measured_runs and run.machine:
+            inputs.run = run
+    have = {"check": inputs.checks, "audit": inputs.audit, "bench": inputs.bench,
+            "distributed": inputs.distributed}
+    inputs.missing = {kind: FILL_COMMANDS[kind] for kind, got in have.items() if not got}
     return inputs
-
-
-def read_manifest(path: Path) -> dict:
-    """The run's provenance (a JSON object); ReportInputError when it cannot be read or is not one."""
-    try:
-        manifest = json.loads(path.read_bytes().decode("utf-8"))
-    except OSError as error:
-        raise ReportInputError(f"cannot read results file {path}: {error.strerror or error}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ReportInputError(f"corrupt results file {path}: {error}") from None
-    if not isinstance(manifest, dict):
-        raise ReportInputError(f"corrupt results file {path}: expected a JSON object, got "
-                               f"{type(manifest).__name__}")
-    return manifest
-
-
-def current_commit() -> str | None:
-    """The git commit of the working tree, or None outside a git checkout."""
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None

@@ -3,16 +3,21 @@
 The only module of the framework that imports pytest. An area's ``test_<area>.py`` imports its check module
 (which registers the checks), then parametrizes ``test_check`` with ``check_params(area)`` and
 ``test_control`` with ``control_params(area)``; test ids are the check name (and ``name-control``), so
-``pytest -k NAME`` works. Every run is appended to ``default_results_path()``.
+``pytest -k NAME`` works. Every record goes to the results store (``$SPARSE_BENCH_RESULTS``, else
+``results/``) as a measurement of one run per pytest session.
 """
 
 from __future__ import annotations
 
 import pytest
 
-from .registry import checks_in_area, run_check, run_control
+from sparse_bench.results import results_dir
+from sparse_bench.results.recorder import Recorder
+
+from .registry import catalogue, checks_in_area, run_check, run_control
 from .result import CheckResult
-from .results_io import append_records, default_results_path
+
+_SESSION: dict = {}  # results directory -> this process's run in its store, started by its first record
 
 
 def _marks(entry) -> list:
@@ -43,9 +48,18 @@ def control_params(area: str) -> list:
 
 
 def record(result: CheckResult) -> CheckResult:
-    """Append ``result`` to the results file (atomically) and return it."""
-    append_records(default_results_path(), [result])
+    """Store ``result`` as a measurement of this session's run and return it."""
+    where = results_dir().resolve()
+    if where not in _SESSION:
+        _SESSION[where] = Recorder(where, profile=result.profile, extra={"catalogue": catalogue()})
+    _SESSION[where].add("check", [result])
     return result
+
+
+def finish_session() -> None:
+    """Stamp the end of this session's run (``pytest_sessionfinish``); a no-op when nothing was recorded."""
+    while _SESSION:
+        _SESSION.popitem()[1].close()
 
 
 def assert_check_passes(name: str, profile: str) -> CheckResult:

@@ -48,6 +48,7 @@ class RegisteredCheck:
     default_seed: int
     slow: bool  # run only in the slow tier of pytest (still run by the audit)
     threads: int | None  # torch threads pinned while the check runs (None: leave as is)
+    unit: str | None = None  # unit of the predicted and measured values (None: unitless)
 
 
 REGISTRY: dict[str, RegisteredCheck] = {}
@@ -63,11 +64,13 @@ def register_check(
     default_seed: int = DEFAULT_SEED,
     slow: bool = False,
     threads: int | None = 1,
+    unit: str | None = None,
 ):
     """Decorator registering a check under ``name``; the function itself is returned unchanged.
 
     threads: torch intra-op threads pinned (and restored) while the check runs; 1 by default, so records
     are bitwise reproducible across machines and checks do not fight over the cores of a shared machine.
+    unit: what the predicted and measured values are measured in (shown beside them in the report).
 
     Raises ValueError for a duplicate name or a check without negative controls.
     """
@@ -82,7 +85,7 @@ def register_check(
         if existing is not None and existing.func.__qualname__ != func.__qualname__:
             raise ValueError(f"check name {name!r} already registered by {existing.func.__module__}")
         REGISTRY[name] = RegisteredCheck(
-            name, func, source, prediction, area, dict(controls), int(default_seed), bool(slow), threads
+            name, func, source, prediction, area, dict(controls), int(default_seed), bool(slow), threads, unit
         )
         return func
 
@@ -139,3 +142,11 @@ def load_all_checks() -> dict[str, RegisteredCheck]:
 def checks_in_area(area: str) -> list[RegisteredCheck]:
     """Registered checks of one area, sorted by name."""
     return sorted((c for c in REGISTRY.values() if c.area == area), key=lambda c: c.name)
+
+
+def catalogue() -> dict:
+    """Every check's declaration as JSON types (name -> area, source, prediction, unit, controls): what a run
+    stores so that the report knows which checks exist without importing them."""
+    return {name: {"area": c.area, "source": c.source, "prediction": c.prediction, "unit": c.unit,
+                   "controls": sorted(c.controls), "slow": c.slow}
+            for name, c in sorted(load_all_checks().items())}
