@@ -267,3 +267,23 @@ def test_many_concurrent_writers_lose_nothing(tmp_path):
 @pytest.mark.slow
 def test_many_writers_killed_mid_write(tmp_path):
     _killed_writers(tmp_path, rounds=20, batch=200, seed=1)
+
+
+def test_finding_verdicts_from_intervals_and_round_trip(tmp_path):
+    from sparse_bench.results import FindingResult, interval_verdict
+
+    assert interval_verdict(0.5, 0.9, 1.0) == "reproduced"
+    assert interval_verdict(1.1, 1.3, 1.0) == "not reproduced"
+    assert interval_verdict(0.9, 1.1, 1.0) == "inconclusive"
+    assert interval_verdict(1.1, 1.3, 1.0, claim_holds_below=False) == "reproduced"
+    assert interval_verdict(float("nan"), 1.0, 2.0) == "inconclusive"
+    finding = FindingResult(
+        name="table1", source="paper, Table 1", claim="DSM beats dense", reading="ratio < 1", source_value=0.5,
+        measured=1.36, ci_low=1.28, ci_high=1.44, unit="MSE ratio", test="paired t", decision="CI vs 1",
+        verdict="not reproduced", scale="paper's FLOPs", scale_fraction=1.0, training="ridge", seeds=[1, 2],
+        n=5, profile="paper", wall_time_s=1.0)
+    with pytest.raises(ValueError, match="verdict must be one of"):
+        FindingResult(**{**finding.to_dict(), "verdict": "pass"})
+    with open_store(tmp_path) as store:
+        store.add("finding", [finding], store.start_run("x", provenance=PROVENANCE))
+        assert FindingResult.from_dict(store.read("finding").records[0]) == finding

@@ -11,7 +11,17 @@ from __future__ import annotations
 import os
 
 from .legacy import import_legacy
-from .records import FINDING_VERDICTS, VERDICTS, CheckResult, RunSpec, encode, library_versions, to_jsonable
+from .records import (
+    FINDING_VERDICTS,
+    VERDICTS,
+    CheckResult,
+    FindingResult,
+    RunSpec,
+    encode,
+    interval_verdict,
+    library_versions,
+    to_jsonable,
+)
 from .store import (
     KINDS,
     RESULTS_ENV,
@@ -48,6 +58,7 @@ def read_records(location: str | os.PathLike | None, kind: str) -> list[dict]:
 
 __all__ = [
     "FINDING_VERDICTS", "KINDS", "RESULTS_ENV", "STORE_FILE", "VERDICTS", "CheckResult", "Measurement",
-    "ReadResult", "ResultsStore", "Run", "RunSpec", "StoreError", "encode", "import_legacy",
+    "FindingResult", "ReadResult", "ResultsStore", "Run", "RunSpec", "StoreError", "encode", "import_legacy",
+    "interval_verdict",
     "library_versions", "measurement_spec", "open_store", "read_records", "results_dir", "store_path", "to_jsonable",
 ]

@@ -101,6 +101,75 @@ class CheckResult:
         )
 
 
+@dataclass(frozen=True)
+class FindingResult:
+    """One re-measurement of a published claim: a verdict in FINDING_VERDICTS, never pass/fail.
+
+    claim: the claim as its source states it (quoted); reading: how a vague claim was made testable, and why.
+    source_value: the source's number(s) for the measured quantity (a float, or a dict of labelled floats);
+    measured, ci_low, ci_high: ours, with the interval the decision reads. decision: the pre-registered rule
+    mapping the interval to the verdict. scale: where it was measured against the source's own scale (text),
+    scale_fraction: our scale / the source's (1.0 = the source's scale). training: how the models were trained.
+    control: None for the real measurement; "holds" / "fails" for the planted settings in which the claim holds
+    or fails by construction (which must read "reproduced" / "not reproduced").
+    """
+
+    name: str
+    source: str
+    claim: str
+    reading: str
+    source_value: Any
+    measured: float | None
+    ci_low: float | None
+    ci_high: float | None
+    unit: str | None
+    test: str
+    decision: str
+    verdict: str
+    scale: str
+    scale_fraction: float
+    training: str
+    seeds: list
+    n: int
+    profile: str
+    wall_time_s: float
+    params: dict = field(default_factory=dict)
+    details: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    control: str | None = None
+
+    def __post_init__(self):
+        if self.verdict not in FINDING_VERDICTS:
+            raise ValueError(f"verdict must be one of {FINDING_VERDICTS}, got {self.verdict!r}")
+
+    def to_dict(self) -> dict:
+        return to_jsonable(asdict(self))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FindingResult":
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"FindingResult.from_dict: unknown keys {sorted(unknown)}")
+        values = dict(data)
+        for key in ("measured", "ci_low", "ci_high"):
+            if isinstance(values.get(key), str):
+                values[key] = float(values[key])
+        return cls(**values)
+
+
+def interval_verdict(low: float, high: float, threshold: float, claim_holds_below: bool = True) -> str:
+    """The finding verdict an interval gives against ``threshold``: "reproduced" when the whole interval is on
+    the claim's side (below the threshold when ``claim_holds_below``), "not reproduced" when it is wholly on
+    the other side, "inconclusive" when it straddles the threshold. NaN bounds give "inconclusive"."""
+    if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+        return "inconclusive"
+    below, above = high < threshold, low > threshold
+    if not (below or above):
+        return "inconclusive"
+    return "reproduced" if below == claim_holds_below else "not reproduced"
+
+
 def _fmt(x: float | None) -> str:
     return "None" if x is None else f"{x:.6g}"
 
@@ -121,8 +190,9 @@ def to_jsonable(value: Any) -> Any:
 
 
 def encode(record: Any) -> str:
-    """Canonical JSON text of one record (a CheckResult or a dict of JSON types); TypeError otherwise."""
-    data = record.to_dict() if isinstance(record, CheckResult) else to_jsonable(record)
+    """Canonical JSON text of one record (a CheckResult, FindingResult or dict of JSON types); TypeError
+    otherwise."""
+    data = record.to_dict() if isinstance(record, (CheckResult, FindingResult)) else to_jsonable(record)
     if not isinstance(data, dict):
         raise TypeError(f"a record must be a dict or CheckResult, got {type(record).__name__}")
     return json.dumps(data, sort_keys=True, allow_nan=False)
