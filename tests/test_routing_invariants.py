@@ -1,4 +1,5 @@
-"""Router invariants: exact counts, marginals, reproducibility, batch independence, loss extremes, peers' loss."""
+"""Router invariants beyond the contract suite (tests/test_contract_suite.py): closed-form counts, marginals,
+reproducibility from a seed, peers' loss, the dispatchers on one plan."""
 
 from __future__ import annotations
 
@@ -10,15 +11,6 @@ from sparse_bench import ExpertBank, MoELayer
 from sparse_bench.dispatch import DISPATCHERS
 from sparse_bench.routing import ExpertChoiceRouter, HashRouter, LSHRouter, SinkhornRouter, TopKRouter, z_loss
 from sparse_bench.routing.base import expert_softmax
-
-
-@pytest.mark.parametrize(
-    "router_name",
-    ["switch", "mixtral", "top3_capacity", "expert_choice", "sinkhorn", "hash_input", "lsh_simhash"],
-)
-def test_plans_satisfy_the_contract(router_name):
-    plan = make_router(router_name)(numpy_seed_tokens(101)).validate()
-    assert plan.weight.dtype == torch.float32
 
 
 @pytest.mark.parametrize("num_tokens,capacity_factor", [(100, 1.0), (64, 0.5), (7, 2.0), (3, 10.0)])
@@ -45,12 +37,11 @@ def test_sinkhorn_marginals(temperature):
 
 
 @pytest.mark.parametrize("router_name", ["hash_input", "lsh_simhash"])
-def test_hashing_routers_are_reproducible_and_batch_independent(router_name):
+def test_hashing_routers_are_reproducible_from_their_seed(router_name):
+    """Two routers built from one seed route alike; another seed changes the hash (the contract suite checks one
+    router's determinism and batch independence)."""
     x = numpy_seed_tokens(50)
-    first = make_router(router_name, seed=3)
-    again = make_router(router_name, seed=3)
-    other = make_router(router_name, seed=4)
-    experts = first.experts(x) if router_name == "lsh_simhash" else None
+    first, again, other = (make_router(router_name, seed=seed) for seed in (3, 3, 4))
     plan_a, plan_b = first(x), again(x)
     assert torch.equal(plan_a.expert_index, plan_b.expert_index) and torch.equal(
         plan_a.token_index, plan_b.token_index
@@ -58,13 +49,8 @@ def test_hashing_routers_are_reproducible_and_batch_independent(router_name):
     assert not torch.equal(plan_a.dense_weights(), other(x).dense_weights()), (
         "a different seed must change the hash"
     )
-    # batch independence: a token's experts do not depend on the other tokens in the batch
-    perm = torch.randperm(50, generator=torch.Generator().manual_seed(0))
-    mixed = torch.cat([x[perm], numpy_seed_tokens(30, seed=9)])
-    dense_mixed = first(mixed).dense_weights()[:50]
-    assert torch.equal(dense_mixed, plan_a.dense_weights()[perm])
-    if experts is not None:
-        assert experts.shape == (50, 2)
+    if router_name == "lsh_simhash":
+        assert first.experts(x).shape == (50, 2)
 
 
 def test_hash_router_token_ids_and_balanced_table():
@@ -78,19 +64,6 @@ def test_hash_router_token_ids_and_balanced_table():
     assert table[:6].tolist() == [0, 1, 2, 3, 3, 2]
 
 
-def test_switch_loss_is_one_when_balanced_and_e_when_collapsed():
-    E, T = 4, 8
-    router = TopKRouter(3, E, k=1).double()
-    balanced = torch.zeros(T, E, dtype=torch.float64)
-    balanced[torch.arange(T), torch.arange(T) % E] = 50.0
-    collapsed = torch.zeros(T, E, dtype=torch.float64)
-    collapsed[:, 0] = 50.0
-    assert float(router.plan_from_logits(balanced).aux["load_balancing_loss"]) == pytest.approx(
-        1.0, abs=1e-12
-    )
-    assert float(router.plan_from_logits(collapsed).aux["load_balancing_loss"]) == pytest.approx(E, abs=1e-12)
-
-
 @pytest.mark.parametrize("num_experts,k", [(8, 2), (5, 3)])
 def test_load_balancing_loss_is_hf_mixtral_over_k(num_experts, k):
     from transformers.models.mixtral.modeling_mixtral import load_balancing_loss_func
@@ -99,13 +72,6 @@ def test_load_balancing_loss_is_hf_mixtral_over_k(num_experts, k):
     ours = TopKRouter(3, num_experts, k=k, normalize=True).plan_from_logits(logits).aux["load_balancing_loss"]
     theirs = load_balancing_loss_func((logits,), num_experts, k)
     assert float(theirs) == pytest.approx(k * float(ours), rel=1e-5)
-
-
-def test_z_loss_matches_its_definition():
-    logits = torch.randn(10, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    plan = TopKRouter(3, 5).double().plan_from_logits(logits)
-    expected = sum(float(torch.log(torch.exp(row).sum())) ** 2 for row in logits) / 10
-    assert float(plan.aux["z_loss"]) == pytest.approx(expected, rel=1e-12)
 
 
 def test_z_loss_read_off_the_top_probability_matches_logsumexp():
@@ -138,17 +104,6 @@ def test_expert_softmax_matches_softmax_on_either_layout(num_experts):
     (g_ours,) = torch.autograd.grad(ours, logits, upstream)
     (g_reference,) = torch.autograd.grad(reference, logits, upstream)
     torch.testing.assert_close(g_ours, g_reference, rtol=1e-5, atol=1e-6)
-
-
-def test_dropless_equals_capacity_path_when_capacity_is_ample():
-    x = numpy_seed_tokens(60)
-    bank = ExpertBank(7, 24, 40, activation="swiglu")
-    dropless = TopKRouter(24, 7, k=2, normalize=True)
-    ample = TopKRouter(24, 7, k=2, normalize=True, capacity_factor=7.0)  # C = T * k >= any expert's load
-    y0, p0 = MoELayer(dropless, bank)(x, return_plan=True)
-    y1, p1 = MoELayer(ample, bank)(x, return_plan=True)
-    assert p1.dropped == 0 and torch.equal(p0.token_index, p1.token_index)
-    assert torch.equal(y0, y1)
 
 
 def test_all_dispatchers_agree_on_one_plan():

@@ -21,12 +21,15 @@ class RouterCapabilities:
     drops_tokens: may remove assignments (capacity).
     assignments_per_token: fixed number of assignments per token, or None when it varies (expert choice).
     needs_token_ids: must be called as ``router(x, token_ids=ids)``.
+    batch_independent: a token's experts and weights depend on that token (and its id) alone, never on the rest
+    of the batch (hash and LSH routers; a batch-wide softmax, capacity or balancing breaks it).
     """
 
     learned: bool
     drops_tokens: bool
     assignments_per_token: int | None
     needs_token_ids: bool = False
+    batch_independent: bool = False
 
 
 class Router(nn.Module):

@@ -107,7 +107,8 @@ class HashRouter(Router):
     @property
     def capabilities(self) -> RouterCapabilities:
         return RouterCapabilities(
-            learned=False, drops_tokens=False, assignments_per_token=1, needs_token_ids=self.key == "token_id"
+            learned=False, drops_tokens=False, assignments_per_token=1, needs_token_ids=self.key == "token_id",
+            batch_independent=True,
         )
 
     def expert_of_ids(self, token_ids: torch.Tensor) -> torch.Tensor:

@@ -59,7 +59,8 @@ class LSHRouter(Router):
 
     @property
     def capabilities(self) -> RouterCapabilities:
-        return RouterCapabilities(learned=False, drops_tokens=False, assignments_per_token=self.num_tables)
+        return RouterCapabilities(learned=False, drops_tokens=False, assignments_per_token=self.num_tables,
+                                  batch_independent=True)
 
     def experts(self, x: torch.Tensor) -> torch.Tensor:
         """x: (T, d_model). Returns (T, num_tables) int64 experts."""
