@@ -1,5 +1,5 @@
 """Confidence intervals on measured ratios (``bench.timing``): the order-statistic interval for a median
-against scipy's ``quantile_test``, its coverage in simulation (with a planted too-narrow interval that must
+(scipy's ``quantile_test``) with its exact coverage, that coverage in simulation (with a planted too-narrow interval that must
 fail), and the pairing of rounds that lets a shared machine's drift cancel."""
 
 from __future__ import annotations
@@ -8,32 +8,32 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from sparse_bench.bench.timing import Timing, median_interval_ranks, paired_ratio_interval
+from sparse_bench.bench.timing import Timing, median_interval, paired_ratio_interval
 
 ALPHA = 1e-3  # false-alarm level of the coverage check, as for the theory checks
 
 
 @pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
-def test_ranks_match_scipy_quantile_test(confidence):
-    """On 1..n the interval's ends are the ranks themselves; scipy (which nobody here wrote) must give the
-    same ends, and NaN exactly where we find no interval (too few samples for the confidence)."""
+def test_interval_ends_are_order_statistics_with_their_exact_coverage(confidence):
+    """On 1..n (shuffled) the interval's ends are ranks j and n + 1 - j; the coverage stated is
+    P(j <= B < n + 1 - j) for B ~ Binomial(n, 1/2), at least the confidence asked, and None exactly where
+    even (min, max) covers less."""
+    gen = np.random.default_rng(0)
     for n in range(1, 41):
-        ci = stats.quantile_test(np.arange(1.0, n + 1), q=(n + 1) / 2, p=0.5).confidence_interval(confidence)
-        ranks = median_interval_ranks(n, confidence)
-        if ranks is None:
-            assert np.isnan(ci.low) and np.isnan(ci.high), n
+        interval = median_interval(gen.permutation(np.arange(1.0, n + 1)), confidence)
+        if interval is None:
+            assert 1 - 2 * 0.5**n < confidence, n
             continue
-        low, high, coverage = ranks
-        assert (low, high) == (ci.low, ci.high), n
-        # P(x_(low) <= median < x_(high)) = P(low <= B < high), B ~ Binomial(n, 1/2) samples below the median
+        low, high = interval["low"], interval["high"]
+        assert low == n + 1 - high and interval["rounds"] == n, n
         exact = stats.binom.cdf(high - 1, n, 0.5) - stats.binom.cdf(low - 1, n, 0.5)
-        assert coverage == pytest.approx(exact, abs=1e-12) and coverage >= confidence
+        assert interval["confidence"] == pytest.approx(exact, abs=1e-12) and exact >= confidence
 
 
-def test_ranks_reject_bad_arguments():
-    for n, confidence in ((0, 0.95), (7, 0.0), (7, 1.0)):
-        with pytest.raises(ValueError, match="need n >= 1"):
-            median_interval_ranks(n, confidence)
+def test_interval_rejects_bad_arguments():
+    for values, confidence in (([], 0.95), ([1.0] * 7, 0.0), ([1.0] * 7, 1.0)):
+        with pytest.raises(ValueError, match="need at least one value"):
+            median_interval(values, confidence)
 
 
 def _simulated_rounds(gen: np.random.Generator, experiments: int, rounds: int, ratio: float):
@@ -70,7 +70,7 @@ def test_coverage_check_rejects_a_narrower_interval_claiming_the_same_coverage()
 
     def too_narrow(num: Timing, den: Timing) -> dict:
         ratios = sorted(a / b for a, b in zip(num.samples, den.samples))
-        return {"low": ratios[1], "high": ratios[-2], "confidence": median_interval_ranks(len(ratios))[2]}
+        return {"low": ratios[1], "high": ratios[-2], "confidence": median_interval(ratios)["confidence"]}
 
     assert _coverage_p_value(too_narrow) < ALPHA
 

@@ -19,6 +19,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch.utils.benchmark import Timer
 
@@ -90,21 +91,23 @@ def time_interleaved(fns: dict[str, Callable[[], object]], num_threads: int, min
     return out
 
 
-def median_interval_ranks(n: int, confidence: float = RATIO_CONFIDENCE) -> tuple[int, int, float] | None:
-    """The distribution-free confidence interval for the median of n i.i.d. continuous samples: 1-based ranks
-    (j, n + 1 - j) of the order statistics that bound it, and its exact coverage
-    ``1 - 2 P(Binomial(n, 1/2) < j)``; j is the largest rank with coverage >= confidence. None when even
-    (min, max) falls short (n < 6 at 95%)."""
+def median_interval(values, confidence: float = RATIO_CONFIDENCE) -> dict | None:
+    """The distribution-free confidence interval for the median of i.i.d. continuous ``values``: the order
+    statistics that scipy's ``quantile_test`` gives, with their exact coverage ``1 - 2 P(Binomial(n, 1/2) < j)``
+    (j the rank of the lower bound). Returns {"low", "high", "confidence", "rounds"}, or None when even
+    (min, max) falls short of ``confidence`` (n < 6 at 95%)."""
+    from scipy.stats import binom, quantile_test
+
+    ratios = np.sort(np.asarray(values, dtype=float))
+    n = ratios.size
     if n < 1 or not 0.0 < confidence < 1.0:
-        raise ValueError(f"need n >= 1 and 0 < confidence < 1, got n={n}, confidence={confidence}")
-    best, below = None, 0.0  # below = P(B < j) for B ~ Binomial(n, 1/2)
-    for j in range(1, (n + 1) // 2 + 1):
-        below += math.comb(n, j - 1) / 2**n
-        coverage = 1.0 - 2.0 * below
-        if coverage < confidence:
-            break
-        best = (j, n + 1 - j, coverage)
-    return best
+        raise ValueError(f"need at least one value and 0 < confidence < 1, got n={n}, confidence={confidence}")
+    interval = quantile_test(ratios, q=float(np.median(ratios)), p=0.5).confidence_interval(confidence)
+    if not (np.isfinite(interval.low) and np.isfinite(interval.high)):
+        return None
+    rank = int(np.searchsorted(ratios, interval.low, side="left")) + 1
+    coverage = float(1.0 - 2.0 * binom.cdf(rank - 1, n, 0.5))
+    return {"low": float(interval.low), "high": float(interval.high), "confidence": coverage, "rounds": int(n)}
 
 
 def paired_ratio_interval(numerator: Timing, denominator: Timing, scale: float = 1.0,
@@ -112,20 +115,15 @@ def paired_ratio_interval(numerator: Timing, denominator: Timing, scale: float =
     """Confidence interval for the median of the per-round ratio ``scale * numerator / denominator``.
 
     Both Timings come from one ``time_interleaved`` run, so their samples pair up round by round and a drift
-    of the machine's speed that hits both in a round cancels in that round's ratio. The interval is the
-    order-statistic interval of ``median_interval_ranks`` (no assumption on the ratios' distribution, only
-    that the rounds are exchangeable). Returns {"low", "high", "confidence" (exact coverage), "rounds"}, or
-    None when the samples do not pair up or are too few for the confidence asked.
+    of the machine's speed that hits both in a round cancels in that round's ratio. The interval is
+    ``median_interval`` of the per-round ratios (no assumption on their distribution, only that the rounds
+    are exchangeable). Returns {"low", "high", "confidence" (exact coverage), "rounds"}, or None when the
+    samples do not pair up or are too few for the confidence asked.
     """
     n = len(numerator.samples)
     if n == 0 or n != len(denominator.samples):
         return None
-    ranks = median_interval_ranks(n, confidence)
-    if ranks is None:
-        return None
-    ratios = sorted(scale * a / b for a, b in zip(numerator.samples, denominator.samples))
-    low, high, coverage = ranks
-    return {"low": ratios[low - 1], "high": ratios[high - 1], "confidence": coverage, "rounds": n}
+    return median_interval([scale * a / b for a, b in zip(numerator.samples, denominator.samples)], confidence)
 
 
 def holds(interval: dict | None, bound: float) -> bool:

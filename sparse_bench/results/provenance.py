@@ -7,6 +7,8 @@ import platform
 import subprocess
 from functools import lru_cache
 
+import cpuinfo
+
 from .records import library_versions
 
 
@@ -29,8 +31,6 @@ def machine_info() -> dict:
     import torch
 
     try:  # py-cpuinfo reads cpuid and /proc/cpuinfo portably
-        import cpuinfo
-
         cpu = cpuinfo.get_cpu_info().get("brand_raw") or platform.processor()
     except Exception:  # noqa: BLE001 - a missing or failing probe must not stop a run
         cpu = platform.processor() or platform.machine()

@@ -70,39 +70,28 @@ def wilson(k: int, n: int, conf: float = DEFAULT_CONF) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
-def holm(p_values: Sequence[float], alpha: float = ALPHA) -> list[bool]:
-    """Holm's step-down procedure: reject flags (True = reject), family-wise error <= alpha.
+def _holm(p_values: Sequence[float], alpha: float) -> tuple[list[bool], list[float]]:
+    """statsmodels' Holm step-down on validated p-values: (reject flags, adjusted p-values)."""
+    from statsmodels.stats.multitest import multipletests
 
-    Sort p ascending; reject p_(i) (0-based) while p_(i) <= alpha / (m - i); stop at the first that is not.
-    """
     p = np.asarray(p_values, dtype=float)
     if p.ndim != 1 or p.size == 0:
         raise ValueError("p_values must be a non-empty 1-D sequence")
     if np.any(~np.isfinite(p)) or np.any((p < 0) | (p > 1)):
         raise ValueError("p_values must lie in [0, 1]")
     _check_conf(alpha)
-    m = p.size
-    reject = [False] * m
-    for i, idx in enumerate(np.argsort(p, kind="stable")):
-        if p[idx] > alpha / (m - i):
-            break
-        reject[int(idx)] = True
-    return reject
+    reject, adjusted, _, _ = multipletests(p, alpha=alpha, method="holm")
+    return [bool(r) for r in reject], [float(a) for a in adjusted]
+
+
+def holm(p_values: Sequence[float], alpha: float = ALPHA) -> list[bool]:
+    """Holm's step-down procedure (statsmodels): reject flags (True = reject), family-wise error <= alpha."""
+    return _holm(p_values, alpha)[0]
 
 
 def holm_adjusted(p_values: Sequence[float]) -> list[float]:
     """Holm-adjusted p-values: ``adjusted[j] <= alpha`` iff ``holm(p, alpha)[j]`` for every alpha."""
-    p = np.asarray(p_values, dtype=float)
-    if p.ndim != 1 or p.size == 0:
-        raise ValueError("p_values must be a non-empty 1-D sequence")
-    m = p.size
-    order = np.argsort(p, kind="stable")
-    adjusted = np.empty(m)
-    running = 0.0
-    for i, idx in enumerate(order):
-        running = max(running, min(1.0, (m - i) * p[idx]))
-        adjusted[idx] = running
-    return adjusted.tolist()
+    return _holm(p_values, ALPHA)[1]
 
 
 def pool_sparse_cells(
