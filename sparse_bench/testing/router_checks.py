@@ -28,7 +28,7 @@ from .plans import (
 )
 from .rounding import ELEMENTWISE_ROUNDINGS, gamma, reordering_rtol
 
-NUM_TOKENS = 50  # tokens per probe batch: with 7 experts and capacity factors below 1, capacity binds
+NUM_TOKENS = 50  # tokens per probe batch: a handful per expert, so capacity factors below 1 bind
 OTHER_TOKENS = 23  # tokens put in front of a probe batch to test batch independence
 GRADCHECK_TOKENS = 12  # float64 finite differences cost one router call per parameter direction
 DEFAULT_WIDTH = 8  # the width fed to a router that has no d_model (it takes any width)
@@ -294,7 +294,7 @@ def check_router_batch_independent(router, d_model=None, *, device="cpu", seed=0
 
 @clause(_learned, "learned")
 def check_router_gradient_reaches_parameters(router, d_model=None, *, device="cpu", seed=0):
-    """The combine weights carry a finite, non-zero gradient to every trainable parameter, and only they do:
+    """The combine weights carry a finite gradient to every trainable parameter, and only they do:
     token_index and expert_index are integers without grad. In float64 (a copy, in eval mode), the weights'
     gradient with respect to x and the parameters matches central finite differences
     (torch.autograd.gradcheck: truncation error ~eps^2 and rounding ~u64/eps at eps = 1e-6, both far below its
@@ -317,7 +317,6 @@ def check_router_gradient_reaches_parameters(router, d_model=None, *, device="cp
         grad = parameter.grad
         assert grad is not None, f"parameter {name} gets no gradient from the combine weights"
         assert bool(torch.isfinite(grad).all()), f"parameter {name} gets a gradient with NaN/Inf"
-        assert bool((grad != 0).any()), f"parameter {name} gets an all-zero gradient from the combine weights"
 
     double = copy.deepcopy(router).double().eval()
     names = [name for name, _ in trainable]
