@@ -2,11 +2,13 @@
 
 x: (T, d_model); plan: a RoutingPlan over those T tokens; bank: an ExpertBank. Returns y: (T, d_model) with
 ``y[t] = sum over assignments a of token t of weight[a] * expert_{expert_index[a]}(x[t])`` (0 for a token with no
-assignment). All strategies compute the same function; they differ in speed and memory only.
+assignment). All strategies compute the same function; they differ in speed and memory only. Each checks that
+x, plan and bank match before it starts, and refuses an output that is not finite (``checked_strategy``).
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -14,15 +16,38 @@ import torch
 from .experts import ExpertBank, expert_chunks
 from .routing.plan import RoutingPlan, rank_in_group
 from .sorted_swiglu import sorted_swiglu
+from .validation import check_finite_image, check_tokens
 
 
 def check_plan_matches(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> None:
-    """Raise ValueError when the plan does not describe x and bank."""
+    """Raise TypeError/ValueError when x is not (T, d_model) in the bank's dtype or the plan does not describe
+    x and bank. x's values are not scanned (``checked_strategy`` checks the output instead)."""
+    if not isinstance(bank, ExpertBank):
+        raise TypeError(f"bank must be an ExpertBank, got {type(bank).__name__}")
+    check_tokens(x, bank.d_model, values=False)
+    if not isinstance(plan, RoutingPlan):
+        raise TypeError(f"plan must be a RoutingPlan, got {type(plan).__name__}")
     if plan.num_tokens != x.shape[0]:
         raise ValueError(f"plan routes {plan.num_tokens} tokens but x has {x.shape[0]}")
     if plan.num_experts != bank.num_experts:
         raise ValueError(f"plan routes to {plan.num_experts} experts but the bank holds {bank.num_experts}")
-    bank.check_input(x)
+    bank.check_input(x, "x")
+
+
+Strategy = Callable[[torch.Tensor, RoutingPlan, ExpertBank], torch.Tensor]
+
+
+def checked_strategy(strategy: Strategy) -> Strategy:
+    """The public form of a strategy: x, plan and bank checked against each other first, and an output
+    holding NaN/Inf refused, naming x (NaN/Inf in x, or a finite x whose expert outputs overflow the dtype),
+    instead of returned. The output check is one sum over y; the undecorated strategy is ``.__wrapped__``."""
+    @functools.wraps(strategy)
+    def dispatch(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
+        check_plan_matches(x, plan, bank)
+        y = strategy(x, plan, bank)
+        check_finite_image(y, x, "x", "the experts' combined output")
+        return y
+    return dispatch
 
 
 def combine_by_token(rows: torch.Tensor, plan: RoutingPlan) -> torch.Tensor:
@@ -129,9 +154,9 @@ def gather_tokens(x: torch.Tensor, source: torch.Tensor, row_of_assignment: torc
     return x_ext.index_select(0, source)
 
 
+@checked_strategy
 def dispatch_loop(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
     """The simple reference: one boolean mask per expert, gather, expert FFN, index_add into y."""
-    check_plan_matches(x, plan, bank)
     y = x.new_zeros(x.shape)
     weights = bank.per_expert_weights()
     for expert in range(bank.num_experts):
@@ -144,9 +169,9 @@ def dispatch_loop(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch
     return y
 
 
+@checked_strategy
 def dispatch_einsum(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
     """GShard-style: one-hot (T, E, C) dispatch and combine tensors, einsum in and out of (E, C, d) slabs."""
-    check_plan_matches(x, plan, bank)
     if plan.num_assignments == 0:
         return x.new_zeros(x.shape)
     T, E = plan.num_tokens, plan.num_experts
@@ -173,6 +198,7 @@ SORTED_CHUNK_ROWS = 1024
 SORTED_CHUNK_BYTES = 16 * 2**20
 
 
+@checked_strategy
 def dispatch_sorted(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
     """Rows in expert order, one GEMM pair per expert segment, weighted sum per token.
 
@@ -181,7 +207,6 @@ def dispatch_sorted(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> tor
     runs the same chunks inside one Function (``sorted_swiglu``: one buffer per weight gradient). Other
     devices: one gather of all A rows, one grouped call and the atomics-free ``combine_rows``.
     """
-    check_plan_matches(x, plan, bank)
     T, d = x.shape
     if plan.num_assignments == 0:
         return x.new_zeros(T, d)
@@ -206,13 +231,13 @@ def dispatch_sorted(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> tor
     return y
 
 
+@checked_strategy
 def dispatch_grouped(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
     """Rows in expert order, each projection one grouped GEMM over all experts
     (``ExpertBank.forward_grouped_mm``: ``torch.nn.functional.grouped_mm``, a single CUTLASS kernel on CUDA
     bf16 at sm90/sm100, where "sorted" launches two products per expert), autograd through its own derivative,
     combined like "sorted" off the CPU (the atomics-free ``combine_rows``). Opt-in: "auto" does not take it
     before its crossover is measured."""
-    check_plan_matches(x, plan, bank)
     if plan.num_assignments == 0:
         return x.new_zeros(x.shape)
     uniform = uniform_token_order(plan)
@@ -227,6 +252,7 @@ def padded_slots(plan: RoutingPlan) -> tuple[torch.Tensor, int]:
     return plan.expert_index * capacity + plan.slot_in_expert, capacity
 
 
+@checked_strategy
 def dispatch_padded(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
     """Gather rows into (E, C_max, d) slabs, two batched matmuls per slab, combine straight from the slab.
 
@@ -237,7 +263,6 @@ def dispatch_padded(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> tor
     anyway, and split weights would get their gradients concatenated, a second copy) and on other devices: one
     slab for all experts and the atomics-free ``combine_rows``.
     """
-    check_plan_matches(x, plan, bank)
     if plan.num_assignments == 0:
         return x.new_zeros(x.shape)
     T, d = x.shape  # tokens, d_model
@@ -369,12 +394,13 @@ def choose_dispatch(plan: RoutingPlan, bank: ExpertBank, device: torch.device, n
     return "padded" if small and padding_waste(plan) <= AUTO_PADDED_MAX_WASTE else "sorted"
 
 
+@checked_strategy
 def dispatch_auto(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
     """Runs the strategy ``choose_dispatch`` picks for this plan, device and thread count (same results)."""
-    return DISPATCHERS[choose_dispatch(plan, bank, x.device)](x, plan, bank)
+    return DISPATCHERS[choose_dispatch(plan, bank, x.device)].__wrapped__(x, plan, bank)  # checked here
 
 
-DISPATCHERS: dict[str, Callable[[torch.Tensor, RoutingPlan, ExpertBank], torch.Tensor]] = {
+DISPATCHERS: dict[str, Strategy] = {
     "loop": dispatch_loop,
     "einsum": dispatch_einsum,
     "sorted": dispatch_sorted,
@@ -384,7 +410,7 @@ DISPATCHERS: dict[str, Callable[[torch.Tensor, RoutingPlan, ExpertBank], torch.T
 }
 
 
-def get_dispatcher(name: str) -> Callable[[torch.Tensor, RoutingPlan, ExpertBank], torch.Tensor]:
+def get_dispatcher(name: str) -> Strategy:
     """The dispatch function registered under ``name``."""
     if name not in DISPATCHERS:
         raise ValueError(f"dispatch must be one of {sorted(DISPATCHERS)}, got {name!r}")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import gemm
-from .validation import check_int_in_range
+from .validation import check_bool, check_int_in_range
 
 ACTIVATIONS = ("relu", "gelu", "swiglu")
 
@@ -254,6 +254,8 @@ class ExpertBank(nn.Module):
         self.d_hidden = check_int_in_range(d_hidden, "d_hidden", 1)
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+        check_bool(bias, "bias")
+        check_bool(prepack, "prepack")
         self.activation = activation
         gen = generator if generator is not None else torch.Generator().manual_seed(0)
         in_width = 2 * d_hidden if activation == "swiglu" else d_hidden
@@ -304,12 +306,12 @@ class ExpertBank(nn.Module):
     def has_bias(self) -> bool:
         return self.b_in is not None
 
-    def check_input(self, x: torch.Tensor) -> None:
-        """Raise a clear error when x's last dim or dtype does not match the experts."""
+    def check_input(self, x: torch.Tensor, name: str = "expert input") -> None:
+        """Raise a clear error, naming ``name``, when x's last dim or dtype does not match the experts."""
         if x.shape[-1] != self.d_model:
-            raise ValueError(f"expert input has d_model={x.shape[-1]}, experts expect {self.d_model}")
+            raise ValueError(f"{name} has d_model={x.shape[-1]}, experts expect {self.d_model}")
         if x.dtype != self.w_in.dtype:
-            raise TypeError(f"expert input is {x.dtype} but expert weights are {self.w_in.dtype}; cast one of them")
+            raise TypeError(f"{name} is {x.dtype} but expert weights are {self.w_in.dtype}; cast one of them")
 
     def activate(self, pre: torch.Tensor) -> torch.Tensor:
         """pre: (..., in_width) pre-activations. Returns (..., d_hidden)."""

@@ -121,8 +121,10 @@ def grouped_mm(a: torch.Tensor, b: torch.Tensor, counts: torch.Tensor) -> torch.
 
 
 def _aligned(t: torch.Tensor) -> bool:
-    """Whether t's start and every stride of a dimension longer than 1 are multiples of GROUPED_MM_ALIGN bytes
-    (unit strides aside)."""
+    """Whether t is row-major in its last dimension with its start and every other stride a multiple of
+    GROUPED_MM_ALIGN bytes. The op checks the strides of dimensions of size 1 too: a (2, 1) operand, row
+    stride 4 bytes, is refused."""
     size = t.element_size()
-    strides = [stride for stride, n in zip(t.stride(), t.shape) if n > 1 and stride != 1]
-    return t.data_ptr() % GROUPED_MM_ALIGN == 0 and all(s * size % GROUPED_MM_ALIGN == 0 for s in strides)
+    *outer, inner = t.stride()
+    return (inner == 1 and t.data_ptr() % GROUPED_MM_ALIGN == 0
+            and all(s * size % GROUPED_MM_ALIGN == 0 for s in outer))

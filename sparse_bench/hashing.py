@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from . import gemm
-from .validation import check_finite_image, check_int_in_range, check_positive_float, check_tokens
+from .validation import check_finite_image, check_int_in_range, check_positive_float, check_seed, check_tokens
 
 INT64_CELL_LIMIT = 2.0**63  # |floor(projection / width)| must stay below this to be an int64 coordinate
 
@@ -26,7 +26,7 @@ def universal_hash(codes: torch.Tensor, seed: int) -> torch.Tensor:
     if codes.dim() != 2 or codes.dtype != torch.int64:
         raise ValueError(f"codes must be a (n, m) int64 tensor, got {codes.dtype} {tuple(codes.shape)}")
     n, m = codes.shape
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(check_seed(seed))
     coeffs = torch.randint(1, MERSENNE_31, (2, m + 1), generator=gen, dtype=torch.int64).to(codes.device)
     residues = torch.remainder(codes, MERSENNE_31)  # (n, m) in [0, p)
     halves = []
@@ -58,7 +58,7 @@ class SimHash(nn.Module):
         super().__init__()
         check_int_in_range(d, "d", 1)
         check_int_in_range(bits, "bits", 1, 62)
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = torch.Generator().manual_seed(check_seed(seed))
         self.d, self.bits, self.seed = d, bits, seed
         self.register_buffer("directions", torch.randn(d, bits, generator=gen, dtype=torch.float64))
         self.register_buffer("powers", 2 ** torch.arange(bits, dtype=torch.int64))
@@ -83,6 +83,7 @@ class PStableHash(nn.Module):
     """Euclidean (2-stable) LSH: ``h_i(x) = floor((a_i . x + b_i) / width)``, a_i ~ N(0, I_d), b_i ~ U[0, width).
 
     d: input dimension; num_hashes: D, the hashes concatenated into one bucket; width: w > 0; seed: drawing seed.
+    Computed in x's dtype: a width beyond that dtype's range, or cells beyond int64's, is a ValueError.
     """
 
     def __init__(self, d: int, num_hashes: int, width: float, seed: int = 0):
@@ -90,7 +91,7 @@ class PStableHash(nn.Module):
         check_int_in_range(d, "d", 1)
         check_int_in_range(num_hashes, "num_hashes", 1)
         self.width = check_positive_float(width, "width")
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = torch.Generator().manual_seed(check_seed(seed))
         self.d, self.num_hashes, self.seed = d, num_hashes, seed
         self.register_buffer("directions", torch.randn(d, num_hashes, generator=gen, dtype=torch.float64))
         self.register_buffer(
@@ -100,12 +101,17 @@ class PStableHash(nn.Module):
     def codes(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n, d) float. Returns (n, num_hashes) int64 bucket coordinates."""
         check_tokens(x, self.d, values=False)  # NaN/Inf: found in the (n, num_hashes) projection instead
+        if self.width > torch.finfo(x.dtype).max:  # the offsets, drawn in [0, width), would be Inf
+            raise ValueError(f"width={self.width!r} exceeds the range of x's dtype {x.dtype}; use a smaller "
+                             f"width or a wider dtype")
         proj = project(x, self.directions) + self.offsets.to(x.dtype)  # (n, num_hashes)
         check_finite_image(proj, x)
         cells = torch.floor(proj / self.width)  # (n, num_hashes), integral floats
         if cells.numel() and not bool(cells.abs().max() < INT64_CELL_LIMIT):
-            raise ValueError(f"projections / width exceed the int64 range of bucket coordinates at "
-                             f"width={self.width!r}; use a larger width")
+            largest = float(x.detach().abs().max())
+            raise ValueError(f"the projections of x / width exceed the int64 range of bucket coordinates at "
+                             f"width={self.width!r} (largest |x| {largest:.3g}); use a larger width or a "
+                             f"smaller x")
         return cells.to(torch.int64)
 
     def bucket(self, x: torch.Tensor) -> torch.Tensor:

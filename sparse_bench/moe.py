@@ -9,7 +9,7 @@ from .dispatch import get_dispatcher
 from .experts import ExpertBank
 from .routing.base import Router
 from .routing.plan import RoutingPlan
-from .validation import check_finite, check_float_tensor
+from .validation import check_finite, check_finite_image, check_float_tensor
 
 
 class SharedExpert(nn.Module):
@@ -115,5 +115,6 @@ class MoELayer(nn.Module):
         y = self.dispatcher(tokens, plan, self.experts)  # (T, d_model)
         if self.shared_expert is not None:
             y = y + self.shared_expert(tokens)
+            check_finite_image(y, tokens, "x", "the layer's output")  # the sum may overflow, its terms not
         y = y.reshape(x.shape)
         return (y, plan) if return_plan else y

@@ -15,12 +15,37 @@ import math
 import torch
 from torch import nn
 
-from .validation import check_int_in_range, check_positive_float, check_tokens
+from .validation import (
+    check_device,
+    check_float_dtype,
+    check_finite_image,
+    check_float_tensor,
+    check_generator,
+    check_int_in_range,
+    check_positive_float,
+    check_seed,
+    check_tokens,
+)
+
+MAX_TERMS = 2**20  # monomials of a polynomial, bumps of a family: beyond this, building one takes minutes
 
 
-def _check_generator(generator: torch.Generator) -> None:
-    if not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+def _finite_values(values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """values = f(x), returned when finite; a finite x far outside [-1, 1]^d may overflow: ValueError."""
+    check_finite_image(values, x, "x", "f(x)")
+    return values
+
+
+def _monomial_count(d: int, degree: int) -> int:
+    """C(d + degree, degree), the number of monomials of degree <= degree in d variables, or the first
+    partial product above MAX_TERMS (C(n, i) grows with i up to min(d, degree) <= n / 2: the rest only
+    exceeds it more)."""
+    count, k = 1, min(d, degree)
+    for i in range(1, k + 1):
+        count = count * (d + degree - k + i) // i  # C(d + degree - k + i, i), exact
+        if count > MAX_TERMS:
+            break
+    return count
 
 
 def _monomial_tree(d: int, degree: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -57,10 +82,13 @@ class RandomPolynomial(nn.Module):
         super().__init__()
         check_int_in_range(d, "d", 1)
         check_int_in_range(degree, "degree", 0)
+        if _monomial_count(d, degree) > MAX_TERMS:
+            raise ValueError(f"d={d}, degree={degree} has more than {MAX_TERMS} monomials "
+                             f"(C(d + degree, degree))")
         coef_l1 = check_positive_float(coef_l1, "coef_l1")
         if coef_l1 >= 1:
             raise ValueError(f"coef_l1 must be < 1 (the paper's sum of |coefficients| < 1), got {coef_l1}")
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = torch.Generator().manual_seed(check_seed(seed))
         exponents, parent, var = _monomial_tree(d, degree)  # (M, d), (M,), (M,)
         coefs = torch.randn(exponents.shape[0], generator=gen, dtype=torch.float64)
         coefs = coefs * (coef_l1 / coefs.abs().sum())
@@ -82,7 +110,7 @@ class RandomPolynomial(nn.Module):
             stop = start + int((degrees == total).sum())
             monomials[:, start:stop] = monomials[:, self.parent[start:stop]] * x[:, self.var[start:stop]]
             start = stop
-        return monomials @ self.coefs.to(x.dtype)  # (n,)
+        return _finite_values(monomials @ self.coefs.to(x.dtype), x)  # (n,)
 
 
 class HypercubeFunction(nn.Module):
@@ -96,7 +124,7 @@ class HypercubeFunction(nn.Module):
     def __init__(self, d: int, seed: int = 0):
         super().__init__()
         check_int_in_range(d, "d", 1, 20)
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = torch.Generator().manual_seed(check_seed(seed))
         signs = torch.randint(0, 2, (1 << d,), generator=gen, dtype=torch.int64) * 2 - 1
         self.d, self.seed = d, seed
         self.register_buffer("corner_values", signs.to(torch.float64))  # (2^d,)
@@ -108,8 +136,8 @@ class HypercubeFunction(nn.Module):
         weights = torch.ones(x.shape[0], 1, dtype=x.dtype, device=x.device)  # (n, 1)
         for i in range(self.d):
             factors = torch.stack([(1 - x[:, i]) / 2, (1 + x[:, i]) / 2], dim=1)  # (n, 2): bit i = 0, 1
-            weights = (factors.unsqueeze(2) * weights.unsqueeze(1)).reshape(x.shape[0], -1)  # (n, 2^(i+1))
-        return weights @ self.corner_values.to(x.dtype)  # (n,)
+            weights = (factors.unsqueeze(2) * weights.unsqueeze(1)).reshape(x.shape[0], 2 << i)  # 2^(i+1)
+        return _finite_values(weights @ self.corner_values.to(x.dtype), x)  # (n,)
 
 
 class BumpFamily(nn.Module):
@@ -127,9 +155,11 @@ class BumpFamily(nn.Module):
         per_axis = int(math.floor(2.0 / spacing + 1e-9))
         if per_axis < 1:
             raise ValueError(f"spacing must be <= 2 so that one bump fits in [-1, 1], got {spacing}")
+        if k * math.log(per_axis) > math.log(MAX_TERMS):
+            raise ValueError(f"k={k}, spacing={spacing} gives {per_axis}^{k} bumps, more than {MAX_TERMS}")
         axis = -1 + spacing / 2 + spacing * torch.arange(per_axis, dtype=torch.float64)  # (per_axis,)
         centres = torch.cartesian_prod(*([axis] * k)).reshape(-1, k)  # (B, k)
-        gen = torch.Generator().manual_seed(int(seed))
+        gen = torch.Generator().manual_seed(check_seed(seed))
         signs = torch.randint(0, 2, (centres.shape[0],), generator=gen, dtype=torch.int64) * 2 - 1
         self.k, self.spacing, self.seed, self.radius = k, spacing, seed, spacing / 2
         self.register_buffer("centres", centres)
@@ -143,8 +173,10 @@ class BumpFamily(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n, k) float. Returns (n,) float. Cost O(n * num_bumps * k)."""
         check_tokens(x, self.k)
-        dist = torch.cdist(x, self.centres.to(x.dtype), compute_mode="donot_use_mm_for_euclid_dist")  # (n, B)
-        return (self.radius - dist).clamp_min(0) @ self.signs.to(x.dtype)  # (n,)
+        dtype = torch.promote_types(x.dtype, torch.float32)  # cdist has no float16 kernel on CPU
+        dist = torch.cdist(x.to(dtype), self.centres.to(dtype), compute_mode="donot_use_mm_for_euclid_dist")
+        values = ((self.radius - dist).clamp_min(0) @ self.signs.to(dtype)).to(x.dtype)  # (n,); dist: (n, B)
+        return _finite_values(values, x)
 
 
 def random_polynomial(d: int, degree: int, seed: int = 0, coef_l1: float = 0.99) -> RandomPolynomial:
@@ -178,8 +210,9 @@ def uniform_cube(n: int, d: int, generator: torch.Generator, device=None,
     """n points uniform on [-1, 1]^d: (n, d)."""
     check_int_in_range(n, "n", 0)
     check_int_in_range(d, "d", 1)
-    _check_generator(generator)
-    return (torch.rand(n, d, generator=generator, dtype=dtype) * 2 - 1).to(device)
+    check_generator(generator)
+    check_float_dtype(dtype)
+    return (torch.rand(n, d, generator=generator, dtype=dtype) * 2 - 1).to(check_device(device))
 
 
 def uniform_sphere(n: int, d: int, generator: torch.Generator, device=None,
@@ -187,16 +220,18 @@ def uniform_sphere(n: int, d: int, generator: torch.Generator, device=None,
     """n points uniform on the unit sphere S^{d-1}: (n, d) (normalised Gaussians)."""
     check_int_in_range(n, "n", 0)
     check_int_in_range(d, "d", 1)
-    _check_generator(generator)
+    check_generator(generator)
+    check_float_dtype(dtype)
     g = torch.randn(n, d, generator=generator, dtype=dtype)
-    return (g / g.norm(dim=1, keepdim=True)).to(device)
+    return (g / g.norm(dim=1, keepdim=True)).to(check_device(device))
 
 
 def random_subspace(d: int, k: int, generator: torch.Generator, dtype=torch.float64) -> torch.Tensor:
     """An orthonormal basis of a uniformly random k-dimensional subspace of R^d: (d, k) (QR of a Gaussian)."""
     check_int_in_range(d, "d", 1)
     check_int_in_range(k, "k", 1, d)
-    _check_generator(generator)
+    check_generator(generator)
+    check_float_dtype(dtype)
     q, r = torch.linalg.qr(torch.randn(d, k, generator=generator, dtype=torch.float64))
     return (q * torch.sign(torch.diagonal(r))).to(dtype)  # sign fix: a unique basis per draw
 
@@ -209,9 +244,11 @@ def uniform_subspace_cube(n: int, basis: torch.Tensor, generator: torch.Generato
     |z_j| <= ||basis[:, j]||_1 (which contains the polytope), kept when ||basis @ z||_inf <= 1.
     """
     check_int_in_range(n, "n", 0)
-    _check_generator(generator)
+    check_generator(generator)
+    device = check_device(device)
     if not isinstance(basis, torch.Tensor) or basis.dim() != 2 or basis.shape[1] > basis.shape[0]:
         raise ValueError("basis must be a (d, k) tensor with k <= d")
+    check_float_tensor(basis, 2, "(d, k)", "basis")
     eye = torch.eye(basis.shape[1], dtype=basis.dtype, device=basis.device)
     if not torch.allclose(basis.T @ basis, eye, atol=1e-6):
         raise ValueError("basis must have orthonormal columns")

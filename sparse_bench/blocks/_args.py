@@ -24,8 +24,12 @@ def pair(value, name: str, low: int) -> tuple[int, int]:
 
 
 def check_image(x: torch.Tensor, name: str = "x") -> torch.Tensor:
-    """Validate a (N, C, H, W) floating tensor with finite entries; return it unchanged."""
-    return check_float_tensor(x, 4, "(N, C, H, W)", name)
+    """Validate a (N, C, H, W) floating tensor with finite entries and H, W >= 1 (N = 0 is an empty batch; an
+    image without rows or columns has no pixels to pad or pool); return it unchanged."""
+    check_float_tensor(x, 4, "(N, C, H, W)", name)
+    if x.shape[2] < 1 or x.shape[3] < 1:
+        raise ValueError(f"{name} must have H, W >= 1, got shape {tuple(x.shape)}")
+    return x
 
 
 def output_size(

@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..validation import check_positive_float
+from ..validation import check_finite_image, check_float_dtype, check_positive_float
 from ._args import output_size, pair
 from .conv import check_conv_args, conv2d_im2col
 from .pooling import avgpool_plan, lse_pool, maxpool_plan, pool_from_plan
@@ -53,8 +53,7 @@ class ConvPoolBlock(nn.Module):
         self.pool_size = pair(pool_size, "pool_size", 1)
         self.pool, self.impl = pool, impl
         self.temperature = check_positive_float(temperature, "temperature")
-        if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
-            raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+        check_float_dtype(dtype)
         fan_in = in_ch * self.kernel_size[0] * self.kernel_size[1]
         bound = 1.0 / math.sqrt(fan_in)  # nn.Conv2d's default range
         weight = torch.rand(out_ch, in_ch, *self.kernel_size, generator=generator, dtype=dtype) * 2 - 1
@@ -69,6 +68,7 @@ class ConvPoolBlock(nn.Module):
         else:
             check_conv_args(x, self.weight, self.bias, self.stride, self.padding, 1, 1)
             z = F.conv2d(x, self.weight, self.bias, self.stride, self.padding)
+            check_finite_image(z, x, "x", "the convolution")  # as conv2d_im2col does
         return F.relu(z)
 
     def routing_plan(self, x: torch.Tensor):

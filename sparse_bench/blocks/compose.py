@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..validation import check_int_in_range
+from ..validation import check_finite, check_int_in_range
 from ._args import pair
 
 
@@ -45,6 +45,8 @@ def compose_conv_kernels(first: torch.Tensor, second: torch.Tensor, first_stride
     if not (first.is_floating_point() and second.dtype == first.dtype):
         raise TypeError(f"first and second must be floating kernels of one dtype, got {first.dtype} and "
                         f"{second.dtype}")
+    check_finite(first, "first")
+    check_finite(second, "second")
     if second.shape[1] != first.shape[0]:
         raise ValueError(
             f"second expects {second.shape[1]} input channels but first has {first.shape[0]} outputs"
@@ -57,4 +59,7 @@ def compose_conv_kernels(first: torch.Tensor, second: torch.Tensor, first_stride
         for b_w in range(k2w):
             block = torch.einsum("om,mihw->oihw", second[:, :, b_h, b_w], first)  # (C_out, C_in, k1h, k1w)
             out[:, :, s_h * b_h : s_h * b_h + k1h, s_w * b_w : s_w * b_w + k1w] += block
+    if not bool(torch.isfinite(out).all()):
+        raise ValueError(f"the composed kernel overflows {out.dtype}: first and second are too large to "
+                         f"compose in this dtype")
     return out

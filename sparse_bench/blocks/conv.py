@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from .. import gemm
+from ..validation import check_finite, check_finite_image
 from ._args import check_image, output_size, pair
 from .patch import patch_rows_channels_last
 
@@ -27,6 +28,7 @@ def check_conv_args(x: torch.Tensor, weight: torch.Tensor, bias, stride, padding
         raise ValueError(f"weight must have shape (C_out, C_in/groups, kH, kW), got rank {weight.dim()}")
     if weight.dtype != x.dtype:
         raise TypeError(f"weight dtype {weight.dtype} differs from x dtype {x.dtype}")
+    check_finite(weight, "weight")
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise ValueError(f"groups must be an int >= 1, got {groups!r}")
     c_out, c_per_group = weight.shape[:2]
@@ -39,6 +41,10 @@ def check_conv_args(x: torch.Tensor, weight: torch.Tensor, bias, stride, padding
         )
     if bias is not None and (not isinstance(bias, torch.Tensor) or bias.shape != (c_out,)):
         raise ValueError(f"bias must be a tensor of shape ({c_out},), got {getattr(bias, 'shape', bias)!r}")
+    if bias is not None:
+        if bias.dtype != x.dtype:  # x + bias would promote the output to bias's dtype
+            raise TypeError(f"bias dtype {bias.dtype} differs from x dtype {x.dtype}")
+        check_finite(bias, "bias")
     stride, padding = pair(stride, "stride", 1), pair(padding, "padding", 0)
     dilation = pair(dilation, "dilation", 1)
     kernel = (weight.shape[2], weight.shape[3])
@@ -50,7 +56,8 @@ def conv2d_im2col(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=
     """2-D convolution (PyTorch semantics) as ``patch_rows @ weight_rows.T``.
 
     x: (N, C_in, H, W); weight: (C_out, C_in/groups, kH, kW); bias: (C_out,) or None.
-    Returns (N, C_out, H_out, W_out), contiguous. Differentiable in x, weight and bias.
+    Returns (N, C_out, H_out, W_out), contiguous. Differentiable in x, weight and bias. x, weight and bias
+    must be finite; an output that overflows their dtype is a ValueError naming x.
     """
     stride, padding, dilation, (h_out, w_out) = check_conv_args(
         x, weight, bias, stride, padding, dilation, groups
@@ -64,11 +71,12 @@ def conv2d_im2col(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=
     else:  # group g reads channels g*C_g .. (g+1)*C_g - 1 of every kernel position
         num_rows, o_g = rows.shape[0], c_out // groups
         rows_g = rows.reshape(num_rows, k_h * k_w, groups, c_g).permute(2, 0, 1, 3)  # (G, N*L, kH*kW, C_g)
-        rows_g = rows_g.reshape(groups, num_rows, -1)
+        rows_g = rows_g.reshape(groups, num_rows, k_h * k_w * c_g)  # explicit: num_rows may be 0
         w_g = weight.reshape(groups, o_g, c_g, k_h, k_w).permute(0, 1, 3, 4, 2).reshape(groups, o_g, -1)
         out = torch.matmul(rows_g, w_g.transpose(1, 2)).permute(1, 0, 2).reshape(num_rows, c_out)
     if bias is not None:
         out = out + bias
+    check_finite_image(out, x, "x", "the convolution")
     return out.view(n, h_out, w_out, c_out).permute(0, 3, 1, 2).contiguous()
 
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..routing.plan import RoutingPlan, plan_from_sorted_assignments
-from ..validation import check_positive_float
+from ..validation import check_bool, check_positive_float
 from ._args import check_image, output_size, pair
 
 
@@ -95,6 +95,7 @@ def avgpool_plan(x, kernel_size, stride=None, padding=0, count_include_pad=True)
     to it with weight 1/(kH*kW) (``count_include_pad=True``, padding counts as zeros) or 1/(number of
     in-bounds positions) (``count_include_pad=False``). x: (N, C, H, W)."""
     kernel, stride, padding, out_hw = _window_args(x, kernel_size, stride, padding)
+    check_bool(count_include_pad, "count_include_pad")
     n, c, h, w = x.shape
     with torch.no_grad():
         rows, cols = _window_positions(x, kernel, stride, padding, out_hw)  # (L, kH*kW)
@@ -153,18 +154,28 @@ def lse_pool(x, kernel_size, temperature, stride=None, padding=0) -> torch.Tenso
     Tends to max pooling as T -> 0 and to average pooling as T -> inf; it lies between the two for every T.
     With T = 1/mu it is, up to a monotone map, the likelihood ratio for one planted N(mu, 1) score among
     N(0, 1) scores. Padding is excluded (the mean is over in-bounds positions). x: (N, C, H, W) ->
-    (N, C, H_out, W_out).
+    (N, C, H_out, W_out). T must lie in x's dtype's normal range [finfo.tiny, finfo.max] (ValueError
+    otherwise, or where the pooled value overflows).
+
+    Computed as ``m + T * log1p(mean(expm1((x - m) / T)))`` with m the window's maximum: the same value, but
+    accurate at every T (``T * (logsumexp(x / T) - log n)`` loses one digit per decade of T, all of them as
+    T -> inf, where the result is the window's mean and the bracket a difference of two near-equal logs).
     """
     temperature = check_positive_float(temperature, "temperature")
     kernel, stride, padding, out_hw = _window_args(x, kernel_size, stride, padding)
+    info = torch.finfo(x.dtype)
+    if not info.tiny <= temperature <= info.max:
+        raise ValueError(f"temperature={temperature!r} is out of range for {x.dtype} inputs: it must lie in "
+                         f"[{info.tiny:.3g}, {info.max:.3g}], the dtype's normal range")
     n, c, h, w = x.shape
     pads = (padding[1], padding[1], padding[0], padding[0])
-    scaled = F.pad((x / temperature).reshape(n * c, 1, h, w), pads, value=-math.inf)
-    windows = F.unfold(scaled, kernel, stride=stride)  # (N*C, kH*kW, L)
-    ones = F.pad(x.new_ones(1, 1, h, w), pads)
-    count = F.unfold(ones, kernel, stride=stride).sum(dim=1)  # (1, L) in-bounds positions per window
-    pooled = temperature * (torch.logsumexp(windows, dim=1) - count.log())  # (N*C, L)
-    if not bool(torch.isfinite(pooled).all()):  # x is finite: only the temperature can leave the range
-        raise ValueError(f"temperature={temperature!r} is out of range for {x.dtype} inputs: x / temperature "
-                         f"or the pooled value overflows")
+    windows = F.unfold(F.pad(x.reshape(n * c, 1, h, w), pads, value=-math.inf), kernel, stride=stride)
+    inside = windows > -math.inf  # (N*C, kH*kW, L); padding is -inf, x is finite
+    top = windows.amax(dim=1, keepdim=True)  # (N*C, 1, L): finite, every window holds an input position
+    shrink = torch.expm1((windows - top) / temperature).masked_fill(~inside, 0.0)  # in [-1, 0]
+    mean = shrink.sum(dim=1) / inside.sum(dim=1)  # (N*C, L), > -1: the maximum contributes 0
+    pooled = top.squeeze(1) + temperature * torch.log1p(mean)
+    if not bool(torch.isfinite(pooled).all()):  # x is finite: T * log(1/n) left the range
+        raise ValueError(f"temperature={temperature!r} is out of range for {x.dtype} inputs: the pooled "
+                         f"value overflows")
     return pooled.reshape(n, c, out_hw[0], out_hw[1])

@@ -8,19 +8,24 @@ exactly one bucket per table, so the work per input does not depend on how many 
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from ..hashing import PStableHash, SimHash
-from ..validation import check_float_tensor, check_int_in_range, check_positive_float, check_tokens
+from ..validation import (
+    check_int_in_range,
+    check_positive_float,
+    check_real,
+    check_samples,
+    check_seed,
+    check_tokens,
+)
 
 FAMILIES = ("pstable", "simhash")
 
 
 def _table_seeds(seed: int, num_tables: int) -> list[int]:
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(check_seed(seed))
     return [int(s) for s in torch.randint(0, 2**62, (num_tables,), generator=gen, dtype=torch.int64)]
 
 
@@ -45,7 +50,7 @@ class LSHModel(nn.Module):
                  width: float | None = None, seed: int = 0):
         check_int_in_range(d, "d", 1)
         check_int_in_range(num_tables, "num_tables", 1)
-        check_int_in_range(num_hashes, "num_hashes", 1)
+        check_int_in_range(num_hashes, "num_hashes", 1, 62 if family == "simhash" else None)  # simhash: bits
         if family == "pstable":
             if width is None:
                 raise ValueError("width is required for family='pstable'")
@@ -86,15 +91,9 @@ class LSHModel(nn.Module):
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, default: float | None = None) -> LSHModel:
         """x: (n, d) float, y: (n,) float, n >= 1. Sets each table's bucket means. Returns self."""
-        check_tokens(x, self.d)
-        if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],):
-            raise ValueError(f"y must be a ({x.shape[0]},) tensor, got {getattr(y, 'shape', None)}")
-        if x.shape[0] == 0:
-            raise ValueError("fit needs at least one sample")
-        check_float_tensor(y, 1, "(n,)", "y")
-        if default is not None and not math.isfinite(default):
-            raise ValueError(f"default must be a finite number, got {default!r}")
-        self.default = float(y.to(torch.float64).mean()) if default is None else float(default)
+        check_samples(x, y, self.d)
+        mean = float(y.to(torch.float64).mean())
+        self.default = mean if default is None else check_real(default, "default")
         fitted = [bucket_means(h.bucket(x), y) for h in self.hashes]
         self.table_ids = [f[0] for f in fitted]
         self.table_means = [f[1] for f in fitted]

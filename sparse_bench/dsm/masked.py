@@ -17,9 +17,12 @@ from torch import nn
 
 from ..validation import (
     check_finite,
+    check_finite_image,
     check_float_tensor,
     check_int_in_range,
     check_positive_float,
+    check_samples,
+    check_seed,
     check_tokens,
 )
 from .readout import ridge_readout, select_ridge
@@ -62,9 +65,13 @@ class DSM(nn.Module):
         self.register_buffer("readout", None if readout is None else readout.detach().to(torch.float64))
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (n, d) float. Returns (n, t) W x + b in x's dtype."""
+        """x: (n, d) float. Returns (n, t) W x + b in x's dtype, at least float32 (a float16 bias such as
+        k-NN's -||b||^2 / 2 overflows above 65504). ValueError naming x where they overflow even there."""
         check_tokens(x, self.d)
-        return x @ self.weight.to(x.dtype).T + self.bias.to(x.dtype)
+        dtype = torch.promote_types(x.dtype, torch.float32)
+        pre = x.to(dtype) @ self.weight.to(dtype).T + self.bias.to(dtype)
+        check_finite_image(pre, x, "x", "its pre-activations W x + b")
+        return pre
 
     def mask(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n, d) float. Returns (n, t) bool with exactly s True per row (largest pre-activations)."""
@@ -86,15 +93,16 @@ class DSM(nn.Module):
         return torch.where(keep, pre.clamp_min(0), torch.zeros_like(pre))
 
     def fit(self, x: torch.Tensor, y: torch.Tensor) -> DSM:
-        """Fit the readout by ridge least squares on (x: (n, d), y: (n,)). Returns self."""
-        check_tokens(x, self.d)
+        """Fit the readout by ridge least squares on (x: (n, d), y: (n,)), n >= 1. Returns self."""
+        check_samples(x, y, self.d)
         self.readout = ridge_readout(self.features(x), y, self.ridge)
         return self
 
     def fit_validated(self, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor,
                       ridges: tuple[float, ...] = RIDGE_GRID) -> DSM:
         """Choose ``ridge`` from ``ridges`` by error on (x_val, y_val), then fit on (x, y). Returns self."""
-        check_tokens(x_val, self.d, name="x_val")
+        check_samples(x, y, self.d)
+        check_samples(x_val, y_val, self.d, "x_val", "y_val")
         self.ridge, self.readout, self.validation_errors = select_ridge(
             self.features(x), y, self.features(x_val), y_val, ridges)
         return self
@@ -127,7 +135,7 @@ class DSM(nn.Module):
 def _random_relu_layer(d: int, units: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Frozen random first layer: W ~ N(0, I_d / d) rows, b ~ U[-1, 1]. Drawn on the CPU in float64."""
     check_int_in_range(d, "d", 1)
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(check_seed(seed))
     weight = torch.randn(units, d, generator=gen, dtype=torch.float64) / d**0.5
     bias = torch.rand(units, generator=gen, dtype=torch.float64) * 2 - 1
     return weight, bias
@@ -168,4 +176,7 @@ def knn_as_dsm(points: torch.Tensor, values: torch.Tensor, k: int) -> DSM:
     check_int_in_range(k, "k", 1, points.shape[0])
     pts = points.to(torch.float64)
     bias = -0.5 * (pts * pts).sum(dim=1)  # (N,)
+    if not bool(torch.isfinite(bias).all()):
+        raise ValueError(f"points are too large for the construction: ||b||^2 / 2 overflows float64 (largest "
+                         f"|points| {float(pts.abs().max()):.3g}, the limit is about 1e154)")
     return DSM(pts, bias, k, "indicator", readout=values.to(pts.dtype) / k)

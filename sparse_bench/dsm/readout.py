@@ -30,17 +30,22 @@ def _as_float64(features, targets, device=None):
 
 
 def ridge_readout(features: torch.Tensor, targets: torch.Tensor, ridge: float) -> torch.Tensor:
-    """features: (n, t) float; targets: (n,) float; ridge > 0. Returns the (t,) float64 readout weights."""
+    """features: (n, t) float; targets: (n,) float; ridge > 0. Returns the (t,) float64 readout weights.
+
+    ValueError naming the ridge where the system is singular or its solution not finite in float64: a ridge
+    lost in the rounding of much larger features (n * ridge below float64's resolution of the Gram matrix)."""
     ridge = check_positive_float(ridge, "ridge")
     f, y = _as_float64(features, targets)
     n, t = f.shape
-    if t <= n:
-        gram = f.T @ f  # (t, t)
-        gram.diagonal().add_(n * ridge)
-        return torch.linalg.solve(gram, f.T @ y)
-    kernel = f @ f.T  # (n, n)
-    kernel.diagonal().add_(n * ridge)
-    return f.T @ torch.linalg.solve(kernel, y)
+    primal = t <= n
+    system = f.T @ f if primal else f @ f.T  # (t, t) or (n, n)
+    system.diagonal().add_(n * ridge)
+    solution, info = torch.linalg.solve_ex(system, f.T @ y if primal else y)
+    weights = solution if primal else f.T @ solution
+    if int(info) != 0 or not bool(torch.isfinite(weights).all()):
+        raise ValueError(f"the ridge system is singular or overflows in float64 at ridge={ridge!r} (largest "
+                         f"|feature| {float(f.abs().max()):.3g}): scale the inputs down or raise the ridge")
+    return weights
 
 
 def select_ridge(features: torch.Tensor, targets: torch.Tensor, val_features: torch.Tensor,

@@ -9,7 +9,14 @@ import torch
 from torch import nn
 
 from .. import gemm
-from ..validation import check_finite, check_finite_image, check_int_in_range, check_positive_float, check_tokens
+from ..validation import (
+    check_finite,
+    check_finite_image,
+    check_int_in_range,
+    check_positive_float,
+    check_real,
+    check_tokens,
+)
 from .plan import RoutingPlan
 
 
@@ -59,9 +66,9 @@ class LearnedRouter(Router):
         super().__init__()
         self.d_model = check_int_in_range(d_model, "d_model", 1)
         self.num_experts = check_int_in_range(num_experts, "num_experts", 1)
-        if not 0.0 <= float(jitter) < 1.0:
+        self.jitter = check_real(jitter, "jitter")
+        if not 0.0 <= self.jitter < 1.0:
             raise ValueError(f"jitter must be in [0, 1), got {jitter}")
-        self.jitter = float(jitter)
         self.generator = generator if generator is not None else torch.Generator().manual_seed(0)
         weight = torch.randn(num_experts, d_model, generator=self.generator) * d_model**-0.5
         self.weight = nn.Parameter(weight)  # (E, d_model)
@@ -133,7 +140,8 @@ def switch_load_balancing_loss(expert_load: torch.Tensor, probs: torch.Tensor) -
 
 
 def z_loss(logits: torch.Tensor, probs: torch.Tensor | None = None, top: torch.Tensor | None = None) -> torch.Tensor:
-    """Router z-loss ``mean_t (logsumexp_i logits[t, i])^2``; 0 for an empty batch.
+    """Router z-loss ``mean_t (logsumexp_i logits[t, i])^2``; 0 for an empty batch. Computed in at least
+    float32 (the square of a float16 logit overflows above 256); ValueError where it overflows even there.
 
     logits: (T, E). A router that already has ``probs = softmax(logits)`` (T, E) and each row's most probable
     expert ``top`` (T,) int64 passes them, and logsumexp is read off them as ``logits[t, top] - log probs[t, top]``
@@ -145,10 +153,16 @@ def z_loss(logits: torch.Tensor, probs: torch.Tensor | None = None, top: torch.T
     if (probs is None) != (top is None):
         raise ValueError("z_loss needs both probs and top, or neither")
     if probs is None:
-        return torch.logsumexp(logits, dim=-1).square().mean()
-    top = top.unsqueeze(1)  # (T, 1)
-    lse = logits.gather(1, top) - probs.gather(1, top).log()  # (T, 1)
-    return lse.square().mean()
+        lse = torch.logsumexp(logits, dim=-1)  # (T,)
+    else:
+        top = top.unsqueeze(1)  # (T, 1)
+        lse = logits.gather(1, top) - probs.gather(1, top).log()  # (T, 1)
+    loss = lse.to(torch.promote_types(lse.dtype, torch.float32)).square().mean()
+    if not bool(torch.isfinite(loss)):  # finite logits above sqrt(the dtype's max): the square overflows
+        largest = float(logits.detach().abs().max())
+        raise ValueError(f"the router logits reach {largest:.3g} in magnitude: their z-loss (logsumexp "
+                         f"squared) overflows {loss.dtype}; scale down x or the router weights")
+    return loss
 
 
 def capacity_from_factor(capacity_factor: float, assignments: int, num_experts: int) -> int:

@@ -7,7 +7,7 @@ import heapq
 import torch
 
 from ..hashing import MERSENNE_31, universal_hash
-from ..validation import check_int_in_range, check_tokens
+from ..validation import check_bool, check_int_in_range, check_seed, check_tokens
 from .base import Router, RouterCapabilities
 from .plan import RoutingPlan, plan_from_assignments
 
@@ -90,13 +90,14 @@ class HashRouter(Router):
         self.num_experts = check_int_in_range(num_experts, "num_experts", 1)
         if key not in HASH_KEYS:
             raise ValueError(f"key must be one of {HASH_KEYS}, got {key!r}")
+        check_bool(balanced, "balanced")
         if balanced and key != "token_id":
             raise ValueError("balanced=True needs key='token_id' (a table is built over token ids)")
         if balanced and token_frequencies is None:
             raise ValueError(
                 "balanced=True needs token_frequencies, a (vocab,) tensor of counts per token id"
             )
-        self.key, self.balanced, self.seed = key, bool(balanced), int(seed)
+        self.key, self.balanced, self.seed = key, balanced, check_seed(seed)
         table = (
             balanced_table(token_frequencies, num_experts, seed)
             if balanced
@@ -131,6 +132,8 @@ class HashRouter(Router):
         if self.key == "token_id":
             if token_ids is None:
                 raise ValueError("HashRouter(key='token_id') needs token_ids: call router(x, token_ids=ids)")
+            if not isinstance(token_ids, torch.Tensor):
+                raise TypeError(f"token_ids must be an int64 torch.Tensor, got {type(token_ids).__name__}")
             if token_ids.shape != (T,):
                 raise ValueError(f"token_ids must have shape ({T},), got {tuple(token_ids.shape)}")
             expert = self.expert_of_ids(token_ids.to(x.device))

@@ -8,12 +8,12 @@ import torch
 from torch import nn
 
 from ..hashing import PStableHash, SimHash, universal_hash
-from ..validation import check_int_in_range, check_tokens
+from ..validation import check_int_in_range, check_positive_float, check_seed, check_tokens
 from .base import Router, RouterCapabilities
 from .plan import RoutingPlan, plan_from_assignments
 
 LSH_FAMILIES = ("simhash", "pstable")
-TABLE_SEED_STRIDE = 1_000_003  # table t draws its hash from seed + t * stride
+TABLE_SEED_STRIDE = 1_000_003  # table t draws its hash from seed + t * stride (mod 2**63)
 
 
 class LSHRouter(Router):
@@ -46,11 +46,13 @@ class LSHRouter(Router):
             raise ValueError(f"family must be one of {LSH_FAMILIES}, got {family!r}")
         if family == "simhash" and width is not None:
             raise ValueError("width applies to family='pstable' only")
-        self.family, self.seed = family, int(seed)
+        self.family, self.seed = family, check_seed(seed)
         bits = max(1, math.ceil(math.log2(num_experts)))
-        self.num_hashes = bits if num_hashes is None else check_int_in_range(num_hashes, "num_hashes", 1)
-        self.width = float(width) if width is not None else math.sqrt(d_model)
-        seeds = [self.seed + t * TABLE_SEED_STRIDE for t in range(num_tables)]
+        max_hashes = 62 if family == "simhash" else None  # simhash: sign bits of a 62-bit bucket id
+        self.num_hashes = bits if num_hashes is None else check_int_in_range(num_hashes, "num_hashes", 1,
+                                                                             max_hashes)
+        self.width = check_positive_float(width, "width") if width is not None else math.sqrt(d_model)
+        seeds = [(self.seed + t * TABLE_SEED_STRIDE) % 2**63 for t in range(num_tables)]
         if family == "simhash":
             tables = [SimHash(d_model, self.num_hashes, s) for s in seeds]
         else:

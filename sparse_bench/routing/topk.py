@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..validation import check_int_in_range
+from ..validation import check_bool, check_int_in_range
 from .base import (
     LearnedRouter,
     RouterCapabilities,
@@ -46,7 +46,7 @@ class TopKRouter(LearnedRouter):
         check_capacity_args(capacity_factor, capacity)
         if drop_policy not in DROP_POLICIES:
             raise ValueError(f"drop_policy must be one of {DROP_POLICIES}, got {drop_policy!r}")
-        self.normalize = bool(normalize)
+        self.normalize = check_bool(normalize, "normalize")
         self.capacity_factor = capacity_factor
         self.capacity = capacity
         self.drop_policy = drop_policy
