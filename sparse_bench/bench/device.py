@@ -1,31 +1,39 @@
-"""Where and in which precision the ratio table runs: the ``--device`` and ``--dtype`` options of both
-benchmark command lines (``sparse-bench bench`` and ``python -m sparse_bench.bench``)."""
+"""Where and in which precision the benchmarks run: the names ``--device`` and ``--dtype`` take, and their
+torch objects. torch is imported inside the functions, so the command line can list the names without it."""
 
 from __future__ import annotations
 
-import argparse
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPE_NAMES = ("float32", "bfloat16", "float16")  # of the experts and activations; the router stays float32
 
 
-def add_device_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    parser.add_argument("--dtype", choices=tuple(DTYPES), default="float32",
-                        help="of the experts and activations; the router stays float32 (default float32)")
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype called ``name`` (one of DTYPE_NAMES); ValueError naming the option otherwise."""
+    import torch
+
+    if name not in DTYPE_NAMES:
+        raise ValueError(f"--dtype must be one of {', '.join(DTYPE_NAMES)}, got {name!r}")
+    return getattr(torch, name)
 
 
 def is_cpu_float32(device: str | torch.device, dtype: str | torch.dtype) -> bool:
     """Whether (device, dtype) is CPU float32: the setting of the issue's speed targets, of the component
     ratios and of oneDNN prepacking, whose ratio-table records keep their plain names. device and dtype as
     torch objects or as records write them ("cpu", "cuda:0"; "float32")."""
-    dtype = DTYPES.get(dtype) if isinstance(dtype, str) else dtype
+    import torch
+
+    dtype = getattr(torch, dtype, None) if isinstance(dtype, str) else dtype
     return torch.device(device).type == "cpu" and dtype == torch.float32
 
 
 def resolve_device(name: str) -> torch.device:
     """The torch.device called ``name``; ValueError naming the option when it is unknown or absent here."""
+    import torch
+
     try:
         device = torch.device(name)
     except RuntimeError as error:

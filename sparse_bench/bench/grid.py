@@ -6,6 +6,7 @@ import itertools
 from dataclasses import asdict, dataclass
 
 from ..validation import check_int_in_range
+from .presets import ROUTERS
 
 PROFILES = ("quick", "full")
 # Peers that build a dense (T, E, C) tensor are skipped above this many elements (2^26 fp32 = 256 MiB each).
@@ -14,7 +15,8 @@ MAX_DENSE_DISPATCH_ELEMENTS = 2**26
 
 @dataclass(frozen=True)
 class GridPoint:
-    """One MoE shape: E experts, top-k, T tokens, model width d, expert width h, SwiGLU experts."""
+    """One MoE shape: E experts, top-k, T tokens, model width d, expert width h, SwiGLU experts; the router
+    (one of ROUTERS, built by ``peers.make_router``) and shared experts (each of width h, on every token)."""
 
     num_experts: int
     k: int
@@ -22,6 +24,8 @@ class GridPoint:
     d_model: int
     d_hidden: int
     activation: str = "swiglu"
+    router: str = "topk"
+    shared_experts: int = 0
 
     def __post_init__(self):
         check_int_in_range(self.num_experts, "num_experts", 1)
@@ -31,18 +35,36 @@ class GridPoint:
         check_int_in_range(self.d_hidden, "d_hidden", 1)
         if self.activation != "swiglu":
             raise ValueError(f"the ratio table's floor is defined for swiglu experts, got {self.activation!r}")
+        if self.router not in ROUTERS:
+            raise ValueError(f"router must be one of {', '.join(ROUTERS)}, got {self.router!r}")
+        if self.router == "hash" and self.k != 1:
+            raise ValueError(f"the hash router sends each token to one expert: k must be 1, got {self.k}")
+        check_int_in_range(self.shared_experts, "shared_experts", 0)
 
     @property
     def num_assignments(self) -> int:
-        """A = T * k routed rows (top-k routing is dropless here)."""
+        """A = T * k routed rows (top-k routing is dropless here; expert choice picks about as many)."""
         return self.num_tokens * self.k
 
     @property
     def label(self) -> str:
-        return f"E={self.num_experts} k={self.k} T={self.num_tokens} d={self.d_model} h={self.d_hidden}"
+        """"E=8 k=2 T=512 d=512 h=256", then " shared=1" and " router=NAME" where they differ from the
+        default (so records of another layer never share a name with the grid's)."""
+        label = f"E={self.num_experts} k={self.k} T={self.num_tokens} d={self.d_model} h={self.d_hidden}"
+        if self.shared_experts:
+            label += f" shared={self.shared_experts}"
+        if self.router != "topk":
+            label += f" router={self.router}"
+        return label
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The fields as a dict; router and shared_experts only where they differ from the default, so the
+        records of the grid's layers stay as they were."""
+        data = asdict(self)
+        for key, default in (("router", "topk"), ("shared_experts", 0)):
+            if data[key] == default:
+                del data[key]
+        return data
 
 
 def issue_grid(d_model: int = 512) -> list[GridPoint]:

@@ -23,9 +23,9 @@ from torch import nn
 
 from .. import gemm
 from ..experts import ExpertBank
-from ..moe import MoELayer
+from ..moe import MoELayer, SharedExpert
+from ..routing import ExpertChoiceRouter, HashRouter, LSHRouter, Router, SinkhornRouter, TopKRouter
 from ..routing.plan import RoutingPlan
-from ..routing.topk import TopKRouter
 from .grid import MAX_DENSE_DISPATCH_ELEMENTS, GridPoint
 from .gshard import GShardEinsumMoE
 
@@ -39,7 +39,8 @@ PEER_REL_TOL = 1e-4  # fp32: max |y_peer - y_ours| / max |y_ours|; differences c
 ROUNDINGS_PER_EXPERT_ROW = 4
 STRATEGY_PEERS = ("loop", "einsum", "sorted", "padded", "grouped")
 FORWARD_ONLY_PEERS = ("prepacked",)  # identical to our layer with autograd
-ALL_PEERS = ("hf_mixtral", "gshard_einsum", *STRATEGY_PEERS, *FORWARD_ONLY_PEERS)
+TOPK_ONLY_PEERS = ("hf_mixtral", "gshard_einsum")  # route with a top-k softmax of their own, no shared expert
+ALL_PEERS = (*TOPK_ONLY_PEERS, *STRATEGY_PEERS, *FORWARD_ONLY_PEERS)
 
 
 @dataclass
@@ -100,6 +101,23 @@ def dense_dispatch_elements(point: GridPoint, plan: RoutingPlan) -> int:
     return point.num_tokens * point.num_experts * int(plan.expert_counts.max())
 
 
+def make_router(point: GridPoint, gen: torch.Generator, seed: int) -> Router:
+    """The router ``point.router`` names, over E experts with about k assignments per token: Mixtral's top-k
+    (renormalised), expert choice with capacity factor k (each expert picks ceil(k T / E) tokens), the hash
+    router on each token's values (k = 1; the benchmark has no token ids), SimHash LSH with k tables (one
+    assignment per table), or Sinkhorn-balanced top-k. Learned routers draw their gate from ``gen``."""
+    E, d, k = point.num_experts, point.d_model, point.k
+    if point.router == "topk":
+        return TopKRouter(d, E, k=k, normalize=True, generator=gen)
+    if point.router == "expert_choice":
+        return ExpertChoiceRouter(d, E, capacity_factor=float(k), generator=gen)
+    if point.router == "hash":
+        return HashRouter(E, key="input", seed=seed)
+    if point.router == "lsh":
+        return LSHRouter(d, E, family="simhash", num_tables=k, seed=seed)
+    return SinkhornRouter(d, E, k=k, generator=gen)
+
+
 def build_case(
     point: GridPoint,
     seed: int = 0,
@@ -111,19 +129,29 @@ def build_case(
     """Seeded inputs, our layer and the requested peers on its weights, all verified against our output.
 
     dtype: of the experts, x and the upstream gradient (the same seeded values, rounded); the router stays
-    float32. The draws do not depend on device or dtype."""
+    float32. The draws do not depend on device or dtype. The router is ``make_router``'s; shared experts
+    (``point.shared_experts``, ungated, as DeepSeek's) are one SwiGLU expert of width shared_experts * h.
+    HF's block and the GShard layer route top-k without a shared expert: other layers skip them."""
     gen = torch.Generator().manual_seed(seed)
     E, d = point.num_experts, point.d_model
-    router = TopKRouter(d, E, k=point.k, normalize=True, generator=gen)
+    router = make_router(point, gen, seed)
     bank = ExpertBank(E, d, point.d_hidden, activation=point.activation, generator=gen).to(dtype)
-    layer = MoELayer(router, bank, dispatch=dispatch).to(device).eval()
+    shared = None
+    if point.shared_experts:
+        width = point.shared_experts * point.d_hidden
+        shared = SharedExpert(ExpertBank(1, d, width, activation=point.activation, generator=gen).to(dtype))
+    layer = MoELayer(router, bank, dispatch=dispatch, shared_expert=shared).to(device).eval()
     x = torch.randn(point.num_tokens, d, generator=gen).to(device=device, dtype=dtype)
     upstream = torch.randn(point.num_tokens, d, generator=gen).to(device=device, dtype=dtype)
     with torch.no_grad():
         y, plan = layer(x, return_plan=True)
     case = Case(point, x, upstream, layer, plan)
     dense_too_big = dense_dispatch_elements(point, plan) > MAX_DENSE_DISPATCH_ELEMENTS
+    another_layer = point.router != "topk" or point.shared_experts > 0  # than the top-k-only peers compute
     for name in peers:
+        if name in TOPK_ONLY_PEERS and another_layer:
+            case.skipped[name] = "routes top-k without a shared expert: computes another layer"
+            continue
         if name in ("einsum", "gshard_einsum") and dense_too_big:
             case.skipped[name] = f"T*E*C = {dense_dispatch_elements(point, plan)} > {MAX_DENSE_DISPATCH_ELEMENTS}"
             continue
@@ -152,9 +180,10 @@ def _peer(name: str, layer: MoELayer) -> nn.Module:
     if name == "gshard_einsum":
         return GShardEinsumMoE(layer.router.weight, layer.experts, layer.router.k, normalize=layer.router.normalize)
     if name in STRATEGY_PEERS:
-        return MoELayer(layer.router, layer.experts, dispatch=name)
+        return MoELayer(layer.router, layer.experts, dispatch=name, shared_expert=layer.shared_expert)
     if name == "prepacked":
-        return MoELayer(layer.router, layer.experts.sharing_weights(prepack=True), dispatch=layer.dispatch_name)
+        return MoELayer(layer.router, layer.experts.sharing_weights(prepack=True),
+                        dispatch=layer.dispatch_name, shared_expert=layer.shared_expert)
     raise ValueError(f"unknown peer {name!r}; known: {', '.join(ALL_PEERS)}")
 
 

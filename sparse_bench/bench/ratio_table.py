@@ -8,6 +8,10 @@ realised per-expert counts), our layer, and each peer; it measures peak memory o
 ``R_roofline = t_layer / max(t_floor, t_weights)`` also counts the weight-traffic floor (``floor.py``).
 R and each speedup over a peer also get a 95% confidence interval from the per-round ratios
 (``timing.paired_ratio_interval``), which the speed targets' verdicts read (``speed_targets``).
+Each record also gives absolute figures: microseconds per call of our layer (a forward, or a
+forward+backward), tokens per second, achieved GFLOP/s (expert FLOPs over that time) and the grouped floor's
+microseconds.
+A shared expert (of width n h, on every token) counts as n more rows per token in every floor.
 Records go to the results store as ``bench`` measurements (``sparse_bench.results``).
 """
 
@@ -52,11 +56,13 @@ FULL_PEERS = ALL_PEERS
 
 
 def memory_budget(point: GridPoint, itemsize: int, backward: bool, weight_bytes: int) -> int:
-    """Bytes of x + y + routed activations (gathered rows, 2h pre-activation, h activation per routed row).
+    """Bytes of x + y + routed activations (gathered rows, 2h pre-activation, h activation per routed row;
+    a shared expert's rows counted as routed ones).
 
     With backward: twice that (a gradient per activation) plus the weight gradients.
     """
-    T, d, h, A = point.num_tokens, point.d_model, point.d_hidden, point.num_assignments
+    T, d, h = point.num_tokens, point.d_model, point.d_hidden
+    A = point.num_assignments + T * point.shared_experts
     forward = (2 * T * d + A * (d + 3 * h)) * itemsize
     return 2 * forward + weight_bytes if backward else forward
 
@@ -66,7 +72,9 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
     point, plan, layer = case.point, case.plan, case.layer
     backward = direction == "forward_backward"
     bank = layer.experts
+    shared = layer.shared_expert.expert if layer.shared_expert is not None else None
     A = plan.num_assignments
+    rows = A + point.num_tokens * point.shared_experts  # rows of width h through the experts, shared included
     label = f"{point.label} {direction}"
 
     def fn_for(module):
@@ -75,10 +83,14 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
     counts = plan.expert_counts.tolist()
     stream = time_call(stream_read_fn(case.x.device), num_threads, min_run_time, f"stream {label}")
     traffic = weight_traffic_bytes(bank.w_in, bank.w_out, counts, backward)
+    grouped_fns = [grouped_floor_fn(bank.w_in, bank.w_out, counts, backward)]
+    if shared is not None:  # its GEMMs over every token, after the routed experts'
+        traffic += weight_traffic_bytes(shared.w_in, shared.w_out, [point.num_tokens], backward)
+        grouped_fns.append(grouped_floor_fn(shared.w_in, shared.w_out, [point.num_tokens], backward))
     bandwidth = STREAM_BYTES / stream.median  # bytes / s
     t_weights = traffic / bandwidth
     fns = {"floor": floor_block_fn(bank.w_in[0], bank.w_out[0], backward),
-           "grouped": grouped_floor_fn(bank.w_in, bank.w_out, counts, backward),
+           "grouped": _in_turn(grouped_fns),
            "ours": fn_for(layer), "router": forward_fn(layer.router, case.x)}
     timed = [name for name in case.modules if not (backward and name in FORWARD_ONLY_PEERS)]
     fns.update({f"peer {name}": fn_for(case.modules[name]) for name in timed})
@@ -88,7 +100,7 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
     measured = time_interleaved(fns, num_threads, min_run_time, threads={FLOOR_ONE_THREAD: 1})
     timings = {name: t.to_dict() for name, t in measured.items()}
     block, grouped, ours, router = (timings[name] for name in ("floor", "grouped", "ours", "router"))
-    t_floor = block["median_s"] * A / FLOOR_BLOCK_ROWS
+    t_floor = block["median_s"] * rows / FLOOR_BLOCK_ROWS
     peers = {name: {"skipped": reason} for name, reason in case.skipped.items()}
     peers.update({name: {"skipped": "forward only"} for name in case.modules if name not in timed})
     for name in timed:
@@ -98,6 +110,7 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
         timing["speedup_interval"] = paired_ratio_interval(measured[f"peer {name}"], measured["ours"])
         peers[name] = timing
     R = ours["median_s"] / t_floor
+    flops = routed_flops(rows, point.d_model, point.d_hidden, backward)
     record = {
         "kind": "moe_ratio_table",
         "name": record_name(direction, point, case.x.device, case.x.dtype),
@@ -109,8 +122,9 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
         "device": str(case.x.device),
         "dtype": str(case.x.dtype).replace("torch.", ""),
         "num_assignments": A,
+        "expert_rows": rows,
         "max_load_over_mean": max(counts) * len(counts) / A,
-        "flops": routed_flops(A, point.d_model, point.d_hidden, backward),
+        "flops": flops,
         "gemm_gflops": routed_flops(FLOOR_BLOCK_ROWS, point.d_model, point.d_hidden, backward) / block["median_s"] * 1e-9,
         "floor_block": block,
         "t_floor_s": t_floor,
@@ -118,7 +132,8 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
         "ours": ours,
         "R": R,
         # per-round R (the floor block is timed in the same rounds): the interval the targets' verdicts read
-        "R_interval": paired_ratio_interval(measured["ours"], measured["floor"], scale=FLOOR_BLOCK_ROWS / A),
+        "R_interval": paired_ratio_interval(measured["ours"], measured["floor"],
+                                            scale=FLOOR_BLOCK_ROWS / rows),
         "shape": grouped["median_s"] / t_floor,
         "overhead": ours["median_s"] / grouped["median_s"],
         "weight_traffic": {"bytes": traffic, "bandwidth_gb_s": bandwidth * 1e-9, "t_s": t_weights},
@@ -127,6 +142,11 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
         "router": router,  # the router's forward alone (part of t_layer): how much of the overhead is routing
         "router_share": router["median_s"] / ours["median_s"],
         "peers": peers,
+        # absolute figures of our layer: per call (a forward, or a forward+backward), per token, per FLOP
+        "time_us": ours["median_s"] * 1e6,
+        "tokens_per_s": point.num_tokens / ours["median_s"],
+        "achieved_gflop_per_s": flops / ours["median_s"] * 1e-9,
+        "grouped_floor_us": grouped["median_s"] * 1e6,
     }
     if scaling:
         record["thread_scaling"] = thread_scaling(measured[FLOOR_ONE_THREAD], measured["floor"], num_threads,
@@ -136,6 +156,18 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
     if targets_apply(record):
         record["targets"] = record_targets(record, direction)
     return record
+
+
+def _in_turn(fns: list[Callable[[], None]]) -> Callable[[], None]:
+    """One callable running ``fns`` one after the other (a single one is returned as it is)."""
+    if len(fns) == 1:
+        return fns[0]
+
+    def run() -> None:
+        for fn in fns:
+            fn()
+
+    return run
 
 
 def thread_scaling(one: Timing, many: Timing, num_threads: int, label: str) -> dict:
@@ -261,6 +293,10 @@ def format_row(record: dict) -> str:
     p = record["point"]
     arrow = "fwd" if record["direction"] == "forward" else "fwd+bwd"
     head = f"E={p['num_experts']:<3d} k={p['k']} T={p['num_tokens']:<5d} h={p['d_hidden']:<5d} {arrow:7s}"
+    if p.get("shared_experts"):
+        head += f" shared={p['shared_experts']}"
+    if p.get("router", "topk") != "topk":
+        head += f" router={p['router']}"
     if not targets_apply(record):  # another device or dtype than the targets' CPU float32
         head += f" {record['device']} {record['dtype']}"
     interval = record.get("R_interval")
@@ -276,6 +312,10 @@ def format_row(record: dict) -> str:
     scaling = record.get("thread_scaling")
     if scaling:
         tail += f" threads={scaling['speedup']:.2f}x" + (" CONTENDED" if scaling["contended"] else "")
+    if "time_us" in record:  # records written before the absolute figures lack them
+        tail += (f" | {record['time_us']:.0f}us {record['tokens_per_s']:.3g} tok/s "
+                 f"{record['achieved_gflop_per_s']:.1f} GFLOP/s "
+                 f"grouped floor {record['grouped_floor_us']:.0f}us")
     return f"{head} {body} | {' '.join(peers)}{tail}"
 
 
