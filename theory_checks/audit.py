@@ -1,25 +1,18 @@
-"""False-alarm audit: rerun checks over fresh seeds and report each check's pass rate (target >= 99%).
+"""False-alarm audit: rerun a check over fresh seeds and measure its pass rate (target >= 99%).
 
-    python -m theory_checks.audit --seeds 100 --check NAME|all [--area AREA] [--profile quick|full]
-                                  [--results DIR] [--first-seed 1] [--controls] [--jobs 1]
-
-Seeds are first_seed, first_seed + 1, ... (default 1..100), fresh relative to every check's default seed.
-With --controls each control is rerun on the same seeds and its catch rate (fraction of FAIL verdicts)
-reported. One record per check goes to the results store of DIR (default results/) as soon as that check
-is done, all of them measurements of one run; the exit status is 0 when every audited check passes on >= 99% of seeds, else 1.
+``audit_check`` gives one check's record; ``sparse-bench audit`` (``suite.TheorySuite.audit``) runs it for
+each check asked and stores the records. ``python -m theory_checks.audit ARGS`` is
+``sparse-bench audit ARGS``.
+Seeds are fresh relative to every check's default seed (the command line's default is 1..100). With controls,
+each control is rerun on the same seeds and its catch rate (fraction of FAIL verdicts) recorded.
 """
 
 from __future__ import annotations
 
-import argparse
-import multiprocessing
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 
-from sparse_bench.results.recorder import Recorder
 from theory_checks.framework import (
-    PROFILES,
     get_check,
     library_versions,
     load_all_checks,
@@ -78,66 +71,11 @@ def audit_check(name: str, seeds: list[int], profile: str, controls: bool = Fals
     return record
 
 
-def _parse(argv):
-    parser = argparse.ArgumentParser(prog="python -m theory_checks.audit",
-                                     description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=100, help="number of fresh seeds (default 100)")
-    parser.add_argument("--check", default="all", metavar="NAME|all", help="a check name, or all (default)")
-    parser.add_argument("--area", default=None, help="with --check all: only the checks of this area")
-    parser.add_argument("--profile", choices=PROFILES, default="quick")
-    parser.add_argument("--results", default=None,
-                        help="results directory (default $SPARSE_BENCH_RESULTS, else results)")
-    parser.add_argument("--first-seed", type=int, default=1, help="first seed (default 1)")
-    parser.add_argument("--controls", action="store_true", help="also report each control's catch rate")
-    parser.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
-    args = parser.parse_args(argv)
-    if args.seeds < 1:
-        parser.error(f"--seeds must be >= 1, got {args.seeds}")
-    if args.jobs < 1:
-        parser.error(f"--jobs must be >= 1, got {args.jobs}")
-    return args
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(sys.argv[1:] if argv is None else argv)
-    registry = load_all_checks()
-    if args.check == "all":
-        names = sorted(n for n, e in registry.items() if args.area in (None, e.area))
-        if not names:
-            print(f"no checks in area {args.area!r}", file=sys.stderr)
-            return 2
-    elif args.check in registry:
-        names = [args.check]
-    else:
-        print(f"unknown check {args.check!r}; registered: {', '.join(sorted(registry))}", file=sys.stderr)
-        return 2
-    recorder = Recorder(args.results, profile=args.profile, seed=args.first_seed)
-    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
-    pool = None
-    if args.jobs > 1:  # spawn: a forked child of a process that already ran torch ops can deadlock in OpenMP
-        pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
-    all_ok = True
-    try:
-        for name in names:
-            record = audit_check(name, seeds, args.profile, controls=args.controls, pool=pool)
-            recorder.add("audit", [record])
-            all_ok &= record["meets_requirement"]
-            lo, hi = record["pass_rate_ci95"]
-            line = (f"{name}: pass rate {record['passes']}/{record['seeds']} = "
-                    f"{100 * record['pass_rate']:.1f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}%), "
-                    f"{record['wall_time_s']:.1f} s")
-            if record["failed_seeds"]:
-                line += f"; failed seeds {record['failed_seeds'][:10]}"
-            if args.controls:
-                line += "; controls caught " + ", ".join(
-                    f"{c} {100 * r:.0f}%" for c, r in record["control_catch_rates"].items())
-            print(line, flush=True)
-    finally:
-        if pool is not None:
-            pool.shutdown()
-        recorder.close()
-    print(f"audit records stored in {recorder.path}")
-    return 0 if all_ok else 1
+    """``python -m theory_checks.audit ARGS`` is ``sparse-bench audit ARGS``; returns its exit status."""
+    from sparse_bench.cli import main as cli_main
+
+    return cli_main(["audit", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
