@@ -60,9 +60,3 @@ def allocator_state() -> dict:
     if os.environ.get("LD_PRELOAD"):
         state["ld_preload"] = os.environ["LD_PRELOAD"]
     return state
-
-
-def add_allocator_argument(parser) -> None:
-    """The ``--allocator {retain,system}`` option every benchmark entry point takes (default retain)."""
-    parser.add_argument("--allocator", choices=ALLOCATORS, default="retain",
-                        help="retain: glibc keeps freed memory for reuse (default); system: glibc's default")

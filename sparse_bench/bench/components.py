@@ -13,13 +13,14 @@
 - ``maxpool_plan_over_native`` / ``avgpool_plan_over_native``: plan-then-pool (plan built inside the clock) /
   native 2x2 pooling of (8, 64, 32, 32); target <= 3.
 
-Each part is checked against its reference once, outside the clock. ``python -m sparse_bench.bench.components``
-prints the table and stores ``kind == "component_ratio"`` records as bench measurements in ``results/``.
+Each part is checked against its reference once, outside the clock. ``sparse-bench components`` (or
+``python -m sparse_bench.bench.components``) prints the table and stores ``kind == "component_ratio"``
+records as bench measurements in the results store.
 """
 
 from __future__ import annotations
 
-import argparse
+import sys
 import time
 
 import numpy as np
@@ -30,7 +31,6 @@ from ..blocks import avgpool_plan, conv2d_im2col, maxpool_plan, pool_from_plan
 from ..dsm import LSHModel, RandomFeaturesDense
 from ..routing import HashRouter, LSHRouter, TopKRouter
 from ..threads import pinned_threads
-from .allocator import add_allocator_argument, use_allocator
 from .timing import Timing, holds, paired_ratio_interval, time_interleaved
 
 SEED = 20221128
@@ -154,26 +154,11 @@ def format_components(records: list[dict]) -> str:
     return "\n".join(line(r) for r in records)
 
 
-def record_components(results_dir, num_threads: int = 2, min_run_time: float = 0.3) -> list[dict]:
-    """Measure every component ratio, print the table, store the records (``ratio_table.write_records``)."""
-    from .ratio_table import write_records
-
-    records = run_components(num_threads, min_run_time)
-    print(format_components(records))
-    write_records(records, results_dir)
-    return records
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sparse_bench.bench.components", description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--min-run-time", type=float, default=0.3, help="seconds of timed calls per measurement")
-    parser.add_argument("--results", default="results", help="results directory (default: results)")
-    add_allocator_argument(parser)
-    args = parser.parse_args(argv)
-    use_allocator(args.allocator)
-    record_components(args.results, args.threads, args.min_run_time)
-    return 0
+    """``python -m sparse_bench.bench.components ARGS`` is ``sparse-bench components ARGS``."""
+    from ..cli import main as cli_main
+
+    return cli_main(["components", *(sys.argv[1:] if argv is None else argv)])
 
 
 def area_ratios(area: str, num_threads: int = 2, min_run_time: float = 0.2) -> dict[str, float]:

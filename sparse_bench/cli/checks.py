@@ -1,0 +1,195 @@
+"""``sparse-bench list`` and ``sparse-bench audit``, and running checks for ``sparse-bench run``: all through
+the installed check suites (``sparse_bench.suites``), never by importing one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from .options import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Output,
+    UserError,
+    json_option,
+    profile_option,
+    results_option,
+    usable_store,
+)
+
+NO_SUITE = ("no check suite is installed (entry points of the group sparse_bench.suites); the project's "
+            "theory checks register one when the project is installed (pip install -e .)")
+
+
+@dataclass
+class Checks:
+    """The installed suites and every check they declare: name -> (suite name, catalogue entry)."""
+
+    suites: dict = field(default_factory=dict)
+    index: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls) -> "Checks":
+        from ..suites import SuiteError, check_index, load_suites
+
+        try:
+            suites = load_suites()
+            return cls(suites, check_index(suites))
+        except SuiteError as error:
+            raise UserError(str(error)) from None
+
+    def select(self, names) -> list[str]:
+        """``names`` checked against the catalogue (all checks when empty); UserError naming unknown ones."""
+        if not self.suites:
+            raise UserError(NO_SUITE)
+        if not names:
+            return list(self.index)
+        unknown = [name for name in names if name not in self.index]
+        if unknown:
+            raise UserError(f"unknown check(s): {', '.join(unknown)} (see `sparse-bench list`)")
+        return list(dict.fromkeys(names))
+
+    def suite_of(self, name: str):
+        return self.suites[self.index[name][0]]
+
+    def catalogue(self) -> dict:
+        """Every check's catalogue entry by name: what a run stores so the report knows the checks."""
+        return {name: entry for name, (_, entry) in self.index.items()}
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def format_check(record) -> str:
+    """One line: verdict (for a control: caught or NOT CAUGHT), name, measured [CI] vs predicted with the
+    unit, p-value and seconds."""
+    if record.control is None:
+        status, label = record.verdict.upper(), record.name
+    else:
+        status = "caught" if record.verdict == "fail" else "NOT CAUGHT"
+        label = f"{record.name} / {record.control}"
+    ci = f" [{_number(record.ci_low)}, {_number(record.ci_high)}]" if record.ci_low is not None else ""
+    unit = f" {record.unit}" if record.unit else ""
+    return (f"{status:<10} {label}: measured {_number(record.measured)}{ci} vs predicted "
+            f"{_number(record.predicted)}{unit}, p={_number(record.p_value)} ({record.wall_time_s:.1f} s)")
+
+
+def run_checks(checks: Checks, names: list[str], profile: str, seed: int | None, recorder, controls: bool,
+               out: Output) -> tuple[list, list, list]:
+    """Run checks (then their controls), storing each record as soon as it exists and printing its line.
+    Returns (records, failed checks, controls not caught)."""
+    jobs = [(name, None) for name in names]
+    if controls:
+        jobs += [(name, control) for name in names for control in checks.index[name][1]["controls"]]
+    records, failed, uncaught = [], [], []
+    progress = out.progress(len(jobs), f"checks ({profile})")
+    try:
+        for name, control in jobs:
+            record = checks.suite_of(name).run(name, control=control, seed=seed, profile=profile)
+            recorder.add("check", [record])
+            records.append(record)
+            if control is None and record.verdict == "fail":
+                failed.append(record)
+            if control is not None and record.verdict == "pass":
+                uncaught.append(record)
+            progress.done(format_check(record))
+    finally:
+        progress.close()
+    return records, failed, uncaught
+
+
+@click.command("list", short_help="List the checks, benchmarks, presets and routers.")
+@json_option
+def list_command(as_json: bool) -> int:
+    """The checks with the prediction each tests, and the benchmarks."""
+    from ..bench.presets import PRESETS, ROUTERS
+
+    out = Output(as_json)
+    checks = Checks.load()
+    presets = {name: {"model": p.model, "d_model": p.d_model, "d_hidden": p.d_hidden,
+                      "num_experts": p.num_experts, "k": p.k, "shared_experts": p.shared_experts}
+               for name, p in PRESETS.items()}
+    by_suite = {name: {check: entry for check, (suite, entry) in checks.index.items() if suite == name}
+                for name in checks.suites}
+    out.data({"suites": by_suite,
+              "benchmarks": {"commands": ["bench", "components", "calibrate"], "presets": presets,
+                             "routers": list(ROUTERS)}})
+    if not checks.suites:
+        out.say(NO_SUITE)
+    for suite, entries in by_suite.items():
+        out.say(f"suite {suite}: {len(entries)} checks (name [area, source]: prediction; controls):")
+        for name, entry in entries.items():
+            out.say(f"  {name} [{entry['area']}, {entry['source']}]: {entry['prediction']}; "
+                    f"controls: {', '.join(entry['controls'])}")
+    out.say("benchmarks: `sparse-bench bench` (the MoE ratio table; --shape E,k,T,d,h or --preset NAME for "
+            "one layer), `sparse-bench components`, `sparse-bench calibrate`; asv suite in benchmarks/")
+    out.say("presets (`sparse-bench bench --preset NAME`):")
+    for name, p in PRESETS.items():
+        shared = f", {p.shared_experts} shared expert" if p.shared_experts else ""
+        out.say(f"  {name}: d {p.d_model}, h {p.d_hidden}, E {p.num_experts}, k {p.k}{shared} ({p.model})")
+    out.say(f"routers (`--router`): {', '.join(ROUTERS)}")
+    return EXIT_OK
+
+
+@click.command(short_help="False-alarm audit: checks rerun over fresh seeds.")
+@click.option("--seeds", type=click.IntRange(1), default=100, show_default=True, help="number of fresh seeds")
+@click.option("--first-seed", type=click.IntRange(0), default=1, show_default=True,
+              help="seeds are first-seed, first-seed + 1, ...")
+@click.option("--check", "check", default="all", show_default=True, metavar="NAME|all",
+              help="a check name, or all")
+@click.option("--area", default=None, help="with --check all: only the checks of this area")
+@profile_option("quick")
+@click.option("--controls", is_flag=True, help="also rerun each control on the same seeds: its catch rate")
+@click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, help="worker processes")
+@results_option
+@json_option
+def audit(seeds: int, first_seed: int, check: str, area: str | None, profile: str, controls: bool, jobs: int,
+          results: Path, as_json: bool) -> int:
+    """False-alarm audit: rerun checks over fresh seeds, store and print each pass rate (exit 1 when one is
+    below its required rate)."""
+    from ..results.recorder import Recorder
+
+    out = Output(as_json)
+    checks = Checks.load()
+    if check == "all":
+        names = [n for n in checks.select([]) if area in (None, checks.index[n][1]["area"])]
+        if not names:
+            raise UserError(f"no checks in area {area!r}")
+    else:
+        if area is not None:
+            raise UserError("--area selects among all checks: give it with --check all")
+        names = checks.select([check])
+    usable_store(results)
+    seed_list = list(range(first_seed, first_seed + seeds))
+    records, all_ok = [], True
+    with Recorder(results, profile=profile, seed=first_seed) as recorder:
+        by_suite: dict[str, list[str]] = {}
+        for name in names:
+            by_suite.setdefault(checks.index[name][0], []).append(name)
+        for suite, suite_names in by_suite.items():
+            audited = checks.suites[suite].audit(suite_names, seed_list, profile, controls, jobs)
+            for record in audited:
+                recorder.add("audit", [record])
+                records.append(record)
+                all_ok &= bool(record["meets_requirement"])
+                out.say(format_audit(record))
+    out.say(f"audit records stored in {recorder.path}")
+    out.data({"results": str(recorder.path), "run_id": recorder.run_id, "records": records})
+    return EXIT_OK if all_ok else EXIT_FAILED
+
+
+def format_audit(record: dict) -> str:
+    lo, hi = record["pass_rate_ci95"]
+    line = (f"{record['name']}: pass rate {record['passes']}/{record['seeds']} = "
+            f"{100 * record['pass_rate']:.1f}% (95% CI {100 * lo:.1f}-{100 * hi:.1f}%)")
+    if "wall_time_s" in record:
+        line += f", {record['wall_time_s']:.1f} s"
+    if record.get("failed_seeds"):
+        line += f"; failed seeds {record['failed_seeds'][:10]}"
+    if "control_catch_rates" in record:
+        rates = record["control_catch_rates"].items()
+        line += "; controls caught " + ", ".join(f"{control} {100 * rate:.0f}%" for control, rate in rates)
+    return line

@@ -1,0 +1,113 @@
+"""``sparse-bench run``: the checks of every installed suite (with their controls), then the benchmarks, as
+one run in the results store; optionally the report after it, whatever the outcome."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import click
+
+from .bench import resolve_where, run_bench
+from .checks import NO_SUITE, Checks, run_checks
+from .options import (
+    EXIT_FAILED,
+    EXIT_OK,
+    Output,
+    UserError,
+    allocator_option,
+    collected_warnings,
+    device_option,
+    dtype_option,
+    given,
+    json_option,
+    profile_option,
+    report_warnings,
+    results_option,
+    seed_option,
+    summarise_warnings,
+    usable_store,
+)
+from .results import write_report
+
+BENCH_OPTIONS = ("allocator", "device", "dtype")
+CHECK_OPTIONS = ("check", "no_controls")
+
+
+@click.command(short_help="Run the checks and benchmarks as one stored run.")
+@profile_option("quick")
+@click.option("--only", type=click.Choice(("checks", "bench", "all")), default="all", show_default=True,
+              help="run the checks, the benchmarks, or both")
+@click.option("--check", "check", multiple=True, metavar="NAME", help="run only this check (repeatable)")
+@click.option("--no-controls", is_flag=True, help="skip the negative controls (planted defects)")
+@seed_option("one seed for every check and the benchmarks (default: each check's own; 0 for the benchmarks)")
+@allocator_option
+@device_option
+@dtype_option
+@results_option
+@click.option("--report-dir", type=click.Path(path_type=Path), default=None,
+              help="then build the report in this directory, even when a check failed (exit status: the "
+                   "run's)")
+@json_option
+def run(profile: str, only: str, check: tuple[str, ...], no_controls: bool, seed: int | None, allocator: str,
+        device: str, dtype: str, results: Path, report_dir: Path | None, as_json: bool) -> int:
+    """Run the checks and the speed benchmarks, storing every record as one run; exit 1 naming any failing
+    check or uncaught control."""
+    from ..bench.allocator import use_allocator
+    from ..results.recorder import Recorder
+
+    ctx = click.get_current_context()
+    if only == "bench" and given(ctx, *CHECK_OPTIONS):
+        raise UserError(f"{', '.join(given(ctx, *CHECK_OPTIONS))}: --only bench runs no checks")
+    if only == "checks" and given(ctx, *BENCH_OPTIONS):
+        raise UserError(f"{', '.join(given(ctx, *BENCH_OPTIONS))}: --only checks runs no benchmarks")
+    out = Output(as_json)
+    checks = Checks.load()
+    names = []
+    if only != "bench":
+        if checks.suites or only == "checks" or check:
+            names = checks.select(check)
+        else:
+            out.say(f"{NO_SUITE}: running the benchmarks only")
+    where = torch_dt = None
+    if only != "checks":
+        where, torch_dt = resolve_where(device, dtype)
+    usable_store(results)
+    started = time.perf_counter()
+    recorder = Recorder(results, profile=profile, seed=seed, extra={"catalogue": checks.catalogue()})
+    recorder.start()
+    records, failed, uncaught, bench_records = [], [], [], []
+    with collected_warnings() as caught:
+        try:
+            if names:
+                records, failed, uncaught = run_checks(checks, names, profile, seed, recorder,
+                                                       controls=not no_controls, out=out)
+            if only != "checks":
+                use_allocator(allocator)  # after the checks, which run on glibc's default
+                bench_seed = 0 if seed is None else seed
+                bench_records = run_bench(profile, recorder, where, torch_dt, bench_seed, out)
+        finally:
+            recorder.close()
+    elapsed = time.perf_counter() - started
+    summary = summarise_warnings(caught)
+    out.say(f"\nsparse-bench run ({profile}): {len(names)} checks, {len(names) - len(failed)} passed, "
+            f"{len(failed)} failed; {len(uncaught)} negative control(s) not caught; {len(bench_records)} "
+            f"benchmark records; {elapsed:.0f} s; run {recorder.run_id} in {recorder.path}")
+    for record in failed:
+        out.say(f"  FAIL {record.name}: {record.test} (measured {record.measured}, predicted "
+                f"{record.predicted})")
+    for record in uncaught:
+        out.say(f"  CONTROL NOT CAUGHT {record.name} / {record.control}: the check passed on a planted "
+                f"defect")
+    report_warnings(out, summary)
+    status = EXIT_FAILED if failed or uncaught else EXIT_OK
+    report = None
+    if report_dir is not None:
+        report = write_report(results, report_dir)
+        out.say(f"report written to {report}")
+    out.data({"results": str(recorder.path), "run_id": recorder.run_id, "profile": profile,
+              "checks": [record.to_dict() for record in records], "bench": bench_records,
+              "failed": [record.name for record in failed],
+              "uncaught": [[record.name, record.control] for record in uncaught], "warnings": summary,
+              "report": None if report is None else str(report), "exit_status": status})
+    return status
