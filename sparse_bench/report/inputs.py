@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sparse_bench.results import VERDICTS, ResultsStore, Run, StoreError, open_store, store_path
+from sparse_bench.results import (FINDING_VERDICTS, VERDICTS, ResultsStore, Run, StoreError, open_store,
+                                  store_path)
 
 FILL_COMMANDS = {
     "check": "sparse-bench run --only checks",
@@ -21,9 +22,11 @@ class ReportInputError(Exception):
 
 @dataclass
 class ReportInputs:
-    """Latest records per check and control, plus audit, speed, provenance and history.
+    """Latest records per check and control, plus findings, audit, speed, provenance and history.
 
     checks: name -> latest record of the real implementation; controls: (name, control) -> latest record.
+    findings: name -> latest re-measurement of a published claim (``FindingResult`` records, control None).
+    bench: every benchmark record, oldest first; bench_runs: run id -> that run's benchmark records.
     catalogue: name -> what the check declares (area, source, prediction, unit, controls), from the newest run
     that recorded one; checks in it without a record are "missing".
     run: the newest run that measured something (its provenance); runs: every run, oldest first.
@@ -37,6 +40,8 @@ class ReportInputs:
     controls: dict = field(default_factory=dict)
     audit: dict = field(default_factory=dict)
     bench: list = field(default_factory=list)
+    bench_runs: dict = field(default_factory=dict)
+    findings: dict = field(default_factory=dict)
     distributed: list = field(default_factory=list)
     catalogue: dict = field(default_factory=dict)
     run: Run | None = None
@@ -51,6 +56,7 @@ REQUIRED_FIELDS = {
     "check": {"name": str, "verdict": str},
     "audit": {"name": str},
     "bench": {"kind": str, "name": str},
+    "finding": {"name": str, "verdict": str},
 }
 
 
@@ -67,6 +73,8 @@ def record_problem(kind: str, record: dict) -> str | None:
         if not isinstance(details, dict):
             return f"details must be an object, got {type(details).__name__}"
         return figure_problem(details)
+    if kind == "finding" and record["verdict"] not in FINDING_VERDICTS:
+        return f"verdict must be one of {FINDING_VERDICTS}, got {record['verdict']!r}"
     if kind == "bench" and record["kind"] == "moe_ratio_table" and not isinstance(record.get("point"), dict):
         return f"a ratio-table record needs its grid point as an object, got {record.get('point')!r}"
     return None
@@ -77,6 +85,8 @@ def figure_problem(details: dict) -> str | None:
     specs = details.get("figures") or []
     if not isinstance(specs, list):
         return "details.figures must be a list"
+    if "no_figure" in details and not isinstance(details["no_figure"], str):
+        return "details.no_figure must be a string (why the check has no figure)"
     for spec in ([details["figure"]] if details.get("figure") else []) + specs:
         series = spec.get("series") if isinstance(spec, dict) else None
         if not isinstance(series, list):
@@ -133,6 +143,11 @@ def _read(store: ResultsStore, root: Path) -> ReportInputs:
         inputs.audit[measurement.name] = measurement.record
     bench = _usable(store, "bench", inputs)
     inputs.bench = [m.record for m in bench]
+    for measurement in bench:
+        inputs.bench_runs.setdefault(measurement.run_id, []).append(measurement.record)
+    for measurement in _usable(store, "finding", inputs):
+        if not measurement.record.get("control"):
+            inputs.findings[measurement.name] = measurement.record
     distributed = _usable(store, "distributed", inputs)
     inputs.distributed = [m.record for m in distributed]
     measured_runs |= {m.run_id for m in bench} | {m.run_id for m in distributed}

@@ -1,14 +1,15 @@
-"""The speed section: the MoE ratio table (R, shape, overhead, peers, memory) and its chart, from bench records.
+"""The speed section: the MoE ratio table (R, shape, overhead, peers, memory) and its chart (R per grid point
+with its interval, forward and forward + backward), from bench records.
 
-A ratio-table record (``kind == "moe_ratio_table"``, written by ``sparse_bench.bench``) holds the layer's time
-relative to the GEMM floor (R = shape x overhead), each peer's ratio to the same floor and our speedup over it,
-the weight-traffic floor (which bound applies, and R against the larger floor), the peak-memory ratio and which
-targets of the speed issue it meets (a miss with what stands in its way: ``bench.speed_targets.target_limit``),
+A ratio-table record (``kind == "moe_ratio_table"``, written by ``sparse_bench.bench``) holds the layer's
+time relative to the GEMM floor (R = shape x overhead), each peer's ratio to the same floor and our speedup
+over it, the weight-traffic floor (which bound applies, and R against the larger floor), the peak-memory ratio
+and which speed targets it meets (a miss with what stands in its way: ``bench.speed_targets.target_limit``),
 the host allocator it ran under (``bench.allocator``), and how much faster the floor ran on all threads than
 on one (a contended machine is flagged: its ratios are not comparable with an idle machine's). R and the
 speedups carry their 95% interval from the per-round ratios where recorded ("1.23 [1.19, 1.31]"). Only the
-newest record per name is shown; a name includes the device and dtype unless CPU float32 (the only setting the
-targets judge).
+newest record per name is shown; a name includes the device and dtype unless CPU float32 (the only setting
+the targets judge).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from ..bench.device import is_cpu_float32
 from ..bench.speed_targets import LIMITS, target_summary, targets_apply
 from .cells import fmt
-from .figures import EmbeddedFigure, _pyplot, to_data_uri
+from .figures import EmbeddedFigure, figure_style, new_figure, to_data_uri
 
 COLUMNS = (
     "grid point",
@@ -154,33 +155,64 @@ def component_table(records: list[dict]) -> tuple[list[str], list[list[str]]]:
     return list(COMPONENT_COLUMNS), rows
 
 
+DIRECTION_TITLES = {"forward": "forward", "forward_backward": "forward + backward"}
+
+
 def ratio_figure(records: list[dict]) -> EmbeddedFigure | None:
-    """R of our layer and of each timed peer per grid point (forward), with the floor at 1."""
-    chosen = [
-        r for r in latest_ratio_records(records) if r.get("direction") == "forward"
-    ] or latest_ratio_records(records)
-    if not chosen:
+    """R of our layer per grid point with its 95% interval as error bars, one panel per direction (forward,
+    forward + backward), each timed peer's R beside it, and the floor R = 1 drawn."""
+    latest = latest_ratio_records(records)
+    if not latest:
         return None
-    plt = _pyplot()
-    labels = [_label(r) for r in chosen]
-    impls = {"ours": [r.get("R") for r in chosen]}
-    for name in sorted({p for r in chosen for p, v in r.get("peers", {}).items() if "ratio_to_floor" in v}):
-        impls[name] = [_peer(r, name, "ratio_to_floor") for r in chosen]
-    fig, ax = plt.subplots(figsize=(max(6.4, 0.55 * len(labels) + 3), 4.2))
-    width = 0.8 / len(impls)
-    for j, (name, values) in enumerate(impls.items()):
-        xs = [i + j * width for i in range(len(labels))]
-        ax.bar(xs, [float("nan") if v is None else v for v in values], width=width, label=name)
-    ax.axhline(1.0, color="black", lw=1, ls="--", label="GEMM floor")
-    ax.set_xticks(
-        [i + 0.4 - width / 2 for i in range(len(labels))], labels, rotation=50, ha="right", fontsize=7
-    )
-    ax.set_ylabel("R = t / t_floor (lower is better)")
-    ax.set_yscale("log")
-    ax.set_title(f"MoE layer time relative to the GEMM floor ({chosen[0].get('direction', '')})")
-    ax.legend(fontsize=7)
+    present = {r.get("direction", "") for r in latest}
+    directions = [d for d in DIRECTION_TITLES if d in present] + sorted(present - set(DIRECTION_TITLES))
+    labels = list(dict.fromkeys(_label(r) for r in latest))  # one row per grid point, in measuring order
+    peers = sorted({p for r in latest for p, v in r.get("peers", {}).items() if "ratio_to_floor" in v})
+    with figure_style():
+        fig, axes = new_figure(5.2 * len(directions) + 1.6, 0.32 * len(labels) + 1.9, ncols=len(directions),
+                               sharey=True, squeeze=False)
+        for ax, direction in zip(axes[0], directions):
+            _ratio_panel(ax, [r for r in latest if r.get("direction", "") == direction], labels, peers)
+            ax.set_title(DIRECTION_TITLES.get(direction, direction), fontsize=11)
+        axes[0][0].set_yticks(range(len(labels)), labels, fontsize=8)
+        handles, names = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, -0.02 - 0.3 / max(len(labels), 1)))
+        fig.suptitle("MoE layer time relative to the GEMM floor: R = t / t_floor (lower is better)",
+                     fontsize=11)
+        uri = to_data_uri(fig)
     caption = (
+        "Our layer's R per grid point, with its 95% interval from the per-round ratios as error bars; each "
+        "timed peer's R (its time over the same floor) beside it; the dashed line is the floor, R = 1. "
         "Measured side by side in one process; the floor is the routed expert FFN's FLOPs at the GEMM rate "
         "measured on a well-shaped block in the same run."
     )
-    return EmbeddedFigure("speed-R", "Speed: R per grid point", caption, to_data_uri(fig))
+    return EmbeddedFigure("speed-R", "Speed: R per grid point, forward and forward + backward", caption, uri)
+
+
+PEER_MARKERS = ("s", "^", "D", "v", "P", "X")
+
+
+def _ratio_panel(ax, records: list[dict], labels: list[str], peers: list[str]) -> None:
+    """One direction's panel: rows = grid points (``labels``), log-scale R."""
+    row = {label: i for i, label in enumerate(labels)}
+    ys, xs, lo, hi = [], [], [], []
+    for r in records:
+        if r.get("R") is None:
+            continue
+        interval = r.get("R_interval") or {"low": r["R"], "high": r["R"]}
+        ys.append(row[_label(r)])
+        xs.append(r["R"])
+        lo.append(max(r["R"] - interval["low"], 0.0))
+        hi.append(max(interval["high"] - r["R"], 0.0))
+    ax.errorbar(xs, ys, xerr=[lo, hi], fmt="o", ms=5, capsize=3, color="#1f4e9c", label="ours (95% interval)",
+                zorder=3)
+    for marker, peer in zip(PEER_MARKERS, peers):
+        points = [(row[_label(r)], _peer(r, peer, "ratio_to_floor")) for r in records
+                  if _peer(r, peer, "ratio_to_floor") is not None]
+        if points:
+            ax.plot([x for _, x in points], [y for y, _ in points], marker, ms=5, mfc="none", label=peer)
+    ax.axvline(1.0, color="black", lw=1, ls="--", label="GEMM floor, R = 1")
+    ax.set_xscale("log")
+    ax.set_xlabel("R = t / t_floor")
+    ax.set_ylim(len(labels) - 0.5, -0.5)
