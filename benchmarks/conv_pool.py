@@ -1,4 +1,5 @@
-"""Convolution as im2col against native conv2d (target within 2x); pooling as a RoutingPlan against native pooling."""
+"""Convolution as im2col against native conv2d (target within 2x); pooling as a RoutingPlan against native
+pooling."""
 
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ class Conv2d(Benchmark):
         self.x = _images(8, channels, 32)
         self.w = torch.randn(channels, channels, 3, 3, generator=torch.Generator().manual_seed(SEED + 1)) / 9
         self.fn = F.conv2d if impl == "native" else conv2d_im2col
-        if relative_error(conv2d_im2col(self.x, self.w, padding=1), F.conv2d(self.x, self.w, padding=1)) > 1e-4:
+        ours, native = conv2d_im2col(self.x, self.w, padding=1), F.conv2d(self.x, self.w, padding=1)
+        if relative_error(ours, native) > 1e-4:
             raise AssertionError("conv2d_im2col disagrees with F.conv2d")
 
     def time_conv(self, channels, impl):
@@ -38,7 +40,7 @@ class Conv2d(Benchmark):
 
 
 class Pooling(Benchmark):
-    """2x2 max / avg pooling of (8, 64, 32, 32): native vs plan-then-pool (routing plan built inside the clock)."""
+    """2x2 max / avg pooling of (8, 64, 32, 32): native vs plan-then-pool (plan built inside the clock)."""
 
     params = [["max", "avg"], ["native", "plan"]]
     param_names = ["kind", "impl"]
@@ -63,8 +65,8 @@ class Pooling(Benchmark):
 
 
 class CostRatios(AreaRatios):
-    """im2col / native conv2d (target <= 2) and plan-then-pool / native pooling (target <= 3), timed side by side
-    (``sparse_bench.bench.components``)."""
+    """im2col / native conv2d (target <= 2) and plan-then-pool / native pooling (target <= 3), timed side by
+    side (``sparse_bench.bench.components``)."""
 
     area = "conv_pool"
     params = [["conv_im2col_over_native", "maxpool_plan_over_native", "avgpool_plan_over_native"]]

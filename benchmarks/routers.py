@@ -43,7 +43,7 @@ class Routing(Benchmark):
         self.plan = self.router(self.x, token_ids=self.ids)
         self.plan.validate()  # verify once: a well-formed plan over all tokens
         if self.plan.num_tokens != NUM_TOKENS:
-            raise AssertionError(f"{router}: plan routes {self.plan.num_tokens} tokens, expected {NUM_TOKENS}")
+            raise AssertionError(f"{router}: plan routes {self.plan.num_tokens} tokens, not {NUM_TOKENS}")
 
     def time_route(self, router, num_experts, d_model):
         self.router(self.x, token_ids=self.ids)
@@ -57,8 +57,8 @@ class Routing(Benchmark):
 
 
 class CostRatios(AreaRatios):
-    """LSH router / top-k softmax router at E=64, d=1024, T=4096 (target <= 0.5), hash router at d=1024 / d=256
-    (target <= 1.3), timed side by side (``sparse_bench.bench.components``)."""
+    """LSH router / top-k softmax router at E=64, d=1024, T=4096 (target <= 0.5), hash router at d=1024 /
+    d=256 (target <= 1.3), timed side by side (``sparse_bench.bench.components``)."""
 
     area = "routers"
     params = [["lsh_over_topk", "hash_d1024_over_d256"]]
