@@ -4,7 +4,7 @@
 #   1. the CUDA tests: every router x dispatch x activation against the float64 reference and bitwise
 #      determinism (tests/test_moe_reference.py, test_determinism.py), peers agreeing on CUDA in fp32 and bf16
 #      and GPU records of the ratio table (test_bench_precision_device.py);
-#   2. the ratio-table grid on CUDA in bfloat16, then float32 (R, shape, overhead, peers,
+#   2. the ratio table's full grid on CUDA in bfloat16, then float32 (R, shape, overhead, peers,
 #      peak memory);
 #   3. the crossovers behind dispatch="auto" on CUDA (sorted/padded, and the opt-in grouped GEMM over sorted),
 #      forward and forward+backward, bf16 then fp32: not measured yet, so choose_dispatch's CUDA branch reuses

@@ -1,4 +1,4 @@
-"""Lipschitz target families and input distributions for the experiments of the formal model (THEORY.md §A).
+"""Lipschitz target families and input distributions for the formal model's experiments (docs/THEORY.md §A).
 
 Targets are small ``nn.Module``s mapping ``x: (n, d) float`` to ``(n,)`` values of the same dtype; their
 random parameters are drawn once on the CPU from ``torch.Generator().manual_seed(seed)`` and stored as

@@ -26,7 +26,7 @@ from sparse_bench.bench.timing import peak_bytes
 from sparse_bench.dispatch import DISPATCHERS
 from sparse_bench.routing import TopKRouter
 
-FP32_REL_TOL = 1e-5  # fp32 max abs error relative to the float64 reference's scale (issue 2)
+FP32_REL_TOL = 1e-5  # fp32 max abs error relative to the float64 reference's scale
 
 
 def run_against_reference(router_name, dispatch, activation, num_tokens, bias=False, seed=0, device="cpu"):

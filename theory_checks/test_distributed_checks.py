@@ -1,4 +1,4 @@
-"""pytest adapter for the expert-parallel communication check (issue 8): it passes; each negative control fails.
+"""pytest adapter for the expert-parallel communication check: it passes; each negative control fails.
 
 Also pins the check's arithmetic on a hand-made plan set, so a pass cannot come from counting nothing.
 """

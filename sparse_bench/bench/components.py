@@ -3,7 +3,7 @@
 - ``lsh_over_topk``: LSH router (SimHash, log2 E projections) / top-2 softmax router (E projections) at E=64,
   d=1024, T=4096; target <= 0.5.
 - ``hash_d1024_over_d256``: hash router (token ids) at d=1024 / at d=256; its cost must not depend on d: target
-  <= 1.3 (the tolerance the issue gives the DSM's "flat" claim, used for every "flat" claim here).
+  <= 1.3 (the tolerance of the DSM's "flat" claim, used for every "flat" claim here).
 - ``lsh_predict_2e16_over_2e8``: ``LSHModel.predict`` (p-stable, 8 projections) with about 2^16 / 2^8 non-empty
   buckets, the table size set by the width alone (SimHash would need log2 B projections: more work by design);
   target <= 1.3 (slowest over fastest of about 2^8, 2^12, 2^16 is also recorded, with the realised counts).

@@ -21,7 +21,7 @@ def torch_dtype(name: str) -> torch.dtype:
 
 
 def is_cpu_float32(device: str | torch.device, dtype: str | torch.dtype) -> bool:
-    """Whether (device, dtype) is CPU float32: the setting of the issue's speed targets, of the component
+    """Whether (device, dtype) is CPU float32: the setting of the speed targets, of the component
     ratios and of oneDNN prepacking, whose ratio-table records keep their plain names. device and dtype as
     torch objects or as records write them ("cpu", "cuda:0"; "float32")."""
     import torch

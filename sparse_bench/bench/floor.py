@@ -23,7 +23,7 @@ import torch
 
 from .. import gemm
 
-FLOOR_BLOCK_ROWS = 1024  # rows per well-shaped GEMM block (the example shape: 1024 x d x 2h)
+FLOOR_BLOCK_ROWS = 1024  # rows per well-shaped GEMM block (1024 x d x 2h)
 STREAM_BYTES = 256 * 2**20  # the buffer read to measure memory bandwidth: larger than any cache here
 
 

@@ -1,4 +1,4 @@
-"""The shapes of the ratio table: the issue's grid (full profile) and a small subset (quick profile)."""
+"""The shapes of the ratio table: the full grid (full profile) and a small subset of it (quick profile)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ class GridPoint:
         return data
 
 
-def issue_grid(d_model: int = 512) -> list[GridPoint]:
+def full_grid(d_model: int = 512) -> list[GridPoint]:
     """E in {8, 64}, k in {1, 2, 8}, T in {512, 4096}, h in {256, 1024}: 24 points."""
     return [
         GridPoint(E, k, T, d_model, h)
@@ -76,7 +76,7 @@ def issue_grid(d_model: int = 512) -> list[GridPoint]:
 
 
 def quick_grid() -> list[GridPoint]:
-    """Two small points of the issue's grid, few and many experts (finishes in well under 2 minutes)."""
+    """Two small points of the full grid, few and many experts (finishes in well under 2 minutes)."""
     return [GridPoint(8, 2, 512, 512, 256), GridPoint(64, 2, 512, 512, 256)]
 
 
@@ -84,4 +84,4 @@ def grid_for(profile: str) -> list[GridPoint]:
     """The grid of a profile ("quick" or "full")."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    return quick_grid() if profile == "quick" else issue_grid()
+    return quick_grid() if profile == "quick" else full_grid()

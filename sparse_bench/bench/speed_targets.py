@@ -1,4 +1,4 @@
-"""The speed issue's targets for the MoE ratio table (CPU, fp32, 2 threads), and how a record stands against them.
+"""The speed targets for the MoE ratio table (CPU, fp32, 2 threads), and how a record stands against them.
 
 ``record_targets`` is stored in every ratio-table record (its "targets"); ``target_summary`` counts, per direction
 and speed target, the records that meet it and sorts the misses by what stands in their way (``target_limit``):
@@ -21,12 +21,12 @@ TARGET_MEMORY_RATIO = 1.5
 
 
 def targets_apply(record: dict) -> bool:
-    """Whether the issue's targets judge this record: CPU float32 (older records, without the fields, are)."""
+    """Whether the speed targets judge this record: CPU float32 (older records, without the fields, are)."""
     return is_cpu_float32(record.get("device", "cpu"), record.get("dtype", "float32"))
 
 
 def record_targets(record: dict, direction: str) -> dict:
-    """Which of the speed issue's targets the record meets, the R each speed target needs (``needed_R``: "R",
+    """Which of the speed targets the record meets, the R each speed target needs (``needed_R``: "R",
     "hf", "gshard") and, for each one missed, what stands in its way (``limit``, see ``target_limit``)."""
     peers = record["peers"]
     out = {"R_max": TARGET_R[direction], "R_ok": record["R"] <= TARGET_R[direction]}

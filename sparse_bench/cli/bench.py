@@ -229,7 +229,7 @@ def calibrate(threads: tuple[int, ...], min_run_time: float, prepack: bool, back
     count, with the padding waste, and grouped / sorted (constants kept in sparse_bench/dispatch.py)."""
     from ..bench.allocator import use_allocator
     from ..bench.calibrate import crossover_rows
-    from ..bench.grid import issue_grid
+    from ..bench.grid import full_grid
 
     if prepack and backward:
         raise UserError("prepacked weights serve forwards without autograd only: give --prepack or "
@@ -241,7 +241,7 @@ def calibrate(threads: tuple[int, ...], min_run_time: float, prepack: bool, back
     with collected_warnings() as caught:
         for count in threads:
             with user_errors(ValueError):  # prepacking off CPU float32 is refused before anything is timed
-                found = crossover_rows(issue_grid(), count, min_run_time, prepack=prepack, backward=backward,
+                found = crossover_rows(full_grid(), count, min_run_time, prepack=prepack, backward=backward,
                                        device=where, dtype=torch_dt)
             for row in found:
                 out.say(f"{row['point']:34s} threads={count} waste={row['waste']:.2f} "

@@ -1,4 +1,4 @@
-"""The LSH model LSH(d, s, m) of THEORY.md §A: s hash tables, one trainable constant per bucket.
+"""The LSH model LSH(d, s, m) of docs/THEORY.md §A: s hash tables, one trainable constant per bucket.
 
 Output = mean over tables of the constant of x's bucket in that table (table weight 1/s). Constants are the
 training means of the targets in each bucket, computed by deterministic float64 segment sums; a bucket that

@@ -1,6 +1,6 @@
 """DSM(d, s, t): a frozen ReLU feature map whose last layer is masked per input to s of its t units.
 
-See THEORY.md §A.
+See docs/THEORY.md §A.
 
 g(x) = readout . (mask(x) * sigma(W x + b)), W: (t, d), b: (t,). The mask keeps the s units with the largest
 pre-activations (s = t: no mask, the dense model). sigma is ReLU, or the indicator of being kept (k-NN).

@@ -124,7 +124,7 @@ def expert_softmax(logits: torch.Tensor) -> torch.Tensor:
 
 
 def switch_load_balancing_loss(expert_load: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    """Switch loss ``E * sum_i f_i * P_i`` (DESIGN.md §4).
+    """Switch loss ``E * sum_i f_i * P_i`` (docs/DESIGN.md §4).
 
     expert_load: (E,) assignments per expert before capacity dropping; probs: (T, E) router probabilities.
     f_i is expert i's fraction of all assignments, P_i its mean probability. Balanced routing gives 1, total
@@ -166,8 +166,8 @@ def z_loss(logits: torch.Tensor, probs: torch.Tensor | None = None, top: torch.T
 
 
 def capacity_from_factor(capacity_factor: float, assignments: int, num_experts: int) -> int:
-    """C = ceil(capacity_factor * assignments / E) (DESIGN.md §4); 0 for an empty batch. ValueError where the
-    product underflows to a capacity of 0 for a non-empty batch (which would drop every token) or
+    """C = ceil(capacity_factor * assignments / E) (docs/DESIGN.md §4); 0 for an empty batch. ValueError where
+    the product underflows to a capacity of 0 for a non-empty batch (which would drop every token) or
     overflows."""
     share = capacity_factor * assignments / num_experts
     if not math.isfinite(share) or (assignments > 0 and share == 0.0):

@@ -23,7 +23,8 @@ class TopKRouter(LearnedRouter):
     """Softmax over experts, top-k per token, optional renormalisation over the k kept, optional capacity.
 
     k=1, normalize=False is Switch (the raw probability is the combine weight); k=2, normalize=True is Mixtral.
-    Capacity (DESIGN.md §4): C = ceil(capacity_factor * T * k / E), or an absolute ``capacity`` per expert.
+    Capacity (docs/DESIGN.md §4): C = ceil(capacity_factor * T * k / E), or an absolute ``capacity`` per
+    expert.
     ``drop_policy="position"``: first choices outrank second choices, then the earlier token wins.
     ``drop_policy="probability"``: first choices outrank second choices, then the higher probability wins
     (batch-prioritised routing); ties go to the earlier token. capacity_factor=None and capacity=None: dropless.
