@@ -335,8 +335,8 @@ def _padded_by_expert_groups(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBan
 # sparse_bench.bench.calibrate --threads 2 --min-run-time 0.3 --backward`, 2026-11-25, sorted / padded fwd+bwd
 # time, two runs (a script doing the same, then that command). E=64, h=1024, T=512: 1.45 / 1.14 (k=1), 1.27 /
 # 1.07 (k=2), 1.05 / 0.96 (k=8): padded wins with 6 MiB experts too, where the forward alone favours sorted,
-# at 8 and 16 rows per expert; at 64 (k=8 here, and k=1 T=4096: 0.92 / 0.84, where the full table of 2026-11-25
-# read fwd+bwd R 1.94 with padded against 1.71 with sorted the day before) it does not. So with autograd,
+# at 8 and 16 rows per expert; at 64 (k=8 here, and k=1 T=4096: 0.92 / 0.84, where the full ratio table read
+# fwd+bwd R 1.94 with padded against 1.71 with sorted) it does not. So with autograd,
 # experts up to AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD take padded at <= AUTO_PADDED_MAX_ROWS_PER_LARGE_EXPERT
 # rows per expert (between the 16 where padded won and the 64 where it did not).
 # E=64 h=256 T=512: 1.10-1.38 (padded, as chosen); E=64 T=4096: 0.84-1.05 (k=1 h=256: 1.05 / 1.04, padded as

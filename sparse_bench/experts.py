@@ -279,7 +279,7 @@ class ExpertBank(nn.Module):
         on first use and again whenever the weights were replaced, moved or updated in place since (see
         ``weights_stamp``). Few-row expert products are memory-bound on the weights, and unpacked oneDNN reorders
         each weight on every product: E=64 T=512 forwards (8-64 rows per expert) ran 1.1-1.7x faster packed
-        (the ratio table's "prepacked" peer, 2026-11-24; 1.03-1.68x over the whole grid).
+        (the full ratio table's "prepacked" peer; 1.03-1.68x over the whole grid).
         """
         if not self.prepack_applies():
             self._packs = None
