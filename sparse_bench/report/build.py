@@ -66,7 +66,7 @@ def figure_note(record: dict | None, figures: list) -> str:
         return "no result"
     if figures:
         return f"{len(figures)} figure{'s' if len(figures) > 1 else ''}"
-    return "none: " + ((record.get("details") or {}).get("no_figure") or "the check states no reason")
+    return "none: why" if (record.get("details") or {}).get("no_figure") else "none, no reason stated"
 
 
 def verdict_rows(inputs: ReportInputs, expected: dict, head: str | None,

@@ -6,8 +6,9 @@ A check may describe its own figure in ``details["figure"]``::
      "series": [{"label": str, "x": [...], "y": [...], "lo": [...]?, "hi": [...]?,
                  "style": "measured" | "predicted" | "bar", "group": str?}]}
 
-"measured" series are points with interval bars (lo/hi), "predicted" series are lines; several figures may be
-given as ``details["figures"]`` (a list). Series with the same "group" share a colour (a measurement and its
+"measured" series are points with interval bars (lo/hi), "predicted" series are lines, "source" series (a
+published number a finding re-measures) are open diamonds; several figures may be given as
+``details["figures"]`` (a list). Series with the same "group" share a colour (a measurement and its
 prediction). A check that has nothing to draw says why in ``details["no_figure"]``. Plotting libraries are
 imported here, lazily, never at package import; no pyplot state is touched (``matplotlib.figure.Figure``).
 """
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 
 TITLE_WIDTH = 64  # characters per title line: titles wrap instead of running past the figure's edge
 LEGEND_BELOW = 4  # more legend entries than this go under the axes, where they cover no data
+CATEGORY_CHARACTERS = 48  # categorical x labels longer than this in all are set at an angle (no overlap)
 FIGURE_SIZE = (6.4, 4.0)  # inches; SVG scales, so this only sets the proportions and the text size
 
 
@@ -99,6 +101,8 @@ def plot_spec(spec: dict):
             ax.plot(x, y, "-", lw=2, alpha=0.8, color=color, label=series.get("label"))
         elif style == "bar":
             ax.bar(x, y, alpha=0.6, color=color, label=series.get("label"))
+        elif style == "source":
+            ax.plot(x, y, "D", ms=6, mfc="none", mew=1.5, color=color, label=series.get("label"))
         else:
             lo, hi = series.get("lo"), series.get("hi")
             yerr = None
@@ -109,6 +113,11 @@ def plot_spec(spec: dict):
         ax.set_xscale("log")
     if spec.get("log_y"):
         ax.set_yscale("log")
+    categories = [str(v) for s in spec.get("series", []) for v in s["x"] if not isinstance(v, (int, float))]
+    if sum(len(c) for c in dict.fromkeys(categories)) > CATEGORY_CHARACTERS:
+        ax.tick_params(axis="x", labelrotation=30, labelsize=8)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
     ax.set_title(wrap_title(spec.get("title", "")), fontsize=11)
     ax.set_xlabel(spec.get("x_label", ""))
     ax.set_ylabel(spec.get("y_label", ""))
