@@ -1,12 +1,13 @@
 """Figure data a check puts in ``details["figure"]`` (or a list in ``details["figures"]``) for the report.
 
 The report draws "measured" series as points with interval bars and "predicted" series as lines, so every
-figure shows the prediction against the measurement. Values must be JSON-serialisable numbers.
+figure shows the prediction against the measurement; a finding's "source" series are the published numbers it
+re-measures (points without intervals). Values must be JSON-serialisable numbers.
 """
 
 from __future__ import annotations
 
-SERIES_STYLES = ("measured", "predicted", "bar")
+SERIES_STYLES = ("measured", "predicted", "bar", "source")
 
 
 def series(label: str, x, y, lo=None, hi=None, style: str = "measured", group: str | None = None) -> dict:

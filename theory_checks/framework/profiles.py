@@ -1,5 +1,5 @@
-"""Profiles: ``quick`` (default, for ``make test``) and ``full`` (larger samples, for the report and the
-audit).
+"""Profiles: ``quick`` (default, for ``make test``), ``full`` (larger samples, for the report and the audit)
+and ``paper`` (the findings at their source's own scale; a check has no source scale and runs as in ``full``).
 
 Selected by the pytest option ``--profile`` (registered in ``theory_checks/conftest.py``) or, outside pytest,
 by the environment variable ``SPARSE_BENCH_PROFILE``.
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-PROFILES = ("quick", "full")
+PROFILES = ("quick", "full", "paper")
 PROFILE_ENV = "SPARSE_BENCH_PROFILE"
 
 
@@ -25,6 +25,10 @@ def current_profile() -> str:
     return validate_profile(os.environ.get(PROFILE_ENV, "quick") or "quick")
 
 
-def by_profile(profile: str, *, quick, full):
-    """Pick a size by profile: ``n = by_profile(profile, quick=2_000, full=20_000)``."""
-    return quick if validate_profile(profile) == "quick" else full
+def by_profile(profile: str, *, quick, full, paper=None):
+    """Pick a size by profile: ``n = by_profile(profile, quick=2_000, full=20_000)``; ``paper`` defaults to
+    ``full``."""
+    profile = validate_profile(profile)
+    if profile == "quick":
+        return quick
+    return paper if profile == "paper" and paper is not None else full

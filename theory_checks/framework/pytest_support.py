@@ -13,6 +13,7 @@ import pytest
 
 from sparse_bench.results import results_dir
 from sparse_bench.results.recorder import Recorder
+from sparse_bench.results.records import FindingResult
 
 from .registry import catalogue, checks_in_area, run_check, run_control
 from .result import CheckResult
@@ -47,13 +48,25 @@ def control_params(area: str) -> list:
     ]
 
 
-def record(result: CheckResult) -> CheckResult:
-    """Store ``result`` as a measurement of this session's run and return it."""
+def _session_recorder(profile: str) -> Recorder:
     where = results_dir().resolve()
     if where not in _SESSION:
-        _SESSION[where] = Recorder(where, profile=result.profile, extra={"catalogue": catalogue()})
-    _SESSION[where].add("check", [result])
+        _SESSION[where] = Recorder(where, profile=profile, extra={"catalogue": catalogue()})
+    return _SESSION[where]
+
+
+def record(result: CheckResult) -> CheckResult:
+    """Store ``result`` as a measurement of this session's run and return it."""
+    _session_recorder(result.profile).add("check", [result])
     return result
+
+
+def record_finding(results: list[FindingResult]) -> list[FindingResult]:
+    """Store finding records (kind "finding") as measurements of this session's run and return them."""
+    results = list(results)
+    if results:
+        _session_recorder(results[0].profile).add("finding", results)
+    return results
 
 
 def finish_session() -> None:
