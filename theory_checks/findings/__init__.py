@@ -1,0 +1,36 @@
+"""Findings: published claims re-measured at their source's scale, each with a verdict (docs/THEORY.md §D).
+
+A finding is not a check: it asks whether a claim of a source holds when measured again, and reads
+``reproduced``, ``not reproduced`` or ``inconclusive`` (the interval straddles the decision). "Not reproduced"
+is a result, not a failure. What gates the test suite are each finding's two planted settings: one in which
+the claim holds by construction (must read ``reproduced``) and one in which it fails by construction (must
+read ``not reproduced``).
+
+``registry.register_finding`` declares a finding (claim, reading, the source's numbers, a ``Scale`` per
+profile, a pre-registered ``decision``, the two controls); ``run_finding`` / ``run_control`` measure it into
+``sparse_bench.results.FindingResult`` records; ``decision`` holds the intervals over seeds and the decision
+rules. Modules of findings: ``table1`` (the paper's Table 1 as three findings).
+"""
+
+from .decision import FAMILY_CONF, Decision, above, below, combine, inside, seed_interval
+from .registry import (
+    CONTROL_PROFILE,
+    CONTROLS,
+    EXPECTED,
+    FINDINGS,
+    Component,
+    Reading,
+    RegisteredFinding,
+    Scale,
+    findings_catalogue,
+    get_finding,
+    load_all_findings,
+    register_finding,
+    run_control,
+    run_finding,
+)
+
+__all__ = ["CONTROL_PROFILE", "CONTROLS", "EXPECTED", "FAMILY_CONF", "FINDINGS", "Component", "Decision",
+           "Reading", "RegisteredFinding", "Scale", "above", "below", "combine", "findings_catalogue",
+           "get_finding", "inside", "load_all_findings", "register_finding", "run_control", "run_finding",
+           "seed_interval"]
