@@ -175,7 +175,9 @@ class BumpFamily(nn.Module):
         check_tokens(x, self.k)
         dtype = torch.promote_types(x.dtype, torch.float32)  # cdist has no float16 kernel on CPU
         dist = torch.cdist(x.to(dtype), self.centres.to(dtype), compute_mode="donot_use_mm_for_euclid_dist")
-        values = ((self.radius - dist).clamp_min(0) @ self.signs.to(dtype)).to(x.dtype)  # (n,); dist: (n, B)
+        # relu, not clamp_min: on a cone's rim its derivative is 0, as max(0, .) has on its flat side; clamp_min
+        # passes the slope there, and two touching cones summed a gradient of norm 2 (Lipschitz constant 1)
+        values = ((self.radius - dist).relu() @ self.signs.to(dtype)).to(x.dtype)  # (n,); dist: (n, B)
         return _finite_values(values, x)
 
 
@@ -201,7 +203,10 @@ def lipschitz_constant(f: nn.Module, x: torch.Tensor) -> float:
         raise ValueError("x must hold at least one point")
     with torch.enable_grad():
         pts = x.detach().clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(f(pts).sum(), pts)
+        total = f(pts).sum()
+        if not total.requires_grad:  # f does not depend on x (a polynomial of degree 0): a constant
+            return 0.0
+        (grad,) = torch.autograd.grad(total, pts)
     return float(grad.norm(dim=1).max())
 
 

@@ -23,10 +23,16 @@ from sparse_bench.blocks import (
     maxpool_plan,
 )
 from sparse_bench.dispatch import DISPATCHERS, dispatch_grouped, dispatch_loop
-from sparse_bench.dsm import LSHModel, TopKDSM
+from sparse_bench.dsm import LSHModel, TopKDSM, knn_as_dsm
 from sparse_bench.hashing import PStableHash, SimHash
 from sparse_bench.routing import ExpertChoiceRouter, HashRouter, LSHRouter, TopKRouter
-from sparse_bench.targets import bump_family, hypercube_function, random_polynomial, uniform_cube
+from sparse_bench.targets import (
+    bump_family,
+    hypercube_function,
+    lipschitz_constant,
+    random_polynomial,
+    uniform_cube,
+)
 
 
 # ---- routers ----
@@ -259,6 +265,19 @@ def test_dsm_singular_ridge_system_is_a_clear_error():
         TopKDSM(1, 3, 1).fit(x, torch.zeros(2, dtype=torch.float64))
 
 
+def test_knn_points_too_large_for_the_construction():
+    """Points of 1e300 made the bias -||b||^2 / 2 infinite, refused as "bias contains NaN or Inf", an argument
+    knn_as_dsm does not have."""
+    with pytest.raises(ValueError, match="points are too large for the construction"):
+        knn_as_dsm(torch.tensor([[1e300]], dtype=torch.float64), torch.ones(1, dtype=torch.float64), 1)
+
+
+def test_lsh_model_names_num_hashes():
+    """num_hashes=63 with simhash was refused as "bits must be in [1, 62]"."""
+    with pytest.raises(ValueError, match=r"num_hashes must be in \[1, 62\], got 63"):
+        LSHModel(1, "simhash", num_hashes=63)
+
+
 def test_lsh_model_default_must_be_a_number():
     """default="0" raised math.isfinite's TypeError, naming no argument; default=True was taken as 1.0."""
     for default in ("0", True):
@@ -271,6 +290,23 @@ def test_lsh_model_default_must_be_a_number():
 def test_hypercube_of_no_points():
     """n = 0 raised RuntimeError (a reshape of 0 elements with a -1 dimension)."""
     assert hypercube_function(1)(torch.empty(0, 1, dtype=torch.float64)).shape == (0,)
+
+
+def test_bumps_of_float16_points():
+    """torch.cdist has no float16 kernel on CPU: NotImplementedError."""
+    f = bump_family(1, 1.0)
+    y = f(torch.tensor([[0.25]], dtype=torch.float16))
+    assert y.dtype == torch.float16 and float(y) == float(f(torch.tensor([[0.25]], dtype=torch.float64))) != 0
+
+
+def test_lipschitz_constant_at_a_cone_rim_and_of_a_constant():
+    """At x = 1.5e-40, on the rim of two touching cones of spacing 0.5, autograd through clamp_min summed both
+    slopes: a "lower bound" of 2 on a Lipschitz constant of 1. A degree-0 polynomial raised autograd's
+    RuntimeError ("element 0 of tensors does not require grad")."""
+    x = torch.tensor([[1.5410e-40]], dtype=torch.float64)
+    f = bump_family(1, 0.5, seed=1)
+    assert lipschitz_constant(f, x) <= f.lipschitz_bound
+    assert lipschitz_constant(random_polynomial(1, 0), torch.tensor([[0.0015]], dtype=torch.float64)) == 0.0
 
 
 def test_target_that_overflows_names_x():
