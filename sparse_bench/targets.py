@@ -175,8 +175,8 @@ class BumpFamily(nn.Module):
         check_tokens(x, self.k)
         dtype = torch.promote_types(x.dtype, torch.float32)  # cdist has no float16 kernel on CPU
         dist = torch.cdist(x.to(dtype), self.centres.to(dtype), compute_mode="donot_use_mm_for_euclid_dist")
-        # relu, not clamp_min: on a cone's rim its derivative is 0, as max(0, .) has on its flat side; clamp_min
-        # passes the slope there, and two touching cones summed a gradient of norm 2 (Lipschitz constant 1)
+        # relu, not clamp_min: on a cone's rim its derivative is 0, as max(0, .) has on its flat side;
+        # clamp_min passes the slope there, and two touching cones summed a gradient of norm 2 (Lipschitz 1)
         values = ((self.radius - dist).relu() @ self.signs.to(dtype)).to(x.dtype)  # (n,); dist: (n, B)
         return _finite_values(values, x)
 
