@@ -262,3 +262,27 @@ def test_a_crashing_theory_check_is_a_failing_record():
     record = SUITE.run(CHEAP_CHECK, control="no_such_control")
     assert record.verdict == "fail" and record.test.startswith("raised KeyError") and record.n == 0
     assert record.control == "no_such_control"
+
+
+def test_warnings_are_summarised_once_per_message(capsys):
+    """45 noisy-timing warnings of one bench run become one line per message, with the subjects and the range
+    of each number; deprecations stay ignored as Python's default filters have them."""
+    import warnings
+
+    from sparse_bench.cli.options import Output, collected_warnings, report_warnings, summarise_warnings
+
+    with collected_warnings() as caught:
+        for label, spread in [("floor", 41), ("ours", 236), ("floor", 131), ("peer hf_mixtral", 585)]:
+            warnings.warn(f"{label}: IQR is {spread}% of the median; timings are noisy")
+        warnings.warn("E=8 k=2 forward: the floor GEMM ran 0.62x as fast on 2 threads as on one")
+        warnings.warn("E=64 k=2 forward: the floor GEMM ran 0.90x as fast on 2 threads as on one")
+        warnings.warn("plain", RuntimeWarning)
+        warnings.warn("old", DeprecationWarning)
+    report_warnings(Output(), summarise_warnings(caught))
+    assert capsys.readouterr().out.splitlines() == [
+        "7 warning(s), by message:",
+        "     4x UserWarning: IQR is 41-585% of the median; timings are noisy (floor, ours, peer hf_mixtral)",
+        "     2x UserWarning: the floor GEMM ran 0.62-0.90x as fast on 2 threads as on one (E=8 k=2 forward, "
+        "E=64 k=2 forward)",
+        "     1x RuntimeWarning: plain",
+    ]

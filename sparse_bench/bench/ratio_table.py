@@ -287,9 +287,9 @@ def write_records(records: list[dict], results_dir: str | Path | Recorder) -> No
 
 
 def format_row(record: dict) -> str:
-    """One table line: shape, direction, R = shape x overhead (with R's 95% interval), chosen strategy, peers'
-    ratios, memory, and the floor's speedup from one thread to all (flagged when the machine was
-    contended)."""
+    """One table line: shape, direction, R = shape x overhead (with R's 95% interval), chosen strategy, our
+    layer's us per call, tokens/s and GFLOP/s and the grouped floor's us, peers' ratios, memory, and the
+    floor's speedup from one thread to all (flagged when the machine was contended)."""
     p = record["point"]
     arrow = "fwd" if record["direction"] == "forward" else "fwd+bwd"
     head = f"E={p['num_experts']:<3d} k={p['k']} T={p['num_tokens']:<5d} h={p['d_hidden']:<5d} {arrow:7s}"
@@ -313,7 +313,7 @@ def format_row(record: dict) -> str:
     if scaling:
         tail += f" threads={scaling['speedup']:.2f}x" + (" CONTENDED" if scaling["contended"] else "")
     if "time_us" in record:  # records written before the absolute figures lack them
-        tail += (f" | {record['time_us']:.0f}us {record['tokens_per_s']:.3g} tok/s "
+        body += (f" {record['time_us']:.0f}us {record['tokens_per_s']:.3g} tok/s "
                  f"{record['achieved_gflop_per_s']:.1f} GFLOP/s "
                  f"grouped floor {record['grouped_floor_us']:.0f}us")
     return f"{head} {body} | {' '.join(peers)}{tail}"

@@ -180,31 +180,40 @@ def usable_store(location: Path) -> Path:
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _SLOT = "\x00"  # stands for a number in a message's template
+SUBJECTS_SHOWN = 6  # subjects named per line of the warnings summary
 
 
 @contextlib.contextmanager
 def collected_warnings():
-    """Record every warning raised inside (each occurrence, none printed); yields the list."""
+    """Record every warning raised inside (each occurrence, none printed); yields the list. Deprecation
+    warnings stay ignored, as Python's default filters ignore them outside ``__main__``."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
         yield caught
 
 
 def summarise_warnings(caught) -> list[dict]:
-    """One entry per distinct message, numbers aside: {"category", "message", "count"}, most frequent
-    first. The message gives each number that varies as its range ("IQR is 12%-467% of the median")."""
-    groups: dict[tuple[str, str], list[list[str]]] = {}
+    """One entry per distinct message, numbers and subject aside: {"category", "message", "subjects",
+    "count"}, most frequent first. A message "SUBJECT: TEXT" (the timing module names what it timed so) is
+    grouped by TEXT, its subjects listed in order; each number of TEXT that varies is given as its range
+    ("IQR is 12-467% of the median")."""
+    groups: dict[tuple[str, str], tuple[dict, list[list[str]]]] = {}
     for item in caught:
-        text = str(item.message)
-        key = (item.category.__name__, _NUMBER.sub(_SLOT, text))
-        groups.setdefault(key, []).append(_NUMBER.findall(text))
+        message = str(item.message)
+        subject, _, text = message.partition(": ") if ": " in message else ("", "", message)
+        subjects, numbers = groups.setdefault((item.category.__name__, _NUMBER.sub(_SLOT, text)), ({}, []))
+        subjects[subject] = None
+        numbers.append(_NUMBER.findall(text))
     out = []
-    for (category, template), numbers in groups.items():
+    for (category, template), (subjects, numbers) in groups.items():
         message = template
         for column in zip(*numbers):
             low, high = min(column, key=float), max(column, key=float)
             message = message.replace(_SLOT, low if low == high else f"{low}-{high}", 1)
-        out.append({"category": category, "message": message, "count": len(numbers)})
+        out.append({"category": category, "message": message, "subjects": [s for s in subjects if s],
+                    "count": len(numbers)})
     return sorted(out, key=lambda entry: -entry["count"])
 
 
@@ -213,4 +222,7 @@ def report_warnings(out: Output, summary: list[dict]) -> None:
         total = sum(entry["count"] for entry in summary)
         out.say(f"{total} warning(s), by message:")
         for entry in summary:
-            out.say(f"  {entry['count']:4d}x {entry['category']}: {entry['message']}")
+            subjects = entry["subjects"]
+            named = ", ".join(subjects[:SUBJECTS_SHOWN]) + (", ..." if len(subjects) > SUBJECTS_SHOWN else "")
+            out.say(f"  {entry['count']:4d}x {entry['category']}: {entry['message']}"
+                    + (f" ({named})" if subjects else ""))
