@@ -272,6 +272,13 @@ def test_knn_points_too_large_for_the_construction():
         knn_as_dsm(torch.tensor([[1e300]], dtype=torch.float64), torch.ones(1, dtype=torch.float64), 1)
 
 
+def test_lsh_model_means_that_overflow_name_y():
+    """Targets of 1.7e308 summed to Inf in float64: default and bucket means Inf, every prediction Inf."""
+    y = torch.tensor([1.7e308, 1.7e308], dtype=torch.float64)
+    with pytest.raises(ValueError, match="the means of y overflow float64"):
+        LSHModel(1, "pstable", width=1.0).fit(torch.zeros(2, 1, dtype=torch.float64), y)
+
+
 def test_lsh_model_names_num_hashes():
     """num_hashes=63 with simhash was refused as "bits must be in [1, 62]"."""
     with pytest.raises(ValueError, match=r"num_hashes must be in \[1, 62\], got 63"):

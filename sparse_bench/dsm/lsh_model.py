@@ -8,6 +8,8 @@ exactly one bucket per table, so the work per input does not depend on how many 
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -90,11 +92,15 @@ class LSHModel(nn.Module):
         self.default: float | None = None
 
     def fit(self, x: torch.Tensor, y: torch.Tensor, default: float | None = None) -> LSHModel:
-        """x: (n, d) float, y: (n,) float, n >= 1. Sets each table's bucket means. Returns self."""
+        """x: (n, d) float, y: (n,) float, n >= 1. Sets each table's bucket means. Returns self. ValueError
+        where a mean's float64 sum overflows (|y| near float64's max)."""
         check_samples(x, y, self.d)
-        mean = float(y.to(torch.float64).mean())
-        self.default = mean if default is None else check_real(default, "default")
+        default = float(y.to(torch.float64).mean()) if default is None else check_real(default, "default")
         fitted = [bucket_means(h.bucket(x), y) for h in self.hashes]
+        if not math.isfinite(default) or not all(bool(torch.isfinite(f[1]).all()) for f in fitted):
+            largest = float(y.abs().max())
+            raise ValueError(f"the means of y overflow float64 (largest |y| {largest:.3g}): scale y down")
+        self.default = default
         self.table_ids = [f[0] for f in fitted]
         self.table_means = [f[1] for f in fitted]
         self.table_counts = [f[2] for f in fitted]

@@ -49,10 +49,11 @@ DEVICES = ("cpu", "cuda") if torch.cuda.is_available() else ("cpu",)
 FLOAT_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16)
 OTHER_DTYPES = (torch.int64, torch.int32, torch.uint8, torch.bool, torch.complex64)
 
-# Entries planted into otherwise ordinary tensors: non-finite, huge-but-finite (float32's max is 3.4e38),
-# subnormal, signed zero. Casting to a narrower dtype may turn a huge entry into Inf, as it would for a user.
-SPECIAL_VALUES = (math.nan, math.inf, -math.inf, 1e38, -1e38, 3e38, -3e38, 1e300, 5e-324, -1e-45, 1e-40,
-                  -0.0, 0.0, 65504.0, 1e5, -1e5)
+# Entries planted into otherwise ordinary tensors: non-finite, huge-but-finite (float32's max is 3.4e38,
+# float64's 1.8e308), subnormal, signed zero. Casting to a narrower dtype may turn a huge entry into Inf, as
+# it would for a user.
+SPECIAL_VALUES = (math.nan, math.inf, -math.inf, 1e38, -1e38, 3e38, -3e38, 1e300, 1.7e308, -1.7e308, 5e-324,
+                  -1e-45, 1e-40, -0.0, 0.0, 65504.0, 1e5, -1e5)
 SCALES = (1.0, 1.0, 1.0, 1e-3, 30.0, 1e-40, 1e-300, 1e4, 1e20, 1e38)
 
 # Largest |entry| for which inputs count as "in range": every computation here is then far from overflow, so
