@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from fuzzing import (
     rarely,
+    DEVICES,
     assert_finite,
     fuzz,
     in_range,
@@ -55,7 +56,7 @@ def make_router(kind: str, d: int, E: int):
 
 def bank_params64(bank: ExpertBank):
     params = (bank.w_in, bank.w_out, bank.b_in, bank.b_out)
-    return [None if p is None else p.detach().double() for p in params]
+    return [None if p is None else p.detach().double().cpu() for p in params]
 
 
 def expert64(x, params, e, activation, magnitude: bool):
@@ -125,16 +126,16 @@ def banks(draw):
 
 
 @st.composite
-def layer_input(draw, d, dtype):
+def layer_input(draw, d, dtype, device):
     lead = draw(st.lists(st.integers(0, 4), min_size=0, max_size=2))
     width = d + 1 if rarely(draw, 9) else d
     shape = () if rarely(draw, 12) else (*lead, width)
-    x = draw(tensors(shape, dtypes=(dtype,) * 6 + (torch.float32, torch.float64)))
+    x = draw(tensors(shape, dtypes=(dtype,) * 6 + (torch.float32, torch.float64), device=device))
     shape_ok = x.dim() >= 1 and x.shape[-1] == d and x.dtype == dtype
     return x, in_range(x) and shape_ok, malformed(x, shape_ok)
 
 
-def check_moe_layer(bank, kind, dispatch, shared_kind, grad, data):
+def check_moe_layer(bank, kind, dispatch, shared_kind, grad, device, data):
     E, d, dtype = bank.num_experts, bank.d_model, bank.w_in.dtype
     router = make_router(kind, d, E)
     shared = None
@@ -150,10 +151,11 @@ def check_moe_layer(bank, kind, dispatch, shared_kind, grad, data):
                     dispatch not in DISPATCHERS)
     if layer is None:
         return
-    x, ok, bad_x = data.draw(layer_input(d, dtype))
+    layer.to(device)
+    x, ok, bad_x = data.draw(layer_input(d, dtype, device))
     ids = None
     if kind == "hash_ids" and isinstance(x, torch.Tensor) and x.dim() >= 1:
-        ids = torch.arange(x[..., 0].numel(), dtype=torch.int64).reshape(x.shape[:-1]) * 7919
+        ids = torch.arange(x[..., 0].numel(), dtype=torch.int64, device=device).reshape(x.shape[:-1]) * 7919
     if grad and is_float(x):
         x = x.detach().requires_grad_(True)
     with torch.set_grad_enabled(grad):
@@ -181,7 +183,8 @@ def check_moe_layer(bank, kind, dispatch, shared_kind, grad, data):
 test_moe_layer, test_moe_layer_long = fuzz(
     bank=banks(), kind=st.sampled_from(ROUTER_KINDS),
     dispatch=st.sampled_from(sorted(DISPATCHERS) * 3 + ["magic", None]),
-    shared_kind=st.sampled_from(["none", "none", "ungated", "gated"]), grad=st.booleans(), data=st.data(),
+    shared_kind=st.sampled_from(["none", "none", "ungated", "gated"]), grad=st.booleans(),
+    device=st.sampled_from(DEVICES), data=st.data(),
 )(check_moe_layer)
 
 
