@@ -29,6 +29,7 @@ class SuiteError(ValueError):
 class Suite(Protocol):
     """What the command line needs of a collection of checks.
 
+    profiles: the profile names its checks take (at least "quick" and "full").
     catalogue(): every check by name -> {area, source, prediction, unit, controls (names), slow}, JSON types.
     run(name, control, seed, profile): one run of check ``name`` (with the defect ``control`` planted, or the
     real implementation for None) at ``seed`` (None: the check's own default); a check that raises is
@@ -37,6 +38,8 @@ class Suite(Protocol):
     (a dict with at least name, passes, seeds, pass_rate, pass_rate_ci95, meets_requirement, and
     control_catch_rates when ``controls``), running the checks on ``jobs`` worker processes.
     """
+
+    profiles: tuple[str, ...]
 
     def catalogue(self) -> dict[str, dict]: ...
 
@@ -58,7 +61,8 @@ def load_suites() -> dict[str, Suite]:
             raise SuiteError(f"suite {point.name!r} ({point.value}) failed to load: "
                              f"{type(error).__name__}: {error}") from None
         if not isinstance(suite, Suite):
-            raise SuiteError(f"suite {point.name!r} ({point.value}) lacks catalogue(), run() or audit()")
+            raise SuiteError(f"suite {point.name!r} ({point.value}) lacks profiles, catalogue(), run() or "
+                             f"audit()")
         suites[point.name] = suite
     return suites
 

@@ -47,6 +47,7 @@ class FakeSuite:
     """A sparse_bench.suites.Suite of one check that always fails (so its control is caught)."""
 
     NAME = "cli_test_always_fails"
+    profiles = ("quick", "full")
 
     def catalogue(self):
         return {self.NAME: {"area": "cli-test", "source": "test", "prediction": "nothing", "unit": "widgets",
@@ -182,7 +183,9 @@ def test_audit_one_cheap_check(run_cli, tmp_path):
     (["audit", "--area", "no_such_area"], "audit", "no checks in area 'no_such_area'"),
     (["run", "--only", "bench", "--check", CHEAP_CHECK], "run", "--check: --only bench runs no checks"),
     (["run", "--only", "checks", "--device", "cuda"], "run", "--device: --only checks runs no benchmarks"),
-    (["run", "--profile", "medium"], "run", "Invalid value for '--profile'"),
+    (["run", "--profile", "medium"], "run", "--profile 'medium': the theory checks take quick, full"),
+    (["audit", "--profile", "medium"], "audit", "--profile 'medium': the theory checks take quick, full"),
+    (["run", "--profile", "paper"], "run", "--profile 'paper': the benchmarks take quick, full (give --only"),
     (["run", "--bogus"], "run", "No such option '--bogus'"),
     (["no_such_command"], "", "No such command 'no_such_command'"),
 ])
@@ -254,6 +257,7 @@ def test_catalogue_of_a_run_is_every_suite_check(run_cli, fake_suite, tmp_path):
     with open_store(tmp_path, create=False) as store:
         (run,) = store.runs()
     assert run.extra["catalogue"] == FakeSuite().catalogue() and run.profile == "quick"
+    assert run.command == f"sparse-bench run --only checks --no-controls --results {tmp_path}"
 
 
 def test_a_crashing_theory_check_is_a_failing_record():

@@ -57,8 +57,9 @@ def test_the_option_vocabulary_matches_the_library():
     from sparse_bench.bench.grid import PROFILES as GRID_PROFILES
     from sparse_bench.results.store import KINDS, RESULTS_ENV
     from theory_checks.framework import PROFILES as CHECK_PROFILES
+    from theory_checks.suite import SUITE
 
-    assert options.PROFILES == GRID_PROFILES == CHECK_PROFILES
+    assert options.BENCH_PROFILES == GRID_PROFILES and SUITE.profiles == CHECK_PROFILES
     assert results.KINDS == KINDS and options.RESULTS_ENV == RESULTS_ENV
 
 

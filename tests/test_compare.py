@@ -88,6 +88,7 @@ def test_the_cli_prints_every_row_and_flags_the_planted_one(planted, capsys):
     flagged = [line for line in out.splitlines() if "REGRESSION" in line or "IMPROVEMENT" in line]
     assert len(flagged) == 1 and "E=8/k=2/T=512 / R: 1.2 [1.15, 1.25] -> 2.4 [2.3, 2.5], B/A 2" in flagged[0]
     assert "12 figures compared: 1 regression(s), 0 improvement(s), 0 changed" in out
+    assert "  coin_is_fair / biased / measured probability: 0.9 [0.88, 0.92] -> 0.9 [0.88, 0.92], B/A 1" in out
     assert cli.main(["compare", str(a), str(b), "--results", str(a), "--fail-on-regression"]) == 1
     assert cli.main(["compare", str(a), str(a), "--results", str(a), "--fail-on-regression"]) == 0
 

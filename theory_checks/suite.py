@@ -9,12 +9,14 @@ from dataclasses import replace
 from typing import Iterator
 
 from .audit import audit_check
-from .framework import catalogue, get_check, load_all_checks, make_result, run_check, run_control
+from .framework import PROFILES, catalogue, get_check, load_all_checks, make_result, run_check, run_control
 from .framework.result import CheckResult
 
 
 class TheorySuite:
     """Every check registered under ``theory_checks`` (``framework.load_all_checks``)."""
+
+    profiles = PROFILES
 
     def catalogue(self) -> dict[str, dict]:
         return catalogue()

@@ -17,11 +17,9 @@ import click
 
 from .bench import bench, calibrate, components
 from .checks import audit, list_command
-from .options import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UserError
+from .options import EXIT_FAILED, EXIT_OK, EXIT_USAGE, PROG, UserError
 from .results import compare, export, report
 from .run import run
-
-PROG = "sparse-bench"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -39,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line on ``argv`` (default ``sys.argv[1:]``); returns the exit status: 0, 1 (a check or
     regression failed) or 2 (a user error, printed as one line on stderr)."""
     os.environ.setdefault("MPLBACKEND", "Agg")
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        status = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+        status = cli.main(args=argv, prog_name=PROG, standalone_mode=False, obj={"argv": argv})
     except click.exceptions.NoArgsIsHelpError as error:  # a bare `sparse-bench`: its help, as click exits
         print(error.format_message(), file=sys.stderr)
         return EXIT_USAGE

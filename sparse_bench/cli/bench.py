@@ -15,6 +15,7 @@ from .options import (
     UserError,
     allocator_option,
     collected_warnings,
+    command_line,
     device_option,
     dtype_option,
     given,
@@ -156,7 +157,7 @@ def bench(profile, shape, preset, tokens, router, dispatch, device, dtype, backw
     if not no_write:
         usable_store(results)
     use_allocator(allocator)
-    recorder = None if no_write else Recorder(results, profile=profile, seed=seed)
+    recorder = None if no_write else Recorder(results, command=command_line(), profile=profile, seed=seed)
     with collected_warnings() as caught:
         try:
             records = run_ratio_table(
@@ -200,7 +201,7 @@ def components(threads: int, min_run_time: float, allocator: str, results: Path,
     if not no_write:
         usable_store(results)
     use_allocator(allocator)
-    recorder = None if no_write else Recorder(results)
+    recorder = None if no_write else Recorder(results, command=command_line())
     with collected_warnings() as caught:
         try:
             records = measure_components(recorder, threads, min_run_time, out)

@@ -13,6 +13,7 @@ from .options import (
     EXIT_OK,
     Output,
     UserError,
+    command_line,
     json_option,
     profile_option,
     results_option,
@@ -57,6 +58,13 @@ class Checks:
     def catalogue(self) -> dict:
         """Every check's catalogue entry by name: what a run stores so the report knows the checks."""
         return {name: entry for name, (_, entry) in self.index.items()}
+
+    def check_profile(self, profile: str, names: list[str]) -> None:
+        """UserError unless every suite owning one of ``names`` takes ``profile``."""
+        for suite in dict.fromkeys(self.index[name][0] for name in names):
+            if profile not in self.suites[suite].profiles:
+                raise UserError(f"--profile {profile!r}: the {suite} checks take "
+                                f"{', '.join(self.suites[suite].profiles)}")
 
 
 def _number(value) -> str:
@@ -114,13 +122,15 @@ def list_command(as_json: bool) -> int:
                for name, p in PRESETS.items()}
     by_suite = {name: {check: entry for check, (suite, entry) in checks.index.items() if suite == name}
                 for name in checks.suites}
-    out.data({"suites": by_suite,
+    profiles = {name: list(suite.profiles) for name, suite in checks.suites.items()}
+    out.data({"suites": by_suite, "profiles": profiles,
               "benchmarks": {"commands": ["bench", "components", "calibrate"], "presets": presets,
                              "routers": list(ROUTERS)}})
     if not checks.suites:
         out.say(NO_SUITE)
     for suite, entries in by_suite.items():
-        out.say(f"suite {suite}: {len(entries)} checks (name [area, source]: prediction; controls):")
+        out.say(f"suite {suite}: {len(entries)} checks, profiles {', '.join(checks.suites[suite].profiles)} "
+                f"(name [area, source]: prediction; controls):")
         for name, entry in entries.items():
             out.say(f"  {name} [{entry['area']}, {entry['source']}]: {entry['prediction']}; "
                     f"controls: {', '.join(entry['controls'])}")
@@ -141,7 +151,7 @@ def list_command(as_json: bool) -> int:
 @click.option("--check", "check", default="all", show_default=True, metavar="NAME|all",
               help="a check name, or all")
 @click.option("--area", default=None, help="with --check all: only the checks of this area")
-@profile_option("quick")
+@profile_option("quick", checks=True)
 @click.option("--controls", is_flag=True, help="also rerun each control on the same seeds: its catch rate")
 @click.option("--jobs", type=click.IntRange(1), default=1, show_default=True, help="worker processes")
 @results_option
@@ -162,10 +172,11 @@ def audit(seeds: int, first_seed: int, check: str, area: str | None, profile: st
         if area is not None:
             raise UserError("--area selects among all checks: give it with --check all")
         names = checks.select([check])
+    checks.check_profile(profile, names)
     usable_store(results)
     seed_list = list(range(first_seed, first_seed + seeds))
     records, all_ok = [], True
-    with Recorder(results, profile=profile, seed=first_seed) as recorder:
+    with Recorder(results, command=command_line(), profile=profile, seed=first_seed) as recorder:
         by_suite: dict[str, list[str]] = {}
         for name in names:
             by_suite.setdefault(checks.index[name][0], []).append(name)

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import sys
 import warnings
 from pathlib import Path
@@ -21,11 +22,12 @@ from click.core import ParameterSource
 from ..bench.allocator import ALLOCATORS
 from ..bench.device import DTYPE_NAMES
 
-# Names the library defines in modules that import torch (bench.grid.PROFILES and the checks' profiles) or
-# that --help need not load (results.store.RESULTS_ENV); tests/test_cli_help.py holds them equal.
-PROFILES = ("quick", "full")
+# Names the library defines in modules that import torch (bench.grid.PROFILES) or that --help need not load
+# (results.store.RESULTS_ENV); tests/test_cli_help.py holds them equal.
+BENCH_PROFILES = ("quick", "full")
 RESULTS_ENV = "SPARSE_BENCH_RESULTS"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+PROG = "sparse-bench"
 
 
 class UserError(click.UsageError):
@@ -51,6 +53,12 @@ def given(ctx: click.Context, *names: str) -> list[str]:
             if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)]
 
 
+def command_line() -> str:
+    """The command being run, as ``sparse-bench ARGS`` (whichever entry point started it): what its run in
+    the store records. ``main`` keeps the arguments in the root context's ``obj``."""
+    return shlex.join([PROG, *click.get_current_context().find_root().obj["argv"]])
+
+
 # -- options ----------------------------------------------------------------------------------------------
 
 def results_option(func):
@@ -65,9 +73,15 @@ def json_option(func):
                         help="print JSON on stdout; progress and messages go to stderr")(func)
 
 
-def profile_option(default: str):
-    return click.option("--profile", type=click.Choice(PROFILES), default=default, show_default=True,
-                        help="quick: few points and samples; full: the whole grid and longer timings")
+def profile_option(default: str, checks: bool = False):
+    """--profile: the benchmarks' (quick, full); with checks, any name, checked against the profiles the
+    selected suites declare (``Suite.profiles``: the theory checks also take paper)."""
+    if checks:
+        return click.option("--profile", default=default, show_default=True,
+                            help="quick: few samples and grid points; full: more; a check suite may declare "
+                                 "more (see `sparse-bench list`)")
+    return click.option("--profile", type=click.Choice(BENCH_PROFILES), default=default, show_default=True,
+                        help="quick: few grid points and samples; full: the whole grid, longer timings")
 
 
 def seed_option(help: str, default: int | None = None):

@@ -53,11 +53,12 @@ def _estimate(estimate) -> str:
 
 
 def format_row(row) -> str:
-    """name / figure: A vs B, B/A, and the flag (a changed verdict shown as A's -> B's)."""
+    """name[ / control] / figure: A vs B, B/A, and the flag (a changed verdict shown as A's -> B's)."""
     unit = f" {row.unit}" if row.unit else ""
+    name = f"{row.name} / {row.control}" if row.control else row.name
     verdict = f" verdict {row.verdict_a} -> {row.verdict_b}" if row.verdict_a != row.verdict_b else ""
     flag = f"  {row.flag.upper()}" if row.flag else ""
-    return (f"  {row.name} / {row.label}{unit}: {_estimate(row.a)} -> {_estimate(row.b)}, "
+    return (f"  {name} / {row.label}{unit}: {_estimate(row.a)} -> {_estimate(row.b)}, "
             f"B/A {_estimate(row.ratio)}{verdict}{flag}")
 
 

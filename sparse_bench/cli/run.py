@@ -11,12 +11,14 @@ import click
 from .bench import resolve_where, run_bench
 from .checks import NO_SUITE, Checks, run_checks
 from .options import (
+    BENCH_PROFILES,
     EXIT_FAILED,
     EXIT_OK,
     Output,
     UserError,
     allocator_option,
     collected_warnings,
+    command_line,
     device_option,
     dtype_option,
     given,
@@ -35,7 +37,7 @@ CHECK_OPTIONS = ("check", "no_controls")
 
 
 @click.command(short_help="Run the checks and benchmarks as one stored run.")
-@profile_option("quick")
+@profile_option("quick", checks=True)
 @click.option("--only", type=click.Choice(("checks", "bench", "all")), default="all", show_default=True,
               help="run the checks, the benchmarks, or both")
 @click.option("--check", "check", multiple=True, metavar="NAME", help="run only this check (repeatable)")
@@ -69,12 +71,17 @@ def run(profile: str, only: str, check: tuple[str, ...], no_controls: bool, seed
             names = checks.select(check)
         else:
             out.say(f"{NO_SUITE}: running the benchmarks only")
+    checks.check_profile(profile, names)
     where = torch_dt = None
     if only != "checks":
+        if profile not in BENCH_PROFILES:
+            raise UserError(f"--profile {profile!r}: the benchmarks take {', '.join(BENCH_PROFILES)} "
+                            f"(give --only checks)")
         where, torch_dt = resolve_where(device, dtype)
     usable_store(results)
     started = time.perf_counter()
-    recorder = Recorder(results, profile=profile, seed=seed, extra={"catalogue": checks.catalogue()})
+    recorder = Recorder(results, command=command_line(), profile=profile, seed=seed,
+                        extra={"catalogue": checks.catalogue()})
     recorder.start()
     records, failed, uncaught, bench_records = [], [], [], []
     with collected_warnings() as caught:

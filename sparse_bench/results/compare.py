@@ -68,6 +68,7 @@ class Row:
     flag: str | None
     verdict_a: str | None = None
     verdict_b: str | None = None
+    control: str | None = None  # a check's planted defect, for a control's row
 
 
 @dataclass(frozen=True)
@@ -210,7 +211,8 @@ def compare_sides(a: Side, b: Side, threshold: float = 0.0) -> Comparison:
             flag = (_verdict_flag(ma.kind, ma.record, fa.verdict, fb.verdict)
                     or _interval_flag(fa, fa.estimate, fb.estimate, ratio, threshold))
             comparison.rows.append(Row(ma.kind, ma.name, spec, fa.label, fa.unit or fb.unit, fa.better,
-                                       fa.estimate, fb.estimate, ratio, flag, fa.verdict, fb.verdict))
+                                       fa.estimate, fb.estimate, ratio, flag, fa.verdict, fb.verdict,
+                                       ma.record.get("control")))
     return comparison
 
 
