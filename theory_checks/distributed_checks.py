@@ -1,4 +1,4 @@
-"""Communication volume of the expert-parallel dispatch (issue 8) under uniformly random top-k routing.
+"""Communication volume of the expert-parallel dispatch under uniformly random top-k routing.
 
 Prediction. W ranks, each with T tokens, E experts in contiguous blocks of E/W per rank, every token routed to a
 uniformly random k-subset of the experts (iid continuous logits through ``TopKRouter.plan_from_logits``, no
@@ -30,7 +30,7 @@ from sparse_bench.routing import TopKRouter
 
 from .framework import ALPHA, by_profile, holm, holm_adjusted, make_result, one_sample_t, register_check
 
-SOURCE = "issue 8 (expert-parallel all-to-all volume)"
+SOURCE = "expert-parallel all-to-all volume"
 AREA = "distributed"
 BYTES_TOKENS = 256  # T, tokens per rank
 BYTES_EXPERTS = 8  # E
