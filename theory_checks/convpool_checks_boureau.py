@@ -78,6 +78,7 @@ def _avg_over_half_window(x):
     prediction="empirical separability of max and average pooling equals psi_max(P) and psi_avg(P) "
                "(Bernoulli "
                "model, a = 0.1 vs 0.2); psi_max peaks at P* = 10: psi(P*) > psi(1) and psi(P*) > psi(20)",
+    unit="separability",
     controls={"psi_max_variances_not_sds": lambda: {"max_formula": _psi_max_without_sqrt},
               "avg_pools_half_the_window": lambda: {"avg_pool": _avg_over_half_window}},
 )

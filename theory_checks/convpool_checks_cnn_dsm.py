@@ -20,7 +20,8 @@ from scipy import stats
 
 from sparse_bench.blocks import ConvPoolBlock
 from sparse_bench.dsm import RandomFeaturesDense, TopKDSM
-from theory_checks.framework import ALPHA, by_profile, holm, make_result, register_check, replicate_seed
+from theory_checks.framework import (ALPHA, by_profile, figure_spec, holm, make_result, register_check,
+                                     replicate_seed, series)
 
 from .convpool_checks_common import AREA
 
@@ -77,6 +78,7 @@ def _paired_greater(worse: np.ndarray, better: np.ndarray) -> float:
     name="cnn_topk_dsm_beats_dense", source="paper Table 1 / docs/THEORY.md §A.11, CNN setting", area=AREA,
     prediction="at equal active units K=32, a CNN whose penultimate layer is a top-K DSM (t=512 units) has "
                "lower test MSE than with a dense K-unit layer, on every seed",
+    unit="MSE ratio",
     controls={"mask_keeps_bottom_k": lambda: {"dsm_class": BottomKDSM}},
 )
 def check_cnn_topk_dsm_beats_dense(seed: int, profile: str = "quick", dsm_class=TopKDSM):
@@ -95,7 +97,7 @@ def check_cnn_topk_dsm_beats_dense(seed: int, profile: str = "quick", dsm_class=
                      "mse": {name: float(e.mean()) for name, e in errs.items()}})
     rejected = holm(p_values, ALPHA)
     ratios = np.array([r["mse"]["dsm_t512"] / r["mse"]["dense"] for r in runs])
-    details = {"runs": runs}
+    details = {"runs": runs, "figure": _mse_figure(runs, widths)}
     ci = None
     if seeds > 1:
         interval = stats.ttest_1samp(ratios, 1.0).confidence_interval(1 - ALPHA)
@@ -112,3 +114,15 @@ def check_cnn_topk_dsm_beats_dense(seed: int, profile: str = "quick", dsm_class=
                        params={"active_units": ACTIVE, "widths": widths, "seeds": seeds,
                                "train_test": samples},
                        details=details, started=started)
+
+
+def _mse_figure(runs: list[dict], widths: list[int]) -> dict:
+    """Test MSE of the dense K-unit layer and of the DSM at each total width t, one point per seed, the mean
+    over seeds as bars."""
+    models = ["dense"] + [f"dsm_t{t}" for t in widths]
+    labels = [f"dense, {ACTIVE} units"] + [f"DSM t={t}, {ACTIVE} active" for t in widths]
+    return figure_spec(f"CNN penultimate layer at equal active units K={ACTIVE}: test MSE "
+                       "(prediction: DSM below dense)", "penultimate layer", "test MSE",
+                       series("mean over seeds", labels, [float(np.mean([r["mse"][m] for r in runs]))
+                                                          for m in models], style="bar"),
+                       *(series(f"seed {r['seed']}", labels, [r["mse"][m] for m in models]) for r in runs))

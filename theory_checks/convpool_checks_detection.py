@@ -71,6 +71,7 @@ def _errors(decisions, labels) -> torch.Tensor:
     name="pooling_detection_error", source=SOURCE, area=AREA,
     prediction="one planted copy among 64: max-pool error = min_t e_max(t), avg-pool error = Phi(-mu/16), "
                "log-sum-exp (likelihood ratio) error <= min of both",
+    unit="error probability",
     controls={"avg_closed_form_n_not_sqrt_n": lambda: {"avg_error": _avg_error_variance_for_sd},
               "windows_miss_last_row": lambda: {"max_pool": crop_last_row(global_max),
                                                 "avg_pool": crop_last_row(global_avg),
@@ -132,6 +133,7 @@ def _avg_routed_like_max(x):
     name="detection_ranking_flip", source=SOURCE, area=AREA,
     prediction="n=64, mu=2: max pooling beats average pooling with K=1 planted copy, average beats max with "
                "K=16 (closed forms cross near K=9)",
+    unit="error difference",
     controls={"average_routed_like_max": lambda: {"avg_pool": _avg_routed_like_max}},
 )
 def check_detection_ranking_flip(seed: int, profile: str = "quick", max_pool=global_max, avg_pool=global_avg):
@@ -168,4 +170,23 @@ def check_detection_ranking_flip(seed: int, profile: str = "quick", max_pool=glo
                        predicted=cells[0]["predicted_avg"] - cells[0]["predicted_max"], measured=diff[0],
                        p_value=max(p_values), margin=f"family-wise alpha {ALPHA}",
                        params={"mu": FLIP_MU, "n": n, "trials_per_class": trials},
-                       details={"cells": cells, "closed_form_crossover_K": crossover}, started=started)
+                       details={"cells": cells, "closed_form_crossover_K": crossover,
+                                "figure": _flip_figure(cells, n, 2 * trials, crossover)}, started=started)
+
+
+def _flip_figure(cells: list[dict], n: int, decisions: int, crossover: int) -> dict:
+    """Error of max and average pooling against the number K of planted copies: the closed forms over K, the
+    measured errors (Clopper-Pearson, 1 - ALPHA) at the tested K."""
+    ks = list(range(1, max(FLIP_KS) + 5))
+    curves = []
+    for pool, closed_form in (("max", lambda k: max_pool_error(n, FLIP_MU, k)[0]),
+                              ("avg", lambda k: avg_pool_error(n, FLIP_MU, k))):
+        rates = [c[f"measured_{pool}"] for c in cells]
+        cis = [clopper_pearson(round(rate * decisions), decisions) for rate in rates]
+        curves += [series(f"{pool} measured", [c["K"] for c in cells], rates, [lo for lo, _ in cis],
+                          [hi for _, hi in cis], group=pool),
+                   series(f"{pool} closed form", ks, [closed_form(k) for k in ks], style="predicted",
+                          group=pool)]
+    return figure_spec(f"max vs average pooling: detection error against planted copies K (n={n}, "
+                       f"mu={FLIP_MU}; closed forms cross at K={crossover})", "planted copies K",
+                       "error (best threshold)", *curves)

@@ -20,6 +20,8 @@ from theory_checks.framework import by_profile, make_result, register_check
 from .convpool_checks_common import AREA, SOURCE, gamma, run_hypothesis_draws
 
 BOUND_MARGIN = "bound: 2*gamma_K*sum|w||x| per output (Higham, any summation order), K = terms per output"
+ROUNDING_ONLY = ("an identity exact in real arithmetic: the one number is the worst difference over its "
+                 "rounding bound across all draws (<= 1 passes), with the worst case in the details")
 
 
 @st.composite
@@ -50,7 +52,7 @@ def _ratio(diff, magnitude, terms, dtype) -> float:
 def _identity_result(name, worst, cases, seed, profile, started, test, params):
     return make_result(name, passed=worst["ratio"] <= 1.0, seed=seed, profile=profile, n=cases, test=test,
                        predicted=0.0, measured=worst["ratio"], margin=BOUND_MARGIN, params=params,
-                       details={"worst_case": worst}, started=started)
+                       details={"worst_case": worst, "no_figure": ROUNDING_ONLY}, started=started)
 
 
 def _flattened_column_major(x, w, b=None, **kw):
@@ -62,6 +64,7 @@ def _flattened_column_major(x, w, b=None, **kw):
     name="im2col_identity", source=SOURCE, area=AREA,
     prediction="conv2d_im2col == F.conv2d (forward, grad x, grad w) on hypothesis-drawn shapes, "
                "within fp32 rounding",
+    unit="× rounding bound",
     controls={"kernel_flattened_transposed": lambda: {"conv": _flattened_column_major}},
 )
 def check_im2col_identity(seed: int, profile: str = "quick", conv=conv2d_im2col):
@@ -106,7 +109,7 @@ def _flipped_toeplitz(weight, input_shape, stride, padding, dilation, groups):
 
 @register_check(
     name="toeplitz_identity", source=SOURCE, area=AREA,
-    prediction="T @ vec(x) == vec(conv2d(x)) in float64 on hypothesis-drawn shapes",
+    prediction="T @ vec(x) == vec(conv2d(x)) in float64 on hypothesis-drawn shapes", unit="× rounding bound",
     controls={"flipped_kernel": lambda: {"toeplitz": _flipped_toeplitz}},
 )
 def check_toeplitz_identity(seed: int, profile: str = "quick", toeplitz=conv2d_toeplitz_matrix):
@@ -140,6 +143,7 @@ def _correlated_composition(first, second, first_stride=1):
     name="conv_composition", source=SOURCE, area=AREA,
     prediction="conv(conv(x, w1, s1), w2, s2) == conv(x, w1 * w2 (full convolution, w2 dilated by s1), "
                "s1*s2)",
+    unit="× rounding bound",
     controls={"composed_by_correlation": lambda: {"compose": _correlated_composition},
               "first_stride_ignored": lambda: {"compose": lambda a, b, s=1: compose_conv_kernels(a, b, 1)}},
 )
@@ -174,7 +178,7 @@ def check_conv_composition(seed: int, profile: str = "quick", compose=compose_co
                        test="max |diff|/rounding bound over random chains <= 1", predicted=0.0,
                        measured=worst["ratio"],
                        margin="bound: gamma_{K1+K2} M + 2 gamma_{K+K2} M, M = |w2|*(|w1|*|x|)",
-                       details={"worst_case": worst}, started=started)
+                       details={"worst_case": worst, "no_figure": ROUNDING_ONLY}, started=started)
 
 
 def _rf_without_strides(kernel_sizes, strides, dilations):
@@ -185,6 +189,7 @@ def _rf_without_strides(kernel_sizes, strides, dilations):
 @register_check(
     name="receptive_field_gradient_support", source=SOURCE, area=AREA,
     prediction="extent of d(output)/d(input) support == 1 + sum_l d_l (k_l - 1) prod_{i<l} s_i, every chain",
+    unit="fraction of chains",
     controls={"strides_ignored": lambda: {"formula": _rf_without_strides}},
 )
 def check_receptive_field_gradient_support(seed: int, profile: str = "quick", formula=receptive_field):
@@ -215,7 +220,10 @@ def check_receptive_field_gradient_support(seed: int, profile: str = "quick", fo
                        n=chains, test="exact equality on every random chain", predicted=1.0,
                        measured=1 - len(mismatches) / chains,
                        margin="exact (random weights: no cancellation a.s.)",
-                       details={"mismatches": mismatches[:5]}, started=started)
+                       details={"mismatches": mismatches[:5],
+                                "no_figure": "exact equality of integer extents on every chain (the share of "
+                                "chains that match must be 1); mismatching chains are in the details"},
+                       started=started)
 
 
 def conv_macs(n: int, c_out: int, out_hw: tuple[int, int], c_in_per_group: int,
@@ -236,6 +244,7 @@ def _stride_one_then_subsample(x, w, b=None, stride=1, padding=0, dilation=1, gr
     name="conv_mac_count", source=SOURCE, area=AREA,
     prediction="native conv2d and conv2d_im2col each perform N C_out H_o W_o (C_in/g) k_h k_w multiply-"
                "accumulates, as counted by PyTorch's FlopCounterMode (2 FLOPs per MAC)",
+    unit="mismatched draws",
     controls={"stride_one_then_subsample": lambda: {"conv": _stride_one_then_subsample}},
 )
 def check_conv_mac_count(seed: int, profile: str = "quick", conv=conv2d_im2col):
@@ -267,5 +276,8 @@ def check_conv_mac_count(seed: int, profile: str = "quick", conv=conv2d_im2col):
     return make_result("conv_mac_count", passed=not mismatches, seed=seed, profile=profile, n=cases,
                        test="exact equality of counted and predicted MACs on every draw", predicted=0.0,
                        measured=len(mismatches), margin="exact (counts of whole numbers)",
-                       params={"examples": examples}, details={"mismatches": mismatches[:5], "worst": worst},
+                       params={"examples": examples},
+                       details={"mismatches": mismatches[:5], "worst": worst,
+                                "no_figure": "exact equality of counted and predicted multiply-accumulates "
+                                "on every draw (a count of mismatches, 0 or the check fails)"},
                        started=started)

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from scipy import integrate, stats
 
-from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, holm, make_result,
-                                     one_sample_t, register_check)
+from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, figure_spec, holm,
+                                     make_result, one_sample_t, register_check, series)
 
 from .convpool_checks_common import AREA, SOURCE, crop_last_row, global_argmax, global_max
 
@@ -46,6 +46,7 @@ def _planted_scores(gen, trials, shape, mu):
 @register_check(
     name="planted_argmax_probability", source=SOURCE, area=AREA,
     prediction="P(max pooling routes to the planted score) = int phi(x-mu) Phi(x)^(n-1) dx",
+    unit="probability",
     controls={"window_misses_last_row": lambda: {"argmax": crop_last_row(global_argmax)}},
 )
 def check_planted_argmax_probability(seed: int, profile: str = "quick", argmax=global_argmax):
@@ -68,7 +69,14 @@ def check_planted_argmax_probability(seed: int, profile: str = "quick", argmax=g
                        predicted=head["predicted"], measured=head["measured"], ci=head["ci"],
                        p_value=min(p_values), margin=f"family-wise alpha {ALPHA}; quadrature error < 1e-10",
                        params={"trials": trials},
-                       details={"cells": cells}, started=started)
+                       details={"cells": cells, "figure": figure_spec(
+                           "max pooling routes to the planted score: measured against the quadrature",
+                           "predicted P (quadrature)", "measured P (Clopper-Pearson, 1 - ALPHA)",
+                           series("cells (n, mu) = " + ", ".join(f"({c['n']}, {c['mu']:g})" for c in cells),
+                                  [c["predicted"] for c in cells], [c["measured"] for c in cells],
+                                  [c["ci"][0] for c in cells], [c["ci"][1] for c in cells]),
+                           series("measured = predicted", [0.0, 1.0], [0.0, 1.0], style="predicted"))},
+                       started=started)
 
 
 def _sqrt_two_log_n(n: int) -> float:
@@ -81,6 +89,7 @@ def _sqrt_two_log_n(n: int) -> float:
     prediction="E[global max pool of n iid N(0,1)] = int x n phi Phi^(n-1) dx (2.3437 for n=64, "
                "2.8269 for 256) "
                "< sqrt(2 ln n)",
+    unit="score sd",
     controls={"sqrt_2_ln_n_formula": lambda: {"formula": _sqrt_two_log_n},
               "window_misses_last_row": lambda: {"pool": crop_last_row(global_max)}},
 )
@@ -102,4 +111,15 @@ def check_expected_max_gaussian(seed: int, profile: str = "quick", pool=global_m
                        n=trials * len(cells), test="one-sample t per n, Holm over n in {64, 256}",
                        predicted=head["predicted"], measured=head["measured"], ci=tuple(head["ci"]),
                        p_value=min(p_values), margin=f"family-wise alpha {ALPHA}", params={"trials": trials},
-                       details={"cells": cells}, started=started)
+                       details={"cells": cells, "figure": figure_spec(
+                           "global max pooling of n iid N(0, 1) scores: E[max] against n",
+                           "n (scores pooled)",
+                           "max (in score standard deviations)",
+                           series("measured mean (t-interval, 1 - ALPHA)", [c["n"] for c in cells],
+                                  [c["measured"] for c in cells], [c["ci"][0] for c in cells],
+                                  [c["ci"][1] for c in cells]),
+                           series("E[max] by quadrature", [c["n"] for c in cells],
+                                  [c["predicted"] for c in cells], style="predicted"),
+                           series("sqrt(2 ln n) (upper bound)", [c["n"] for c in cells],
+                                  [c["sqrt_2_ln_n"] for c in cells], style="predicted"), log_x=True)},
+                       started=started)

@@ -19,7 +19,7 @@ from scipy import stats
 
 from sparse_bench.blocks import (conv2d_im2col, from_linear_classifier, image_patches, maxpool_plan,
                                   pool_from_plan)
-from theory_checks.framework import ALPHA, by_profile, make_result, register_check
+from theory_checks.framework import ALPHA, by_profile, figure_spec, make_result, register_check, series
 
 from .convpool_checks_common import AREA, SOURCE, gamma
 
@@ -63,6 +63,7 @@ def _column_major_loader(coef, intercept, kernel_size, channels):
     prediction="a LogisticRegression fitted on patches, loaded into a one-channel conv, gives "
                "decision_function "
                "at every location (|diff| within float64 rounding)",
+    unit="× rounding bound",
     controls={"coef_loaded_column_major": lambda: {"loader": _column_major_loader}},
 )
 def check_logreg_patch_classifier_is_conv(seed: int, profile: str = "quick", loader=from_linear_classifier):
@@ -88,7 +89,10 @@ def check_logreg_patch_classifier_is_conv(seed: int, profile: str = "quick", loa
                        predicted=0.0,
                        measured=ratio, margin="bound: 2*gamma_26*(|coef||patch| + |intercept|)",
                        params={"images": images, "positive_patches": int(patch_labels.sum())},
-                       details={"train_accuracy": float(model.score(patches, patch_labels))}, started=started)
+                       details={"train_accuracy": float(model.score(patches, patch_labels)),
+                                "no_figure": "an identity exact in real arithmetic: the one number is the "
+                                "worst difference over its float64 rounding bound (<= 1 passes)"},
+                       started=started)
 
 
 def plan_global_max(scores: torch.Tensor) -> torch.Tensor:
@@ -140,6 +144,7 @@ def train_max_pool_detector(x, labels, gen, pool, steps: int, restarts: int) -> 
     prediction="one 5x5 kernel + global max pooling, trained (logistic loss) on image labels only, has "
                "cosine with "
                "the planted pattern far above a random direction's (one-sided null p < alpha)",
+    unit="cosine",
     controls={"pooled_values_detached": lambda: {"pool": detached_global_max}},
 )
 def check_global_maxpool_learns_planted_pattern(seed: int, profile: str = "quick", pool=plan_global_max):
@@ -161,4 +166,20 @@ def check_global_maxpool_learns_planted_pattern(seed: int, profile: str = "quick
                               f"null sd = {1 / math.sqrt(dim):.3f}",
                        params={"images": images, "steps": steps, "restarts": restarts,
                                "amplitude": AMPLITUDE},
-                       details={"final_training_losses": losses}, started=started)
+                       details={"final_training_losses": losses,
+                                "figure": _null_cosine_figure(cosine, threshold, dim)}, started=started)
+
+
+def _null_cosine_figure(cosine: float, threshold: float, dim: int) -> dict:
+    """The null density (1 - c^2)^((dim - 3) / 2) / B(1/2, (dim - 1) / 2) of the cosine of a random direction
+    in R^dim, the pass threshold and the learnt kernel's cosine."""
+    grid = np.linspace(-1.0, 1.0, 201)
+    log_beta = math.lgamma(0.5) + math.lgamma((dim - 1) / 2) - math.lgamma(dim / 2)  # log B(1/2, (dim-1)/2)
+    density = (1 - grid**2) ** ((dim - 3) / 2) / math.exp(log_beta)
+    top = float(density.max())
+    return figure_spec(f"learnt kernel vs planted pattern: cosine against a random direction in R^{dim}",
+                       "cosine with the planted pattern", "null density",
+                       series("null: random direction", grid.tolist(), density.tolist(), style="predicted"),
+                       series(f"pass threshold (null p = {ALPHA})", [threshold, threshold], [0.0, top],
+                              style="predicted"),
+                       series("learnt kernel", [cosine], [0.0]))

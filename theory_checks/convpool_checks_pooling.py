@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from sparse_bench.blocks import avgpool_plan, maxpool_plan, pool_from_plan
-from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, holm, make_result,
-                                     register_check)
+from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, figure_spec, holm,
+                                     make_result, register_check, series)
 
 from .convpool_checks_common import AREA, SOURCE, gamma
 
@@ -34,6 +34,7 @@ def plan_avg_pool(z, kernel, stride=None, padding=0):
     name="maxpool_commutes_with_monotone_activation", source=SOURCE, area=AREA,
     prediction="maxpool(g(z)) == g(maxpool(z)) exactly for non-decreasing g "
                "(relu, leaky_relu, hardtanh, relu6)",
+    unit="mismatched outputs",
     controls={"average_in_place_of_max": lambda: {"pool": plan_avg_pool}},
 )
 def check_maxpool_commutes(seed: int, profile: str = "quick", pool=plan_max_pool):
@@ -52,7 +53,10 @@ def check_maxpool_commutes(seed: int, profile: str = "quick", pool=plan_max_pool
                        profile=profile, n=outputs, test="bitwise equality on every output", predicted=0.0,
                        measured=mismatched,
                        margin="exact: a monotone g maps the selected element, fp rounding is monotone",
-                       details={"mismatches_per_case": per_case}, started=started)
+                       details={"mismatches_per_case": per_case,
+                                "no_figure": "bitwise equality on every output (a count of mismatches, 0 or "
+                                "the check fails); the count per activation and window is in the details"},
+                       started=started)
 
 
 def _shifted_window_avg(z, kernel, stride=None, padding=0):
@@ -64,6 +68,7 @@ def _shifted_window_avg(z, kernel, stride=None, padding=0):
     name="avgpool_jensen", source=SOURCE, area=AREA,
     prediction="avgpool(relu(z)) >= relu(avgpool(z)) on every window; strict iff the window has mixed signs, "
                "so for iid N(0,1) P(strict) = 1 - 2^(1-k^2)",
+    unit="probability",
     controls={"shifted_window": lambda: {"pool": _shifted_window_avg},
               "max_in_place_of_avg": lambda: {"pool": plan_max_pool}},
 )
@@ -95,7 +100,16 @@ def check_avgpool_jensen(seed: int, profile: str = "quick", pool=plan_avg_pool):
                        predicted=first["predicted"], measured=first["measured"], ci=first["ci"],
                        p_value=min(p_values),
                        margin=f"violations counted beyond 2*gamma_k2*avg|z|; CI level {1 - ALPHA}",
-                       details={"cells": cells, "violations": violations}, started=started)
+                       details={"cells": cells, "violations": violations, "figure": figure_spec(
+                           "Jensen for average pooling: share of windows where the inequality is strict",
+                           "window size k (k x k)", "P(avgpool(relu z) > relu(avgpool z))",
+                           series("measured (Clopper-Pearson, 1 - ALPHA)", [2, 3],
+                                  [cells[f"k={k}"]["measured"] for k in (2, 3)],
+                                  [cells[f"k={k}"]["ci"][0] for k in (2, 3)],
+                                  [cells[f"k={k}"]["ci"][1] for k in (2, 3)]),
+                           series("1 - 2^(1 - k^2)", [2, 3], [cells[f"k={k}"]["predicted"] for k in (2, 3)],
+                                  style="predicted"))},
+                       started=started)
 
 
 def _corner_plan(x, kernel, stride=None, padding=0):
@@ -119,6 +133,7 @@ def _avg_plan_wrong_weight(x, kernel, stride=None, padding=0):
     prediction="k x k stride-k max pool: gradient on exactly one input per window (fraction 1/k^2), "
                "exactly at "
                "maxpool_plan's token; average pool: grad/k^2 on every input, as avgpool_plan's weights say",
+    unit="fraction of inputs",
     controls={"max_routes_to_corner": lambda: {"max_plan": _corner_plan},
               "avg_weight_one_over_k": lambda: {"avg_plan": _avg_plan_wrong_weight}},
 )
@@ -155,4 +170,7 @@ def check_pooling_gradient_routing(seed: int, profile: str = "quick", max_plan=m
                        n=images * 2 * 16 * len(errors),
                        test="exact counts; avg gradient within 2 ulp (relative)", predicted=0.25,
                        measured=fractions[2], margin="exact for continuous inputs (no ties a.s.)",
-                       details={"per_k": errors, "fraction_nonzero": fractions}, started=started)
+                       details={"per_k": errors, "fraction_nonzero": fractions,
+                                "no_figure": "exact counts: the share of inputs with a gradient equals 1/k^2 "
+                                "and every gradient sits where the plan routes, or the check fails"},
+                       started=started)

@@ -46,6 +46,7 @@ def shift_cells() -> list[tuple[int, tuple[int, int]]]:
     prediction="P(k x k stride-k max-pool output unchanged by a shift) = Jaccard index of the windows: "
                "(k-s)/(k+s) "
                "axial, (k-1)^2/(2k^2-(k-1)^2) diagonal, k in {2,3,4}",
+    unit="probability",
     controls={"average_in_place_of_max": lambda: {"pool": global_avg},
               "overlap_over_window_formula": lambda: {"formula": _overlap_fraction}},
 )
@@ -98,6 +99,7 @@ def zero_padded_conv(x, weight):
     prediction="global max and average pooling of a circularly padded convolution are invariant to "
                "circular shifts "
                "of the input (exact; difference within fp32 rounding)",
+    unit="× rounding bound",
     controls={"zero_padding": lambda: {"conv": zero_padded_conv}},
 )
 def check_global_pool_circular_invariance(seed: int, profile: str = "quick", conv=circular_conv):
@@ -123,4 +125,6 @@ def check_global_pool_circular_invariance(seed: int, profile: str = "quick", con
                        n=images * 3 * 2 * 2, test="max |pool(x) - pool(roll(x))| / rounding bound <= 1",
                        predicted=0.0, measured=worst,
                        margin="bound: 2*gamma_K*max|w||x| (max), 2*gamma_{K+HW}*mean|w||x| (avg)",
+                       details={"no_figure": "an invariance exact in real arithmetic: the one number is the "
+                                "worst difference over its fp32 rounding bound (<= 1 passes)"},
                        started=started)

@@ -28,7 +28,8 @@ import torch
 from sparse_bench.distributed import rows_crossing, rows_per_owner
 from sparse_bench.routing import TopKRouter
 
-from .framework import ALPHA, by_profile, holm, holm_adjusted, make_result, one_sample_t, register_check
+from .framework import (ALPHA, by_profile, figure_spec, holm, holm_adjusted, make_result, one_sample_t,
+                        register_check, series)
 
 SOURCE = "expert-parallel all-to-all volume"
 AREA = "distributed"
@@ -84,6 +85,7 @@ def ratio_test(ratios: np.ndarray) -> tuple[float, float, float, float]:
     name="expert_parallel_bytes_sent", source=SOURCE, area=AREA,
     prediction="bytes one rank sends per forward = 2 T k d (W-1)/W * bytes_per_element in expectation, "
     "for uniformly random top-k routing (every W, every rank)",
+    unit="× predicted bytes",
     controls={
         "broadcast_every_row": lambda: {"split_rule": broadcast_every_row},
         "local_copy_counted": lambda: {"crossing": local_copy_counted},
@@ -124,6 +126,18 @@ def check_expert_parallel_bytes_sent(
         margin=f"{100 * (1 - ALPHA):.1f}% t interval of the worst (W, rank) cell; Holm-adjusted p",
         params={"tokens": BYTES_TOKENS, "experts": BYTES_EXPERTS, "k": BYTES_K, "world_sizes": list(BYTES_WORLD_SIZES),
                 "d_model": BYTES_D_MODEL, "bytes_per_element": BYTES_ELEMENT, "draws": draws},
-        details={"cells": cells, "worst_cell": {"world_size": worst["world_size"], "rank": worst["rank"]}},
+        details={"cells": cells, "worst_cell": {"world_size": worst["world_size"], "rank": worst["rank"]},
+                 "figure": _bytes_figure(cells, draws)},
         started=started,
     )
+
+
+def _bytes_figure(cells: list[dict], draws: int) -> dict:
+    """Measured / predicted bytes per (world size, rank) with its t-interval, against 1."""
+    labels = [f"W={c['world_size']} rank {c['rank']}" for c in cells]
+    return figure_spec(f"expert-parallel bytes sent per forward over 2 T k d (W-1)/W x bytes per element "
+                       f"({draws} draws)", "world size and rank", "measured / predicted bytes",
+                       series("mean over draws (t-interval, 1 - ALPHA)", labels,
+                              [c["mean_ratio"] for c in cells], [c["ci"][0] for c in cells],
+                              [c["ci"][1] for c in cells]),
+                       series("predicted: 1", labels, [1.0] * len(cells), style="predicted"))

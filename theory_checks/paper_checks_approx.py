@@ -34,7 +34,7 @@ from sparse_bench.dsm import LSHModel
 from sparse_bench.hashing import PStableHash
 from sparse_bench.targets import bump_family, random_polynomial, random_subspace, uniform_subspace_cube
 from theory_checks import cases_paper as cases
-from theory_checks.framework import ALPHA, by_profile, holm, make_result, register_check
+from theory_checks.framework import ALPHA, by_profile, figure_spec, holm, make_result, register_check, series
 
 from .paper_checks_common import AREA, RandomBucketHash, source
 
@@ -87,6 +87,7 @@ def farthest_in_bucket(z_train, ids_train, z_test, ids_test) -> torch.Tensor:
     name="paper_bucket_constant_error", source=source(6), area=AREA,
     prediction="|f(x) - bucket constant| <= L * bucket diameter; MSE ∝ w^2 "
     "(so ∝ T^{-2/k} in non-empty buckets T)",
+    unit="exponent",
     controls={"shuffled_constants": lambda: {"lsh_class": ShuffledConstantsLSH},
               "locality_free_buckets": lambda: {"lsh_class": random_bucket_lsh}},
 )
@@ -159,8 +160,25 @@ def check_bucket_constant_error(seed: int, profile: str = "quick", lsh_class=LSH
         f"{lo_alt:g} and {hi_alt:g}",
         params={"train": n_train, "test": n_test, "replicates": reps,
                 "bump_spacing": cases.APPROX_BUMP_SPACING},
-        details={"per_k": per_k, "max_error_over_bound": worst_ratio, "max_error_minus_bound": worst_excess},
+        details={"per_k": per_k, "max_error_over_bound": worst_ratio, "max_error_minus_bound": worst_excess,
+                 "figure": _alpha_figure(per_k, confidence)},
         started=started)
+
+
+def _alpha_figure(per_k: list[dict], confidence: float) -> dict:
+    """Per k: each replicate's fitted alpha and the mean's t-interval, against 2 and the excluded 1 and 3."""
+    ks = [pk["k"] for pk in per_k]
+    lo_alt, hi_alt = NEIGHBOUR_EXPONENTS
+    return figure_spec(
+        "Bucket-constant error: exponent alpha of A(w) = c w^alpha (1 - b w), per subspace dimension k",
+        "subspace dimension k", "alpha",
+        series("alpha per replicate", [pk["k"] for pk in per_k for _ in pk["per_replicate_alpha"]],
+               [a for pk in per_k for a in pk["per_replicate_alpha"]], group="replicates"),
+        series(f"mean alpha, t-interval at {confidence:.4f}", ks, [pk["alpha"][0] for pk in per_k],
+               [pk["alpha"][1] for pk in per_k], [pk["alpha"][2] for pk in per_k], group="mean"),
+        series("predicted alpha = 2", ks, [2.0] * len(ks), style="predicted", group="mean"),
+        *(series(f"excluded exponent {alt:g}", ks, [alt] * len(ks), style="predicted", group="excluded")
+          for alt in (lo_alt, hi_alt)))
 
 
 def _mse_ratio(model, x_test, y_test, var):
@@ -171,6 +189,7 @@ def _mse_ratio(model, x_test, y_test, var):
     name="paper_random_hash_routing", source=source(7), area=AREA,
     prediction="locality-free (random) hash routing keeps MSE at Var f (1 + E[1/n_b]) for every table size; "
     "LSH MSE falls as its buckets shrink",
+    unit="× Var f",
     controls={"lsh_as_random_router": lambda: {"random_router": "lsh"},
               "random_router_as_lsh": lambda: {"lsh_router": "random"}},
 )
@@ -232,4 +251,22 @@ def check_random_hash_routing(seed: int, profile: str = "quick", random_router="
         details={"random_mse_over_var_minus_prediction": gaps, "lsh_mse_over_var": lsh_ratios,
                  "lsh_mean_mse_over_var": [float(np.mean(r)) for r in lsh_ratios],
                  "random_p_values": p_values,
-                 "lsh_slopes": lsh_slopes, "lsh_slope_p_value": float(lsh_falls.pvalue)}, started=started)
+                 "lsh_slopes": lsh_slopes, "lsh_slope_p_value": float(lsh_falls.pvalue),
+                 "figures": _routing_figures(random_tests, gaps, lsh_ratios)}, started=started)
+
+
+def _routing_figures(random_tests, gaps: list, lsh_ratios: list) -> list[dict]:
+    """Random routing's gap per table size (t-interval, 1 - ALPHA) against 0; LSH's MSE / Var f per width."""
+    intervals = [t.confidence_interval(1 - ALPHA) for t in random_tests]
+    buckets = list(cases.ROUTING_BUCKETS)
+    return [
+        figure_spec("Locality-free routing: MSE / Var f - (1 + mean 1/n_b) per table size", "buckets",
+                    "gap (× Var f)",
+                    series("measured mean gap (t-interval)", buckets, [float(np.mean(g)) for g in gaps],
+                           [float(ci.low) for ci in intervals], [float(ci.high) for ci in intervals]),
+                    series("predicted gap 0", buckets, [0.0] * len(buckets), style="predicted"), log_x=True),
+        figure_spec("LSH routing: MSE / Var f per bucket width (prediction: falls as buckets shrink)",
+                    "bucket width w", "MSE / Var f",
+                    series("mean over replicates", list(cases.ROUTING_WIDTHS),
+                           [float(np.mean(r)) for r in lsh_ratios]), log_x=True, log_y=True),
+    ]

@@ -17,7 +17,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from sparse_bench.dsm import DSM, LSHModel, RandomFeaturesDense, knn_as_dsm
 from sparse_bench.targets import random_polynomial, uniform_cube, uniform_sphere
 from theory_checks import cases_paper as cases
-from theory_checks.framework import by_profile, make_result, register_check
+from theory_checks.framework import by_profile, figure_spec, make_result, register_check, series
 
 from .paper_checks_common import AREA, source
 
@@ -45,6 +45,7 @@ def _counted_multiply_adds(fn, x) -> float:
     name="paper_flops_per_input", source=source(9), area=AREA,
     prediction="LSH multiply-adds per input are the same for every table size (d * D per table); "
     "dense random features cost (d + 1) * width",
+    unit="max/min ratio",
     controls={"one_hot_lookup": lambda: {"lsh_class": OneHotLSHModel}},
 )
 def check_flops_per_input(seed: int, profile: str = "quick", lsh_class=LSHModel):
@@ -74,8 +75,24 @@ def check_flops_per_input(seed: int, profile: str = "quick", lsh_class=LSHModel)
         test="exact count of matrix-product multiply-adds (FlopCounterMode)",
         predicted=1.0, measured=spread, margin="exact: max/min LSH count over table sizes must be 1",
         params={"d": d, "num_hashes": hashes, "inputs": cases.FLOPS_INPUTS},
-        details={"lsh": lsh_rows, "dense": dense_rows, "lsh_flat": lsh_flat, "dense_exact": dense_exact},
+        details={"lsh": lsh_rows, "dense": dense_rows, "lsh_flat": lsh_flat, "dense_exact": dense_exact,
+                 "figure": _flops_figure(lsh_rows, dense_rows, d * hashes, d)},
         started=started)
+
+
+def _flops_figure(lsh_rows: list[dict], dense_rows: list[dict], lsh_predicted: int, d: int) -> dict:
+    """Counted multiply-adds per input: LSH against its buckets (flat), dense against its width (linear)."""
+    buckets, widths = [r["buckets"] for r in lsh_rows], [r["width"] for r in dense_rows]
+    return figure_spec(
+        "Multiply-adds per input counted by FlopCounterMode", "table size: LSH buckets / dense width",
+        "multiply-adds per input",
+        series("LSH, counted", buckets, [r["counted"] for r in lsh_rows], group="lsh"),
+        series("LSH: d * D for every table size", buckets, [lsh_predicted] * len(buckets), style="predicted",
+               group="lsh"),
+        series("dense, counted", widths, [r["counted"] for r in dense_rows], group="dense"),
+        series(f"dense: (d + 1) * width, d = {d}", widths, [(d + 1) * w for w in widths], style="predicted",
+               group="dense"),
+        log_x=True, log_y=True)
 
 
 def rounding_gamma(n: int) -> float:
@@ -94,6 +111,7 @@ def knn_without_bias(points, values, k):
 @register_check(
     name="paper_knn_is_dsm", source=source(13), area=AREA,
     prediction="knn_as_dsm(points, values, k) predicts exactly what k-NN regression predicts (ties aside)",
+    unit="mismatched queries",
     controls={"no_distance_bias": lambda: {"build": knn_without_bias}},
 )
 def check_knn_is_dsm(seed: int, profile: str = "quick", build=knn_as_dsm):
@@ -129,4 +147,7 @@ def check_knn_is_dsm(seed: int, profile: str = "quick", build=knn_as_dsm):
         test="exact comparison with sklearn KNeighborsRegressor(algorithm='brute')", predicted=0.0,
         measured=mismatches, margin="2 gamma_k max|v| absolute (float64 rounding of two k-term means); ties: "
         "squared distances within 2 gamma_(d+2) (max|q| + max|p|)^2",
-        params={"queries_per_case": queries}, details={"cases": rows}, started=started)
+        params={"queries_per_case": queries},
+        details={"cases": rows, "no_figure": "exact agreement with scikit-learn on every untied query (a "
+                 "count of mismatches, 0 or the check fails); per-case differences are in the details"},
+        started=started)

@@ -70,6 +70,7 @@ def _needed_width(f, k, eps, start, gen, seed, sampler):
     name="paper_dense_width_vs_epsilon", source=source(10), area=AREA,
     prediction="dense frozen-random-layer width needed for sup-error eps on bump families grows with "
     "slope >= k in log(width) vs log(1/eps)",
+    unit="slope",
     controls={"inputs_collapsed_to_diagonal": lambda: {"sampler": diagonal_inputs}},
 )
 def check_dense_width_vs_epsilon(seed: int, profile: str = "quick", sampler=uniform_cube):
@@ -100,13 +101,34 @@ def check_dense_width_vs_epsilon(seed: int, profile: str = "quick", sampler=unif
         alpha=SLOPE_ALPHA, margin="one-sided: the upper (1 - SLOPE_ALPHA) bound of the slope must be >= k "
         "(lower bound Omega((L/eps)^k)); no width may hit the cap",
         params={"train": cases.BUMP_TRAIN, "grid": cases.BUMP_GRID, "replicates": reps,
-                "width_step": cases.BUMP_WIDTH_STEP}, details={"cases": rows}, started=started)
+                "width_step": cases.BUMP_WIDTH_STEP},
+        details={"cases": rows, "figure": _width_figure(rows)}, started=started)
+
+
+def _width_figure(rows: list[dict]) -> dict:
+    """Needed width against 1/eps per k (every replicate), the fitted line, and slope k (the lower bound)
+    drawn through the fit's first point."""
+    curves = []
+    for row in rows:
+        k, xs = row["k"], sorted(set(row["inv_eps"]))
+        log_x, log_y = np.log(row["inv_eps"]), np.log(row["widths"])
+        fit_at = float(np.exp(log_y.mean() - row["slope"] * log_x.mean()))  # the least-squares line at x = 1
+        fitted = [fit_at * x ** row["slope"] for x in xs]
+        curves += [
+            series(f"k={k}: needed width per replicate", row["inv_eps"], row["widths"], group=f"k{k}"),
+            series(f"k={k}: fitted slope {row['slope']:.2f}", xs, fitted, style="predicted", group=f"k{k}"),
+            series(f"k={k}: slope k = {k} (lower bound)", xs, [fitted[0] * (x / xs[0]) ** k for x in xs],
+                   style="predicted", group=f"k{k} bound"),
+        ]
+    return figure_spec("Dense frozen random features: width needed for sup-error eps on bump families",
+                       "1 / eps", "needed width", *curves, log_x=True, log_y=True)
 
 
 @register_check(
     name="paper_lsh_vs_dense_buckets", source=source(12), area=AREA,
     prediction="LSH model MSE falls monotonically as its buckets multiply; "
     "paper: beats dense from ~2048 buckets",
+    unit="slope",
     controls={"random_hash_router": lambda: {"router": "random"}},
 )
 def check_lsh_vs_dense_buckets(seed: int, profile: str = "quick", router="pstable"):

@@ -73,6 +73,7 @@ def _hash_on_subspace(make_hash, d, D, width, basis, z, seed):
 @register_check(
     name="paper_lemma42_diameter_flat_in_d", source=source(4), area=AREA,
     prediction="max bucket diameter on a k-dim subspace / w does not depend on d (slope 0 against log d)",
+    unit="slope",
     controls={"unit_norm_directions": lambda: {"make_hash": unit_direction_pstable}},
 )
 def check_lemma42_diameter(seed: int, profile: str = "quick", make_hash=PStableHash):
@@ -168,6 +169,7 @@ def exact_disk_regions(proj: torch.Tensor, offsets: torch.Tensor, width: float) 
 @register_check(
     name="paper_bucket_count_vs_width", source=source(5), area=AREA,
     prediction="non-empty buckets on a k-dim subspace grow like (1/w)^k (slope k = 2), not (1/w)^{Ck}",
+    unit="slope",
     controls={"width_squared": lambda: {"make_hash": squared_width_pstable}},
 )
 def check_bucket_count_vs_width(seed: int, profile: str = "quick", make_hash=PStableHash):
@@ -209,7 +211,21 @@ def check_bucket_count_vs_width(seed: int, profile: str = "quick", make_hash=PSt
         params={"d": d, "k": k, "D": D, "widths": cases.COUNT_WIDTHS, "samples": samples, "replicates": reps},
         details={"inv_width": inv_w, "counts": counts, "expected": expected, "sampled_counts": sampled,
                  "ratio_slope": [r_slope, r_lo, r_hi], "codes_disagreeing_with_geometry": disagreements,
-                 "asymptotic_slope": k, "finite_width_expected_slope": e_slope}, started=started)
+                 "asymptotic_slope": k, "finite_width_expected_slope": e_slope,
+                 "figure": _count_figure(inv_w, counts, expected, sampled, slope)}, started=started)
+
+
+def _count_figure(inv_w: list, counts: list, expected: list, sampled: list, slope: float) -> dict:
+    """Exact bucket counts of every replicate against 1/w, beside the mean expected (Euler) count per
+    width."""
+    widths = sorted(set(inv_w))
+    mean_expected = [float(np.mean([e for x, e in zip(inv_w, expected) if x == v])) for v in widths]
+    return figure_spec(
+        "Buckets meeting the unit disk of the subspace vs 1 / width", "1 / width", "buckets (log scale)",
+        series(f"exact count per replicate (fitted slope {slope:.3f})", inv_w, counts),
+        series("sampled distinct buckets per replicate", inv_w, sampled),
+        series("expected count (Euler, mean over replicates)", widths, mean_expected, style="predicted"),
+        log_x=True, log_y=True)
 
 
 def interval_buckets(h: PStableHash) -> torch.Tensor:
@@ -233,7 +249,7 @@ def _cubed_uniform(n, gen):
 
 @register_check(
     name="paper_uncovered_buckets", source=source(8), area=AREA,
-    prediction="E[# buckets with no training sample] = sum_b (1 - p_b)^N",
+    prediction="E[# buckets with no training sample] = sum_b (1 - p_b)^N", unit="buckets",
     controls={"non_uniform_sampler": lambda: {"sample": _cubed_uniform}},
 )
 def check_uncovered_buckets(seed: int, profile: str = "quick", sample=None):
@@ -273,4 +289,18 @@ def check_uncovered_buckets(seed: int, profile: str = "quick", sample=None):
         margin="none beyond the z-tests (exact expectation and variance)",
         params={"buckets": B, "replicates": reps, "hashes": cases.COVERAGE_HASHES,
                 "width": cases.COVERAGE_WIDTH},
-        details={"rows": rows, "midpoints_hash_to_distinct_buckets": consistent}, started=started)
+        details={"rows": rows, "midpoints_hash_to_distinct_buckets": consistent,
+                 "figure": _uncovered_figure(rows, reps, B)}, started=started)
+
+
+def _uncovered_figure(rows: list[dict], reps: int, buckets: int) -> dict:
+    """Mean uncovered buckets per training-set size (normal interval from the exact variance, 1 - ALPHA)."""
+    z = stats.norm.ppf(1 - ALPHA / 2)
+    sizes = [r["N"] for r in rows]
+    return figure_spec(
+        f"Buckets without a training sample ({buckets} buckets, {reps} training sets per size)",
+        "training samples N", "uncovered buckets",
+        series("measured mean (exact-variance interval)", sizes, [r["observed_mean"] for r in rows],
+               [r["observed_mean"] - z * r["sd"] / math.sqrt(reps) for r in rows],
+               [r["observed_mean"] + z * r["sd"] / math.sqrt(reps) for r in rows]),
+        series("sum_b (1 - p_b)^N", sizes, [r["expected"] for r in rows], style="predicted"), log_x=True)

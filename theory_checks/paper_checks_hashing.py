@@ -32,7 +32,7 @@ def _holm_summary(cells: list[dict]) -> tuple[bool, float]:
 
 @register_check(
     name="paper_simhash_collision_law", source=source(1), area=AREA,
-    prediction="P[all m SimHash bits agree] = (1 - theta/pi)^m for any d",
+    prediction="P[all m SimHash bits agree] = (1 - theta/pi)^m for any d", unit="probability",
     controls={"biased_directions": lambda: {"make_hash": biased_simhash},
               "cube_directions": lambda: {"make_hash": cube_simhash}},
 )
@@ -95,6 +95,7 @@ def pstable_collision_probability(r: float) -> float:
 @register_check(
     name="paper_pstable_collision_law", source=source(2), area=AREA,
     prediction="P[D p-stable hashes agree] = p(w/c)^D, p(r) = 2Phi(r) - 1 - 2(1 - e^{-r^2/2})/(sqrt(2 pi) r)",
+    unit="probability",
     controls={"offsets_quarter_range": lambda: {"make_hash": quarter_offset_pstable}},
 )
 def check_pstable_collision_law(seed: int, profile: str = "quick", make_hash=PStableHash):
@@ -156,6 +157,7 @@ def _feasible_patterns(normals: np.ndarray) -> list[tuple[np.ndarray, np.ndarray
     name="paper_cover_region_count", source=source(3), area=AREA,
     prediction="m central hyperplanes in R^d: at most 2 sum_{i<d} C(m-1,i) SimHash buckets (2^m if m <= d), "
     "all reached",
+    unit="regions",
     controls={"affine_hyperplanes": lambda: {"make_hash": affine_simhash}},
 )
 def check_cover_region_count(seed: int, profile: str = "quick", make_hash=SimHash):
@@ -184,4 +186,17 @@ def check_cover_region_count(seed: int, profile: str = "quick", make_hash=SimHas
         "paper_cover_region_count", passed=passed, seed=seed, profile=profile, n=samples * len(rows),
         test="exact counts: sampled <= Cover, LP-feasible == Cover, LP points bucket to their pattern",
         predicted=worst["cover"], measured=worst["sampled_regions"], margin="exact (no tolerance)",
-        params={"samples_per_case": samples}, details={"cases": rows}, started=started)
+        params={"samples_per_case": samples}, details={"cases": rows, "figure": _cover_figure(rows, samples)},
+        started=started)
+
+
+def _cover_figure(rows: list[dict], samples: int) -> dict:
+    """Per (d, m): Cover's count against the LP count of regions and the buckets sampled points reached."""
+    cases = [f"d={r['d']} m={r['m']}" for r in rows]
+    return figure_spec(
+        "SimHash buckets of m central hyperplanes in R^d: Cover's count vs regions found", "case",
+        "regions (log scale)",
+        series("Cover's count 2 sum_{i<d} C(m-1, i)", cases, [r["cover"] for r in rows], style="predicted"),
+        series("regions found by linear programming", cases, [r["lp_regions"] for r in rows]),
+        series(f"buckets reached by {samples} Gaussian points", cases, [r["sampled_regions"] for r in rows]),
+        log_y=True)

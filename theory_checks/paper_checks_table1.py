@@ -26,7 +26,8 @@ from scipy import stats
 from sparse_bench.dsm import RandomFeaturesDense, TopKDSM
 from sparse_bench.targets import hypercube_function, random_polynomial, uniform_cube
 from theory_checks import cases_paper as cases
-from theory_checks.framework import ALPHA, by_profile, holm, make_result, register_check, replicate_seed
+from theory_checks.framework import (ALPHA, by_profile, figure_spec, holm, make_result, register_check,
+                                     replicate_seed, series)
 
 from .paper_checks_common import AREA, source
 
@@ -82,6 +83,7 @@ def _one_sided(log_ratios: list[float]) -> dict:
     name="paper_table1_shape", source=source(11), area=AREA,
     prediction="at equal FLOPs top-K DSMs (50%, 25% active) beat the dense model, and their error falls as "
     "total width grows (paper's Table 1)",
+    unit="MSE ratio",
     controls={"input_independent_mask": lambda: {"make_dsm": FixedMaskDSM}},
 )
 def check_table1_shape(seed: int, profile: str = "quick", make_dsm=TopKDSM):
@@ -134,7 +136,8 @@ def check_table1_shape(seed: int, profile: str = "quick", make_dsm=TopKDSM):
         "mean over seeds, targets and FLOP levels, CI at 1 - ALPHA",
         params={"active_units": levels, "flops": [(cases.TABLE1_D + 1) * s for s in levels],
                 "seeds": n_seeds},
-        details={"table": _table1_rows(table, levels), "tests": tests, "our_table": table,
+        details={"table": _table1_rows(table, levels), "figures": _table1_figures(table, levels, n_seeds),
+                 "tests": tests, "our_table": table,
                  "paper_table1": cases.TABLE1_PAPER,
                  "paper_dense_largest_over_smallest": paper_dense_ratio,
                  "dense_flat_in_paper_vs_ours": {
@@ -142,6 +145,24 @@ def check_table1_shape(seed: int, profile: str = "quick", make_dsm=TopKDSM):
                              ours=table[t]["dense_trend_largest_over_smallest"]["ratio"])
                      for t in table}},
         started=started)
+
+
+def _table1_figures(table: dict, levels, n_seeds: int) -> list[dict]:
+    """Per target: eval MSE / Var f of each model against FLOPs per input (mean over seeds, ± one sd)."""
+    flops = [(cases.TABLE1_D + 1) * s for s in levels]
+    figures = []
+    for target, entry in table.items():
+        curves = []
+        for label in MODELS:
+            cells = [entry["rows"][label][str(f)] for f in flops]
+            mean = [c["mean_over_var"] for c in cells]
+            sd = [c["sd"] / entry["var_f"] for c in cells]
+            curves.append(series(f"{label} (mean ± sd over {n_seeds} seeds)", flops, mean,
+                                 [m - s for m, s in zip(mean, sd)], [m + s for m, s in zip(mean, sd)]))
+        figures.append(figure_spec(f"Table 1 shape, {target} target: eval MSE at equal FLOPs (prediction: "
+                                   "DSMs below dense, falling with FLOPs)", "FLOPs per input (d + 1) s",
+                                   "eval MSE / Var f", *curves, log_x=True))
+    return figures
 
 
 def _table1_rows(table: dict, levels) -> dict:

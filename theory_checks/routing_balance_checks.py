@@ -49,6 +49,7 @@ def _rows_only_sinkhorn(num_experts, temperature):
     name="sinkhorn_marginals", source=SOURCE, area=AREA,
     prediction="the scaled matrix P = diag(u) exp(X / temperature) diag(v) has row sums 1/T (to the router's "
     "tol) and column sums 1/E (to float64 rounding)",
+    unit="× row tolerance",
     controls={
         "one_iteration": lambda: {"make_router": lambda E, tau: _sinkhorn(E, tau, iterations=1)},
         "rows_only": lambda: {"make_router": _rows_only_sinkhorn},
@@ -93,8 +94,21 @@ def check_sinkhorn_marginals(seed: int, profile: str = "quick", make_router=_sin
         margin="row error / tol (<= 1 passes); column error <= 4 T eps; structure residual within its bound",
         params={"cases": cases.SINKHORN_CASES, "temperatures": cases.SINKHORN_MARGINAL_TEMPERATURES,
                 "tol": cases.SINKHORN_TOL, "iterations": cases.SINKHORN_ITERATIONS, "draws": draws},
-        details={"cells": rows}, started=started,
+        details={"cells": rows, "figure": _marginals_figure(rows)}, started=started,
     )
+
+
+def _marginals_figure(rows: list[dict]) -> dict:
+    """Each cell's row and column marginal errors over their bounds (1 = the bound), log scale."""
+    cells = [f"T={r['T']} E={r['E']} τ={r['temperature']}" for r in rows]
+    return figure_spec(
+        "Sinkhorn marginal errors over their bounds, per (T, E, temperature)", "cell",
+        "max error / bound (log scale)",
+        series("rows: |T rowsum - 1| / tol", cells, [r["row_error"] / r["row_tol"] for r in rows]),
+        series("columns: |E colsum - 1| / 4 T eps", cells,
+               [r["column_error"] / r["column_tol"] for r in rows]),
+        series("bound (pass iff every point is below)", cells, [1.0] * len(rows), style="predicted"),
+        log_y=True)
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -102,6 +116,7 @@ def check_sinkhorn_marginals(seed: int, profile: str = "quick", make_router=_sin
     name="sinkhorn_max_load", source=SOURCE, area=AREA,
     prediction="on the same skewed logits, Sinkhorn top-1's max load is below greedy top-1's, and falls "
     "toward T k / E as the temperature falls (1 -> 0.3 -> 0.1)",
+    unit="tokens",
     controls={
         "rows_only": lambda: {"make_router": _rows_only_sinkhorn},
         "one_iteration": lambda: {"make_router": lambda E, tau: _sinkhorn(E, tau, iterations=1)},
@@ -159,6 +174,7 @@ def _hash_router(num_experts, seed):
     name="hash_loads_multinomial", source=SOURCE, area=AREA,
     prediction="with a random hash table, T distinct random token ids give Multinomial(T; 1/E) expert loads: "
     "one expert's load ~ Binomial(T, 1/E) and the max load follows the exact multinomial maximum",
+    unit="tokens",
     controls={
         "modulo_biased_table": lambda: {"make_router": lambda E, s: broken.ModuloBiasedHashRouter(E, seed=s)},
         "skips_last_expert": lambda: {
@@ -193,7 +209,13 @@ def check_hash_loads_multinomial(seed: int, profile: str = "quick", make_router=
         predicted=fit["exact_mean"], measured=float(maxima.mean()),
         p_value=min(holm_adjusted([p_first, p_max])),
         params={"T": T, "E": E, "tables": tables, "vocab": cases.HASH_VOCAB},
-        details={"p_expert0_binomial": p_first, "p_max_load": p_max, "mean_expert0_load": first.mean()},
+        details={"p_expert0_binomial": p_first, "p_max_load": p_max, "mean_expert0_load": first.mean(),
+                 "figure": figure_spec(
+                     f"max expert load of random hash tables (T={T} random ids, E={E}, {tables} tables)",
+                     "max load (tokens)", "tables",
+                     series("observed", fit["values"], fit["observed"], style="bar"),
+                     series("exact multinomial max x tables", fit["values"], [tables * p for p in fit["pmf"]],
+                            style="predicted"))},
         started=started,
     )
 
@@ -213,6 +235,7 @@ def _balanced_router(num_experts, seed, token_frequencies):
     name="hash_balanced_table_zipf", source=SOURCE, area=AREA,
     prediction="on Zipf-distributed tokens, a balanced hash table (built from the token frequencies) gives a "
     "lower max expert load than a random table with the same seed",
+    unit="probability",
     controls={"misaligned_frequencies": lambda: {"make_balanced": broken.misaligned_balanced_router}},
 )
 def check_hash_balanced_table_zipf(seed: int, profile: str = "quick", make_balanced=_balanced_router):
@@ -261,6 +284,7 @@ def _simhash_router(d_model, num_experts, seed):
     name="lsh_routing_angle_collision", source=SOURCE, area=AREA,
     prediction="two tokens at angle theta share an expert of a SimHash LSHRouter (E = 2^m experts, m bits) "
     "with probability (1 - theta/pi)^m: close tokens share more than far ones",
+    unit="probability",
     controls={
         "repeated_hyperplane": lambda: {"make_router": broken.repeated_hyperplane_lsh},
         "locality_free_input_hash": lambda: {"make_router": broken.input_hash_lsh},

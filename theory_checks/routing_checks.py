@@ -65,7 +65,7 @@ def _collapsed_logits(gen, T, E, k, margin):
 @register_check(
     name="switch_loss_balanced_and_collapsed", source=SOURCE, area=AREA,
     prediction="Switch loss E*sum_i f_i P_i = 1 for balanced top-k plans, and E/k when every token picks the "
-    "same k experts (E for top-1 collapse)",
+    "same k experts (E for top-1 collapse)", unit="relative error",
     controls={"loss_missing_factor_E": lambda: {
         "make_router": lambda E, k: broken.MissingFactorLossTopK(GATE_DIM, E, k=k)}},
 )
@@ -104,7 +104,8 @@ def check_switch_loss_balanced_and_collapsed(seed: int, profile: str = "quick", 
         predicted=0.0, measured=head["max_rel_dev"], ci=(0.0, head["tol"]),
         margin="|loss - prediction| / prediction <= 4 (T + E) eps (+ (E - k) e^-(margin-1) for collapse)",
         params={"cases": cases.SWITCH_LOSS_CASES, "draws": draws, "collapse_margin": margin},
-        details={"cells": rows}, started=started,
+        details={"cells": rows, "no_figure": "exact identities: every cell's relative deviation lies within "
+                 "its float64 rounding bound or the check fails (cells in the details)"}, started=started,
     )
 
 
@@ -112,7 +113,7 @@ def check_switch_loss_balanced_and_collapsed(seed: int, profile: str = "quick", 
 @register_check(
     name="switch_loss_random_expectation", source=SOURCE, area=AREA,
     prediction="for iid logits, E[Switch loss] = 1 + (E m_k / k - 1) / T, with m_k = E[top-k softmax mass of "
-    "one token]",
+    "one token]", unit="loss",
     controls={"loss_squared_fractions": lambda: {
         "make_router": lambda E, k: broken.SquaredFractionLossTopK(GATE_DIM, E, k=k)}},
 )
@@ -146,7 +147,13 @@ def check_switch_loss_random_expectation(seed: int, profile: str = "quick", make
         p_value=min(holm_adjusted(p_values)),
         params={"T": T, "E": E, "batches": batches,
                 "logits": f"iid Uniform[0, {cases.SWITCH_LOSS_LOGIT_SPAN})"},
-        details={"cells": rows}, started=started,
+        details={"cells": rows, "figure": figure_spec(
+            f"Switch loss of iid logits against its expectation (T={T}, E={E}, {batches} batches)",
+            "k (experts per token)", "mean Switch loss",
+            series("measured mean (t interval, 1 - ALPHA)", [r["k"] for r in rows],
+                   [r["measured"] for r in rows], [r["ci"][0] for r in rows], [r["ci"][1] for r in rows]),
+            series("1 + (E m_k / k - 1) / T", [r["k"] for r in rows], [r["predicted"] for r in rows],
+                   style="predicted"))}, started=started,
     )
 
 
@@ -155,6 +162,7 @@ def check_switch_loss_random_expectation(seed: int, profile: str = "quick", make
     name="capacity_drops_uniform_random", source=SOURCE, area=AREA,
     prediction="dropped fraction = E * E[(Binomial(T, k/E) - C)_+] / (T k) with C = ceil(cf T k / E), for "
     "top-1 and top-2 over a grid of capacity factors; no expert keeps more than C",
+    unit="fraction dropped",
     controls={
         "ignores_capacity": lambda: {"make_router": lambda E, k, cf: broken.CapacityIgnoringTopK(
             GATE_DIM, E, k=k, capacity_factor=cf)},
@@ -237,6 +245,7 @@ def _drops_figure(rows: list[dict]) -> dict:
     name="max_load_uniform_random", source=SOURCE, area=AREA,
     prediction="the max expert load of uniformly random top-1 routing follows the exact distribution of the "
     "maximum of a Multinomial(T; 1/E, ..., 1/E) (computed by Poisson conditioning, not simulated)",
+    unit="tokens",
     controls={"quantized_ties_to_first": lambda: {
         "make_router": lambda E: broken.QuantizedTieToFirstTopK(GATE_DIM, E, k=1)}},
 )
@@ -300,7 +309,7 @@ def _expert_choice_violations(plan, logits: torch.Tensor, capacity: int) -> list
 @register_check(
     name="expert_choice_exact_capacity", source=SOURCE, area=AREA,
     prediction="expert choice gives every expert exactly C = min(ceil(cf T / E), T) distinct tokens, its C "
-    "highest-probability ones; experts per token has mean c = C E / T",
+    "highest-probability ones; experts per token has mean c = C E / T", unit="experts per token",
     controls={
         "capacity_plus_one": lambda: {"make_router": lambda E, cf: broken.CapacityPlusOneExpertChoice(
             GATE_DIM, E, capacity_factor=cf)},
@@ -336,5 +345,7 @@ def check_expert_choice_exact_capacity(seed: int, profile: str = "quick", make_r
         predicted=rows[0]["predicted_mean"], measured=rows[0]["measured_mean"],
         margin="exact (integer counts)",
         params={"cases": cases.EXPERT_CHOICE_CASES, "draws": draws, "logits": "iid N(0, 4)"},
-        details={"cells": rows, "failures": failures[:20]}, started=started,
+        details={"cells": rows, "failures": failures[:20],
+                 "no_figure": "exact identities on integer counts: every expert holds exactly C tokens and "
+                 "the mean experts per token is C E / T, or the check fails"}, started=started,
     )
