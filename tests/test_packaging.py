@@ -1,14 +1,15 @@
 """The package metadata matches the code, checked from the source tree (no virtualenv is built).
 
-Dependencies: every import in ``sparse_bench/`` and ``theory_checks/``, at module level or inside a function (a
-lazy import is needed as soon as its function runs, e.g. the report's jinja2), must come from the standard
+Dependencies: every import in ``sparse_bench/`` and ``theory_checks/``, at module level or inside a function
+(a lazy import is needed as soon as its function runs, e.g. the report's jinja2), must come from the standard
 library, the project itself or a declared runtime dependency. Exceptions: an import guarded by
-``try: ... except ImportError`` (the code copes without it), and the modules in ``OPTIONAL``, which belong to a
-named extra. The pytest adapters of the theory checks and ``tests/`` may also use the ``test`` and ``peers``
-extras. Conversely every runtime dependency must be imported by the library or the checks, so an unused pin fails.
+``try: ... except ImportError`` (the code copes without it), and the modules in ``OPTIONAL``, which belong to
+a named extra. The pytest adapters of the theory checks and ``tests/`` may also use the ``test`` and ``peers``
+extras. Conversely every runtime dependency must be imported by the library or the checks, so an unused pin
+fails.
 
-Layout: ``packages.find`` picks up every directory of Python modules under the two packages, and every data file
-there is matched by ``package-data``, so a plain ``pip install .`` ships all of it.
+Layout: ``packages.find`` picks up every directory of Python modules under the two packages, and every data
+file there is matched by ``package-data``, so a plain ``pip install .`` ships all of it.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from setuptools import find_packages
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 PACKAGES = ("sparse_bench", "theory_checks")
-# Imported without a guard, but only by features that need an extra: HF blocks for from_hf and the ratio table's
-# HF peer, pytest for the pytest integration of sparse_bench.testing (whose users run pytest anyway).
+# Imported without a guard, but only by features that need an extra: HF blocks for from_hf and the ratio
+# table's HF peer, pytest for the pytest integration of sparse_bench.testing (whose users run pytest anyway).
 OPTIONAL = {"transformers": "peers", "pytest": "test"}
 
 
@@ -86,7 +87,7 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def is_pytest_adapter(path: Path) -> bool:
-    """The theory checks' pytest glue, which runs under pytest only (``sparse-bench run`` never imports it)."""
+    """The theory checks' pytest glue, run by pytest only (``sparse-bench run`` never imports it)."""
     return path.name.startswith("test_") or path.name == "conftest.py" or path.name == "pytest_support.py"
 
 
@@ -175,7 +176,7 @@ def test_find_packages_covers_every_module_directory():
     assert set(PACKAGES) <= found, f"packages.find misses {set(PACKAGES) - found}"
     module_dirs = {".".join(p.parent.relative_to(ROOT).parts) for p in sources(*PACKAGES)}
     missing = sorted(module_dirs - found)
-    assert not missing, f"directories of modules that pip install . would leave out (no __init__.py?): {missing}"
+    assert not missing, f"module directories that pip install . would leave out (no __init__.py?): {missing}"
 
 
 def test_package_data_covers_every_data_file():
