@@ -188,6 +188,8 @@ def test_findings_are_shown_at_the_top(built):
     assert html.index('id="findings-table"') < html.index('id="verdict-table"')
     assert "not reproduced" in findings and "the layer is twice as fast" in findings
     assert "1.4 [1.3, 1.5] speedup" in findings and "speedup: 2" in findings
+    card = section(html, "finding-fixture_finding")
+    assert "Read as:</b> speedup over the dense layer at equal FLOPs" in card and "1/64 of the paper" in card
 
 
 def test_tables_are_sortable_and_filterable_by_an_inline_script(built):

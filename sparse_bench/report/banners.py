@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from .cells import fmt
 from .inputs import FILL_COMMANDS, ReportInputs
 
-# On an idle machine the 95% intervals of the quick ratio table span a few percent of R; a contended run's
-# spread to several times R (README, Speed). A median above 10% says most of the run's ratios are blurred.
+# A ratio whose 95% interval spans more than a tenth of it cannot be placed against the speed targets, which
+# are a few tenths apart (R <= 1.15 forward, R <= 1.3 forward + backward); a median above that says most of
+# the run's ratios are blurred. (A contended run's intervals span several times R.)
 NOISY_MEDIAN_RELATIVE_WIDTH = 0.10
 LISTED = 12  # items named in a banner's list before "... and N more"
 

@@ -47,11 +47,11 @@ def record_commit(record: dict) -> str | None:
     return (record.get("versions") or {}).get("git_commit")
 
 
-def anchors(names) -> dict[str, str]:
-    """name -> an HTML id for its section ("check-" + the name's letters, digits, _ and -; unique)."""
+def anchors(names, prefix: str = "check-") -> dict[str, str]:
+    """name -> an HTML id for its section (``prefix`` + the name's letters, digits, _ and -; unique)."""
     out, used = {}, set()
     for name in sorted(names):
-        slug = "check-" + (re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "unnamed")
+        slug = prefix + (re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-") or "unnamed")
         candidate, i = slug, 2
         while candidate in used:
             candidate, i = f"{slug}-{i}", i + 1
@@ -158,16 +158,19 @@ def _source_value(value) -> str:
 
 
 def finding_rows(findings: dict) -> list[dict]:
-    """The re-measured published claims, not reproduced first, then inconclusive, then reproduced."""
+    """The re-measured published claims, not reproduced first, then inconclusive, then reproduced; each with
+    its figures and tables."""
     order = {"not reproduced": 0, "inconclusive": 1, "reproduced": 2}
+    ids, figures = anchors(findings, prefix="finding-"), check_figures(findings)
     rows = []
     for name, r in findings.items():
-        rows.append({"name": name, "verdict": r["verdict"], "verdict_class": r["verdict"].replace(" ", "-"),
-                     "claim": r.get("claim", ""), "source": r.get("source", ""),
-                     "reading": r.get("reading", ""),
+        rows.append({"name": name, "id": ids[name], "verdict": r["verdict"],
+                     "verdict_class": r["verdict"].replace(" ", "-"), "claim": r.get("claim", ""),
+                     "source": r.get("source", ""), "reading": r.get("reading", ""),
                      "source_value": _source_value(r.get("source_value")),
                      "measured": measured_cell(r, r.get("unit")), "decision": r.get("decision", ""),
-                     "scale": r.get("scale", "")})
+                     "scale": r.get("scale", ""), "training": r.get("training", ""),
+                     "figures": figures.get(name, []), "tables": detail_tables(r)})
     rows.sort(key=lambda row: (order.get(row["verdict"], 3), row["name"]))
     return rows
 

@@ -51,11 +51,12 @@ def figure_style():
         yield
 
 
-def new_figure(width: float = FIGURE_SIZE[0], height: float = FIGURE_SIZE[1], **subplots):
+def new_figure(width: float = FIGURE_SIZE[0], height: float = FIGURE_SIZE[1], layout: str | None = None,
+               **subplots):
     """(Figure, axes) without pyplot: nothing global is created or kept. Call inside ``figure_style()``."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height))
+    fig = Figure(figsize=(width, height), layout=layout)
     return fig, fig.subplots(**subplots)
 
 

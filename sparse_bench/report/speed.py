@@ -169,15 +169,14 @@ def ratio_figure(records: list[dict]) -> EmbeddedFigure | None:
     labels = list(dict.fromkeys(_label(r) for r in latest))  # one row per grid point, in measuring order
     peers = sorted({p for r in latest for p, v in r.get("peers", {}).items() if "ratio_to_floor" in v})
     with figure_style():
-        fig, axes = new_figure(5.2 * len(directions) + 1.6, 0.32 * len(labels) + 1.9, ncols=len(directions),
-                               sharey=True, squeeze=False)
+        fig, axes = new_figure(5.2 * len(directions) + 1.6, 0.32 * len(labels) + 2.4, layout="constrained",
+                               ncols=len(directions), sharey=True, squeeze=False)
         for ax, direction in zip(axes[0], directions):
             _ratio_panel(ax, [r for r in latest if r.get("direction", "") == direction], labels, peers)
             ax.set_title(DIRECTION_TITLES.get(direction, direction), fontsize=11)
         axes[0][0].set_yticks(range(len(labels)), labels, fontsize=8)
         handles, names = axes[0][0].get_legend_handles_labels()
-        fig.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8, frameon=False,
-                   bbox_to_anchor=(0.5, -0.02 - 0.3 / max(len(labels), 1)))
+        fig.legend(handles, names, loc="outside lower center", ncol=len(names), fontsize=8, frameon=False)
         fig.suptitle("MoE layer time relative to the GEMM floor: R = t / t_floor (lower is better)",
                      fontsize=11)
         uri = to_data_uri(fig)
