@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: test report venv clean
+.PHONY: test report venv clean device-deps
 
 venv: $(STAMP)
 
@@ -24,3 +24,7 @@ report: $(STAMP)
 
 clean:
 	rm -rf reports/index.html results/
+
+# Pure-Python dependencies for scripts/device_check.sh, carried to a GPU machine that reaches no package index.
+device-deps: $(STAMP)
+	$(PY) -m pip install --quiet --no-deps --target .device-deps click==8.5.1 threadpoolctl==3.8.0 py-cpuinfo2==10.1.1

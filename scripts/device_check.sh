@@ -9,15 +9,17 @@
 #   3. the crossovers behind dispatch="auto" on CUDA (sorted/padded, and the opt-in grouped GEMM over sorted),
 #      forward and forward+backward, bf16 then fp32: not measured yet, so choose_dispatch's CUDA branch reuses
 #      the CPU constants.
-# It uses the machine's own python3 with its PyTorch and transformers (nothing is installed) and writes
-# versions.txt, tests.log, grid.log, calibrate.log and results/bench.jsonl under $OUT (./device-out
-# elsewhere): six files, under the tool's eight. Records are appended point by point, so a run cut short keeps
-# what it measured. MIN_RUN_TIME (default 0.05 s per timed callable) trades time for precision.
-#   run: bash scripts/device_check.sh
+# It uses the machine's own python3 with its PyTorch and transformers (nothing is installed there: that
+# machine reaches no package index). The pure-Python dependencies the command line and the results store add
+# (click, threadpoolctl, py-cpuinfo) travel in .device-deps/, made here by `make device-deps` and carried:
+#   run(command="bash scripts/device_check.sh", carry=[".device-deps"], timeout_s=480)
+# It writes versions.txt, tests.log, grid.log, calibrate.log and results/results.sqlite under $OUT
+# (./device-out elsewhere): five files, under the tool's eight. Records are stored point by point, so a run
+# cut short keeps what it measured. MIN_RUN_TIME (default 0.05 s per timed callable) trades time for precision.
 set -uo pipefail
 out=${OUT:-device-out}
 mkdir -p "$out"
-export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}:$PWD/.device-deps PYTHONUNBUFFERED=1 MPLBACKEND=Agg
 status=0
 python3 -c 'import torch, transformers; print("torch", torch.__version__, "cuda", torch.version.cuda,
     torch.cuda.get_device_name(0), "transformers", transformers.__version__)' 2>&1 | tee "$out/versions.txt"
