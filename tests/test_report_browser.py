@@ -101,6 +101,33 @@ def test_banner_is_visible_at_the_top(pages):
     assert "data-banner-box" not in clean
 
 
+# Appended to a copy of the page: clicks the verdict table's "check / source" header twice (descending), then
+# types a filter, and writes the rows' order and how many stay visible into <body>.
+DRIVER = """<script>
+window.addEventListener("load", function () {
+  var table = document.getElementById("verdict-table"), header = table.tHead.rows[0].cells[1];
+  header.click(); header.click();
+  var names = Array.prototype.map.call(table.tBodies[0].rows, function (r) { return r.getAttribute("data-check"); });
+  var box = table.parentNode.previousElementSibling.querySelector("input");
+  box.value = "collision"; box.dispatchEvent(new Event("input"));
+  var shown = Array.prototype.filter.call(table.tBodies[0].rows, function (r) { return !r.hidden; }).length;
+  document.body.setAttribute("data-sorted", names.join("|"));
+  document.body.setAttribute("data-shown", String(shown));
+});
+</script>"""
+
+
+def test_tables_sort_and_filter_in_the_browser(pages, tmp_path):
+    binary = find_chromium()
+    page = Path(pages["noisy"].removeprefix("file://"))
+    driven = tmp_path / "driven.html"
+    driven.write_text(page.read_text().replace("</body>", DRIVER + "</body>"))
+    attrs, _ = body_attributes(binary, driven.as_uri())
+    names = attrs["data-sorted"].replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").split("|")
+    assert len(names) == 3 + LONG_ROWS and names == sorted(names, key=str.lower, reverse=True)
+    assert attrs["data-shown"] == "1"  # only fixture_collision_law contains "collision"
+
+
 def test_screenshot_for_the_record(pages):
     binary = find_chromium()
     SCREENSHOT.parent.mkdir(exist_ok=True)
