@@ -178,7 +178,7 @@ def test_banners_for_skipped_rows_and_a_dirty_tree(tmp_path):
 def test_noise_is_the_median_relative_interval_width():
     records = [{"R": 2.0, "R_interval": {"low": 1.9, "high": 2.1}},  # 10%
                {"kind": "component_ratio", "ratio": 1.0, "interval": {"low": 0.5, "high": 1.5}},  # 100%
-               {"R": 1.0}]  # no interval: not counted
+               {"R": 1.0}, {"R": 1.0, "R_interval": {"low": 0.9}}]  # no interval, half an interval: not counted
     assert relative_widths(records) == pytest.approx([0.1, 1.0])
 
 

@@ -43,8 +43,9 @@ def relative_widths(records: list[dict]) -> list[float]:
     for record in records:
         value, interval = (record.get("R"), record.get("R_interval")) if "R" in record else (
             record.get("ratio"), record.get("interval"))
-        if isinstance(value, (int, float)) and value > 0 and isinstance(interval, dict):
-            widths.append((interval["high"] - interval["low"]) / value)
+        low, high = (interval.get("low"), interval.get("high")) if isinstance(interval, dict) else (None, None)
+        if all(isinstance(v, (int, float)) for v in (value, low, high)) and value > 0:
+            widths.append((high - low) / value)
     return widths
 
 
@@ -76,8 +77,8 @@ def speed_banners(inputs: ReportInputs) -> list[Banner]:
             "serial and parallel work differently than an idle machine, so the ratios of this run do not "
             "compare with other runs' (the rows of the ratio table say which).",
             f"Re-measure on an idle machine (nothing else running): `{FILL_COMMANDS['bench']}`.",
-            _listed([f"{r['name']}: floor {fmt(r['thread_scaling']['speedup'], 3)}x on "
-                     f"{r['thread_scaling']['threads']} threads" for r in contended])))
+            _listed([f"{r['name']}: floor {fmt(r['thread_scaling'].get('speedup'), 3)}x on "
+                     f"{r['thread_scaling'].get('threads', '?')} threads" for r in contended])))
     widths = relative_widths(records)
     if widths and statistics.median(widths) > NOISY_MEDIAN_RELATIVE_WIDTH:
         median = statistics.median(widths)
