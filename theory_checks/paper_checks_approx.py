@@ -172,7 +172,8 @@ def _alpha_figure(per_k: list[dict], confidence: float) -> dict:
     return figure_spec(
         "Bucket-constant error: exponent alpha of A(w) = c w^alpha (1 - b w), per subspace dimension k",
         "subspace dimension k", "alpha",
-        series("alpha per replicate", [pk["k"] for pk in per_k for _ in pk["per_replicate_alpha"]],
+        series("alpha per replicate (drawn left of k)",
+               [pk["k"] - 0.1 for pk in per_k for _ in pk["per_replicate_alpha"]],
                [a for pk in per_k for a in pk["per_replicate_alpha"]], group="replicates"),
         series(f"mean alpha, t-interval at {confidence:.4f}", ks, [pk["alpha"][0] for pk in per_k],
                [pk["alpha"][1] for pk in per_k], [pk["alpha"][2] for pk in per_k], group="mean"),
