@@ -279,6 +279,14 @@ def test_lsh_model_means_that_overflow_name_y():
         LSHModel(1, "pstable", width=1.0).fit(torch.zeros(2, 1, dtype=torch.float64), y)
 
 
+def test_lsh_model_mean_of_huge_constants():
+    """default=1e308 in two empty buckets: their float64 sum overflowed and the prediction was Inf."""
+    model = LSHModel(2, "simhash", num_tables=2, num_hashes=3, seed=0)
+    x, y = torch.tensor([[1.5410, -0.2934]], dtype=torch.float64), torch.tensor([1.5410], dtype=torch.float64)
+    model.fit(x, y, default=1e308)
+    assert model.predict(torch.tensor([[0.6614, 0.2669]], dtype=torch.float64)).tolist() == [1e308]
+
+
 def test_lsh_model_names_num_hashes():
     """num_hashes=63 with simhash was refused as "bits must be in [1, 62]"."""
     with pytest.raises(ValueError, match=r"num_hashes must be in \[1, 62\], got 63"):

@@ -121,7 +121,11 @@ class LSHModel(nn.Module):
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n, d) float. Returns (n,) float64: mean over tables of the bucket constants."""
-        return self.table_predictions(x).mean(dim=0)
+        constants = self.table_predictions(x)  # (num_tables, n)
+        mean = constants.mean(dim=0)
+        if not bool(torch.isfinite(mean).all()):  # constants near float64's max: their sum overflowed,
+            mean = (constants / self.num_tables).sum(dim=0)  # the mean of finite constants cannot
+        return mean
 
     forward = predict
 
