@@ -37,3 +37,14 @@ def test_finding(name, check_profile):
         assert r.control is None and r.profile == check_profile and r.seeds and r.n == len(r.seeds)
         assert math.isfinite(r.measured) and r.ci_low <= r.measured <= r.ci_high, _summary([r])
         assert r.source_value and r.details.get("figure"), f"{name}: no source value or figure beside ours"
+
+
+def test_catalogue_declares_every_finding():
+    """What a run stores so the report knows the findings: each with its claim, decision and every scale."""
+    from theory_checks.findings import findings_catalogue
+    from theory_checks.framework.profiles import PROFILES
+
+    catalogue = findings_catalogue()
+    assert sorted(catalogue) == NAMES
+    for entry in catalogue.values():
+        assert entry["claim"] and entry["decision"] and sorted(entry["scales"]) == sorted(PROFILES)
