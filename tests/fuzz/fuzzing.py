@@ -60,6 +60,7 @@ SCALES = (1.0, 1.0, 1.0, 1e-3, 30.0, 1e-40, 1e-300, 1e4, 1e20, 1e38)
 # a clean result is required; above it a clear error naming the input is allowed too (never NaN/Inf output).
 IN_RANGE = {torch.float16: 8.0, torch.bfloat16: 1e3, torch.float32: 1e4, torch.float64: 1e4}
 
+
 def rarely(draw, n: int) -> bool:
     """True one draw in n + 1. The rare branch is the largest integer: hypothesis starts from, and shrinks
     toward, small ones, so early and shrunk examples stay on the common branch."""
