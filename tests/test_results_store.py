@@ -85,6 +85,23 @@ def test_an_invalid_record_writes_nothing(tmp_path):
         assert store.read().measurements == []
 
 
+def test_arguments_sqlite_cannot_hold_get_clear_errors(tmp_path):
+    """Found by fuzzing: a seed or run id beyond 64 bits raised sqlite3's OverflowError from inside the store."""
+    with open_store(tmp_path) as store:
+        with pytest.raises(ValueError, match="seed must fit in 64 bits"):
+            store.start_run("x", seed=2**63, provenance=PROVENANCE)
+        with pytest.raises(TypeError, match="seed must be an int or None"):
+            store.start_run("x", seed=True, provenance=PROVENANCE)
+        with pytest.raises(TypeError, match="command must be a str"):
+            store.start_run(None, provenance=PROVENANCE)
+        run = store.start_run("x", provenance=PROVENANCE)
+        for call in (lambda: store.add("bench", [{"name": "a"}], 2**70), lambda: store.read(run_id=-(2**64)),
+                     lambda: store.finish_run(2**63), lambda: store.run(2**63)):
+            with pytest.raises(ValueError, match="run_id must fit in 64 bits"):
+                call()
+        assert store.read().measurements == [] and [r.id for r in store.runs()] == [run]
+
+
 @pytest.mark.parametrize("content, message", [
     (b"hello, not a database" * 100, "not a sparse-bench SQLite database"),
     (b"\x00" * 4096, "not a sparse-bench SQLite database"),

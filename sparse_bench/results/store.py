@@ -61,6 +61,19 @@ CREATE INDEX IF NOT EXISTS measurements_by_run ON measurements (run_id, id);
 """
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _check_int(value, name: str, optional: bool = False) -> None:
+    """A SQLite INTEGER: an int (not bool) within int64; None too when ``optional``."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int{' or None' if optional else ''}, got {type(value).__name__}")
+    if not _INT64[0] <= value <= _INT64[1]:
+        raise ValueError(f"{name} must fit in 64 bits, got {value}")
+
+
 class StoreError(ValueError):
     """The results store cannot be used: not a SQLite file, another application's database, a newer schema,
     unreadable or unwritable. The message names the file."""
@@ -211,6 +224,13 @@ class ResultsStore:
         """Record a new run and return its id. provenance: ``provenance.collect()`` (computed when None)."""
         from .provenance import collect
 
+        if not isinstance(command, str):
+            raise TypeError(f"command must be a str, got {type(command).__name__}")
+        if profile is not None and not isinstance(profile, str):
+            raise TypeError(f"profile must be a str or None, got {type(profile).__name__}")
+        _check_int(seed, "seed", optional=True)
+        if extra is not None and not isinstance(extra, dict):
+            raise TypeError(f"extra must be a dict or None, got {type(extra).__name__}")
         info = collect() if provenance is None else provenance
         with self._transaction():
             cursor = self._db.execute(
@@ -223,6 +243,7 @@ class ResultsStore:
 
     def finish_run(self, run_id: int, extra: dict | None = None) -> None:
         """Stamp the run's end time (and merge ``extra`` into its extras)."""
+        _check_int(run_id, "run_id")
         with self._transaction():
             row = self._db.execute("SELECT extra FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
@@ -236,6 +257,7 @@ class ResultsStore:
         transaction; returns how many. Nothing is written if any record is invalid."""
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        _check_int(run_id, "run_id")
         rows = []
         now = time.time()
         for record in records:
@@ -259,6 +281,7 @@ class ResultsStore:
         return [self._run(row) for row in self._query("SELECT * FROM runs ORDER BY id")]
 
     def run(self, run_id: int) -> Run:
+        _check_int(run_id, "run_id")
         rows = self._query("SELECT * FROM runs WHERE id = ?", (run_id,))
         if not rows:
             raise StoreError(f"{self.path}: no run {run_id}")
@@ -267,6 +290,7 @@ class ResultsStore:
     def read(self, kind: str | None = None, *, run_id: int | None = None, name: str | None = None) -> ReadResult:
         """Measurements (oldest first), optionally of one kind, run and name; malformed rows are skipped and
         listed in ``skipped`` with the reason, never returned."""
+        _check_int(run_id, "run_id", optional=True)
         clauses, params = [], []
         for column, value in (("kind", kind), ("run_id", run_id), ("name", name)):
             if value is not None:
