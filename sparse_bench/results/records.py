@@ -78,15 +78,7 @@ class CheckResult:
     @classmethod
     def from_dict(cls, data: dict) -> "CheckResult":
         """Inverse of ``to_dict``; unknown keys raise ValueError (a record from another schema)."""
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"CheckResult.from_dict: unknown keys {sorted(unknown)}")
-        values = dict(data)
-        for key in _FLOAT_FIELDS:
-            if isinstance(values.get(key), str):
-                values[key] = float(values[key])
-        return cls(**values)
+        return _from_dict(cls, data, _FLOAT_FIELDS)
 
     def summary(self) -> str:
         """One paragraph for assertion messages: the relation tested, the numbers, the verdict."""
@@ -143,19 +135,26 @@ class FindingResult:
             raise ValueError(f"verdict must be one of {FINDING_VERDICTS}, got {self.verdict!r}")
 
     def to_dict(self) -> dict:
+        """A plain dict of JSON types (non-finite floats become the strings 'nan', 'inf', '-inf')."""
         return to_jsonable(asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict) -> "FindingResult":
-        names = {f.name for f in fields(cls)}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"FindingResult.from_dict: unknown keys {sorted(unknown)}")
-        values = dict(data)
-        for key in ("measured", "ci_low", "ci_high"):
-            if isinstance(values.get(key), str):
-                values[key] = float(values[key])
-        return cls(**values)
+        """Inverse of ``to_dict``; unknown keys raise ValueError (a record from another schema)."""
+        return _from_dict(cls, data, ("measured", "ci_low", "ci_high"))
+
+
+def _from_dict(cls, data: dict, float_fields: tuple[str, ...]):
+    """``cls(**data)`` after turning the strings 'nan'/'inf'/'-inf' of ``float_fields`` back into floats;
+    ValueError naming unknown keys."""
+    unknown = set(data) - {f.name for f in fields(cls)}
+    if unknown:
+        raise ValueError(f"{cls.__name__}.from_dict: unknown keys {sorted(unknown)}")
+    values = dict(data)
+    for key in float_fields:
+        if isinstance(values.get(key), str):
+            values[key] = float(values[key])
+    return cls(**values)
 
 
 def interval_verdict(low: float, high: float, threshold: float, claim_holds_below: bool = True) -> str:
