@@ -20,11 +20,11 @@ from .validation import check_finite_image, check_tokens
 
 
 def check_plan_matches(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> None:
-    """Raise TypeError/ValueError when x is not (T, d_model) in the bank's dtype or the plan does not describe
-    x and bank. x's values are not scanned (``checked_strategy`` checks the output instead)."""
+    """Raise TypeError/ValueError when x is not a finite (T, d_model) tensor in the bank's dtype or the plan
+    does not describe x and bank."""
     if not isinstance(bank, ExpertBank):
         raise TypeError(f"bank must be an ExpertBank, got {type(bank).__name__}")
-    check_tokens(x, bank.d_model, values=False)
+    check_tokens(x, bank.d_model)  # one sum over x: an Inf that relu turns into 0 would pass the output check
     if not isinstance(plan, RoutingPlan):
         raise TypeError(f"plan must be a RoutingPlan, got {type(plan).__name__}")
     if plan.num_tokens != x.shape[0]:
@@ -38,9 +38,9 @@ Strategy = Callable[[torch.Tensor, RoutingPlan, ExpertBank], torch.Tensor]
 
 
 def checked_strategy(strategy: Strategy) -> Strategy:
-    """The public form of a strategy: x, plan and bank checked against each other first, and an output
-    holding NaN/Inf refused, naming x (NaN/Inf in x, or a finite x whose expert outputs overflow the dtype),
-    instead of returned. The output check is one sum over y; the undecorated strategy is ``.__wrapped__``."""
+    """The public form of a strategy: x, plan and bank checked against each other first (x finite), and an
+    output holding NaN/Inf refused, naming x (a finite x whose expert outputs overflow the dtype), instead of
+    returned. The checks are one sum over x and one over y; the undecorated strategy is ``.__wrapped__``."""
     @functools.wraps(strategy)
     def dispatch(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
         check_plan_matches(x, plan, bank)

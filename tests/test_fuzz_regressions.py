@@ -71,6 +71,15 @@ def test_seeds_must_be_integers_in_range(seed):
             make()
 
 
+def test_capacity_beyond_int64_and_capacity_factors_beyond_the_batch():
+    """capacity=2**70 was accepted, and routing with it (or with a factor of 1e20, whose C is above 2**63)
+    raised OverflowError ("int too big to convert"): a C of T * k or more drops nothing."""
+    with pytest.raises(ValueError, match=r"capacity must be in \[1, 2\*\*63 - 1\]"):
+        TopKRouter(1, 1, capacity=2**70)
+    plan = TopKRouter(4, 2, k=2, capacity_factor=1e20)(torch.randn(3, 4))
+    assert plan.num_assignments == 6 and plan.dropped == 0 and plan.aux["capacity"] > 2**63
+
+
 def test_lsh_router_names_num_hashes_and_checks_width():
     """num_hashes=63 with simhash was refused as "bits must be in [1, 62]"; width="2" was accepted."""
     with pytest.raises(ValueError, match=r"num_hashes must be in \[1, 62\], got 63"):
@@ -126,6 +135,18 @@ def test_dispatch_refuses_nan_input(name):
     plan = HashRouter(1)(x, token_ids=torch.tensor([0]))
     with pytest.raises(ValueError, match="x contains NaN or Inf"):
         DISPATCHERS[name](x, plan, ExpertBank(1, 1, 1))
+
+
+@pytest.mark.parametrize("name", sorted(DISPATCHERS))
+def test_dispatch_refuses_inf_input_that_relu_turns_into_zero(name):
+    """x = Inf times a negative weight is -Inf, relu makes it 0: a finite output from an Inf input."""
+    bank = ExpertBank(1, 1, 1)
+    with torch.no_grad():
+        bank.w_in.fill_(-1.0)
+    x = torch.tensor([[math.inf]])
+    plan = HashRouter(1)(x, token_ids=torch.tensor([0]))
+    with pytest.raises(ValueError, match="x contains NaN or Inf"):
+        DISPATCHERS[name](x, plan, bank)
 
 
 def test_dispatch_refuses_a_plan_that_is_not_a_plan():

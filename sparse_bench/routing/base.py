@@ -188,3 +188,4 @@ def check_capacity_args(capacity_factor: float | None, capacity: int | None) -> 
             raise TypeError(f"capacity must be an int, got {type(capacity).__name__}")
         if capacity < 1:
             raise ValueError(f"capacity must be >= 1 (a capacity of 0 drops every token), got {capacity}")
+        check_int_in_range(capacity, "capacity", 1)  # at most int64's max, like every size

@@ -93,7 +93,8 @@ class TopKRouter(LearnedRouter):
             priority = self._priority_order(top_expert, top_weight.detach())  # (k*T,) flat (T, k) indices
             rank = rank_in_group(top_expert.reshape(-1)[priority], E)  # (k*T,)
             keep_flat = torch.empty_like(rank, dtype=torch.bool)
-            keep_flat[priority] = rank < capacity
+            # C >= T * k drops nothing; comparing with a larger C (from a factor of 1e20) overflows int64
+            keep_flat[priority] = rank < min(capacity, rank.numel())
         dropped = int((~keep_flat).sum())
         return plan_from_assignments(
             token.reshape(-1)[keep_flat],

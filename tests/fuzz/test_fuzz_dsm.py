@@ -140,6 +140,8 @@ def check_knn(k, data):
         return
     assert pred.shape == (query.shape[0],)
     assert_finite(pred, "k-NN predict")
+    if not in_range(query):  # the float64 distances below could overflow
+        return
     # brute force where the k-th and (k+1)-th distances are apart (ties may go either way)
     dist = torch.cdist(query.double(), points.double())  # (m, N)
     order = dist.sort(dim=1)
