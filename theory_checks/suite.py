@@ -1,5 +1,5 @@
-"""The theory checks as a ``sparse_bench.suites.Suite``: what ``sparse-bench run``, ``list`` and ``audit``
-load through the entry point ``theory = "theory_checks.suite:SUITE"``."""
+"""The theory checks and findings as a ``sparse_bench.suites.Suite``: what ``sparse-bench run``, ``list`` and
+``audit`` load through the entry point ``theory = "theory_checks.suite:SUITE"``."""
 
 from __future__ import annotations
 
@@ -8,13 +8,17 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from typing import Iterator
 
+from sparse_bench.results.records import FindingResult, library_versions, to_jsonable
+
+from . import findings as registered_findings
 from .audit import audit_check
 from .framework import PROFILES, catalogue, get_check, load_all_checks, make_result, run_check, run_control
 from .framework.result import CheckResult
 
 
 class TheorySuite:
-    """Every check registered under ``theory_checks`` (``framework.load_all_checks``)."""
+    """Every check registered under ``theory_checks`` (``framework.load_all_checks``) and every finding under
+    ``theory_checks.findings`` (``findings.load_all_findings``)."""
 
     profiles = PROFILES
 
@@ -48,6 +52,39 @@ class TheorySuite:
         finally:
             if pool is not None:
                 pool.shutdown()
+
+    def findings(self) -> dict[str, dict]:
+        """``findings.findings_catalogue()``, each entry with the verdict each planted setting must read."""
+        return {name: {**entry, "expected": dict(registered_findings.EXPECTED)}
+                for name, entry in registered_findings.findings_catalogue().items()}
+
+    def run_finding(self, name: str, control: str | None = None, profile: str = "quick"
+                    ) -> list[FindingResult]:
+        """The records of finding ``name`` at ``profile``'s scale, or of its planted setting ``control`` (at
+        the quick scale, as the registry runs controls); one that raises gives one "inconclusive" record whose
+        ``test`` names the exception (details: {"raised": ...})."""
+        try:
+            if control is None:
+                return registered_findings.run_finding(name, profile=profile)
+            return registered_findings.run_control(name, control)
+        except Exception as error:  # noqa: BLE001 - a crashing finding measured nothing: recorded as such
+            return [_crashed_finding(name, control, profile, error)]
+
+
+def _crashed_finding(name: str, control: str | None, profile: str, error: Exception) -> FindingResult:
+    entry = registered_findings.get_finding(name)
+    profile = profile if control is None else registered_findings.CONTROL_PROFILE
+    scale = entry.scales.get(profile)
+    raised = f"{type(error).__name__}: {error}"
+    return FindingResult(
+        name=name, source=entry.source, claim=entry.claim, reading=entry.reading,
+        source_value=to_jsonable(entry.source_value), measured=None,
+        ci_low=None, ci_high=None, unit=entry.unit, test=f"raised {raised}",
+        decision=entry.decision.describe(),
+        verdict="inconclusive", scale="" if scale is None else scale.description,
+        scale_fraction=float("nan") if scale is None else float(scale.fraction), training="", seeds=[], n=0,
+        profile=profile, wall_time_s=0.0, details={"raised": raised}, versions=library_versions(),
+        control=control)
 
 
 SUITE = TheorySuite()

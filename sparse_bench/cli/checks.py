@@ -26,30 +26,38 @@ NO_SUITE = ("no check suite is installed (entry points of the group sparse_bench
 
 @dataclass
 class Checks:
-    """The installed suites and every check they declare: name -> (suite name, catalogue entry)."""
+    """The installed suites, every check they declare and every finding: name -> (suite name, entry)."""
 
     suites: dict = field(default_factory=dict)
     index: dict = field(default_factory=dict)
+    findings: dict = field(default_factory=dict)
 
     @classmethod
     def load(cls) -> "Checks":
-        from ..suites import SuiteError, check_index, load_suites
+        from ..suites import SuiteError, check_index, finding_index, load_suites
 
         try:
             suites = load_suites()
-            return cls(suites, check_index(suites))
+            return cls(suites, check_index(suites), finding_index(suites))
         except SuiteError as error:
             raise UserError(str(error)) from None
 
     def select(self, names) -> list[str]:
         """``names`` checked against the catalogue (all checks when empty); UserError naming unknown ones."""
+        return self._select(names, self.index, "check")
+
+    def select_findings(self, names) -> list[str]:
+        """``names`` checked against the findings (all findings when empty); UserError naming unknown ones."""
+        return self._select(names, self.findings, "finding")
+
+    def _select(self, names, index: dict, kind: str) -> list[str]:
         if not self.suites:
             raise UserError(NO_SUITE)
         if not names:
-            return list(self.index)
-        unknown = [name for name in names if name not in self.index]
+            return list(index)
+        unknown = [name for name in names if name not in index]
         if unknown:
-            raise UserError(f"unknown check(s): {', '.join(unknown)} (see `sparse-bench list`)")
+            raise UserError(f"unknown {kind}(s): {', '.join(unknown)} (see `sparse-bench list`)")
         return list(dict.fromkeys(names))
 
     def suite_of(self, name: str):
@@ -59,9 +67,15 @@ class Checks:
         """Every check's catalogue entry by name: what a run stores so the report knows the checks."""
         return {name: entry for name, (_, entry) in self.index.items()}
 
-    def check_profile(self, profile: str, names: list[str]) -> None:
-        """UserError unless every suite owning one of ``names`` takes ``profile``."""
-        for suite in dict.fromkeys(self.index[name][0] for name in names):
+    def findings_catalogue(self) -> dict:
+        """Every finding's declaration by name (``Suite.findings``), which a run stores beside the checks'."""
+        return {name: entry for name, (_, entry) in self.findings.items()}
+
+    def check_profile(self, profile: str, names: list[str], finding_names: list[str] = ()) -> None:
+        """UserError unless every suite owning one of the checks ``names`` or ``finding_names`` takes
+        ``profile``."""
+        owners = [self.index[name][0] for name in names] + [self.findings[name][0] for name in finding_names]
+        for suite in dict.fromkeys(owners):
             if profile not in self.suites[suite].profiles:
                 raise UserError(f"--profile {profile!r}: the {suite} checks take "
                                 f"{', '.join(self.suites[suite].profiles)}")
@@ -109,10 +123,79 @@ def run_checks(checks: Checks, names: list[str], profile: str, seed: int | None,
     return records, failed, uncaught
 
 
-@click.command("list", short_help="List the checks, benchmarks, presets and routers.")
+def scale_share(fraction: float) -> str:
+    """A scale fraction (ours / the source's) as "1", "1/64" (a unit fraction) or "0.3"."""
+    if 0 < fraction < 1 and abs(1 / fraction - round(1 / fraction)) < 1e-9:
+        return f"1/{round(1 / fraction)}"
+    return f"{fraction:.3g}"
+
+
+def _binding_source_value(record):
+    """The source's value of the component the verdict binds on (the one ``measured`` reports), its label
+    when the finding reads several components, else None."""
+    components = record.details.get("components") or []
+    binding = [c for c in components if c.get("label") == record.details.get("binding_component")]
+    if not binding:
+        return (record.source_value if isinstance(record.source_value, (int, float)) else None), None
+    return binding[0].get("source_value"), (binding[0]["label"] if len(components) > 1 else None)
+
+
+def format_finding(record, expected: dict) -> str:
+    """One line: the verdict (for a planted setting: as planted or NOT AS PLANTED, with the verdict it read),
+    name and params, ours [CI] vs the source's value with the unit, the profile's scale and seconds; a
+    finding that raised: the exception."""
+    params = ", ".join(f"{key}={value}" for key, value in record.params.items())
+    label = record.name + (f" / {record.control}" if record.control else "")
+    label += f" ({params})" if params else ""
+    if record.control is None:
+        status, read = record.verdict.upper(), ""
+    elif record.verdict == expected.get(record.control):
+        status, read = "as planted", f"{record.verdict}, "
+    else:
+        status = "NOT AS PLANTED"
+        read = f"{record.verdict} (must read {expected.get(record.control)}), "
+    if "raised" in record.details:
+        return f"{status:<14} {label}: {read}{record.test}"
+    source, component = _binding_source_value(record)
+    unit = f" {record.unit}" if record.unit else ""
+    on = f" on {component}" if component else ""
+    return (f"{status:<14} {label}: {read}ours {_number(record.measured)} [{_number(record.ci_low)}, "
+            f"{_number(record.ci_high)}] vs the source's {_number(source)}{unit}{on}; {record.profile}: "
+            f"{scale_share(record.scale_fraction)} of the source's scale ({record.wall_time_s:.1f} s)")
+
+
+def run_findings(checks: Checks, names: list[str], profile: str, recorder, controls: bool,
+                 out: Output) -> tuple[list, list, list]:
+    """Measure findings at ``profile``'s scale (then their planted settings), storing each record of kind
+    "finding" as soon as it exists and printing its line. Returns (records, records of a planted setting
+    that did not read as planted, records of a real finding that raised)."""
+    jobs = [(name, None) for name in names]
+    if controls:
+        jobs += [(name, control) for name in names for control in checks.findings[name][1]["controls"]]
+    records, uncaught, raised = [], [], []
+    progress = out.progress(len(jobs), f"findings ({profile})")
+    try:
+        for name, control in jobs:
+            suite_name, entry = checks.findings[name]
+            measured = checks.suites[suite_name].run_finding(name, control=control, profile=profile)
+            recorder.add("finding", measured)
+            for record in measured:
+                records.append(record)
+                if control is not None and record.verdict != entry["expected"][control]:
+                    uncaught.append(record)
+                if control is None and "raised" in record.details:
+                    raised.append(record)
+                progress.done(format_finding(record, entry["expected"]))
+    finally:
+        progress.close()
+    return records, uncaught, raised
+
+
+@click.command("list", short_help="List the checks, findings, benchmarks, presets and routers.")
 @json_option
 def list_command(as_json: bool) -> int:
-    """The checks with the prediction each tests, and the benchmarks."""
+    """The checks with the prediction each tests, the findings with the claim each re-measures, and the
+    benchmarks."""
     from ..bench.presets import PRESETS, ROUTERS
 
     out = Output(as_json)
@@ -122,8 +205,10 @@ def list_command(as_json: bool) -> int:
                for name, p in PRESETS.items()}
     by_suite = {name: {check: entry for check, (suite, entry) in checks.index.items() if suite == name}
                 for name in checks.suites}
+    findings = {name: {finding: entry for finding, (suite, entry) in checks.findings.items() if suite == name}
+                for name in checks.suites}
     profiles = {name: list(suite.profiles) for name, suite in checks.suites.items()}
-    out.data({"suites": by_suite, "profiles": profiles,
+    out.data({"suites": by_suite, "findings": findings, "profiles": profiles,
               "benchmarks": {"commands": ["bench", "components", "calibrate"], "presets": presets,
                              "routers": list(ROUTERS)}})
     if not checks.suites:
@@ -134,6 +219,15 @@ def list_command(as_json: bool) -> int:
         for name, entry in entries.items():
             out.say(f"  {name} [{entry['area']}, {entry['source']}]: {entry['prediction']}; "
                     f"controls: {', '.join(entry['controls'])}")
+        if findings[suite]:
+            out.say(f"suite {suite}: {len(findings[suite])} findings (name [source]: claim; scale by "
+                    f"profile; planted settings and the verdict each must read):")
+        for name, entry in findings[suite].items():
+            scales = ", ".join(f"{profile} {scale_share(scale['fraction'])}"
+                               for profile, scale in entry["scales"].items())
+            planted = ", ".join(f"{control} -> {entry['expected'][control]}" for control in entry["controls"])
+            out.say(f"  {name} [{entry['source']}]: {entry['claim']}; scale (of the source's): {scales}; "
+                    f"planted: {planted}")
     out.say("benchmarks: `sparse-bench bench` (the MoE ratio table; --shape E,k,T,d,h or --preset NAME for "
             "one layer), `sparse-bench components`, `sparse-bench calibrate`; asv suite in benchmarks/")
     out.say("presets (`sparse-bench bench --preset NAME`):")
