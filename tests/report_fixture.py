@@ -102,7 +102,7 @@ def _long_records(count: int, commit) -> list[dict]:
                     details={"no_figure": NO_FIGURE}) for i in range(count)]
 
 
-def _finding(commit) -> dict:
+def finding_record(commit) -> dict:
     finding = FindingResult(
         name="fixture_finding", source="fixture paper, Table 9", claim="the layer is twice as fast",
         reading="speedup over the dense layer at equal FLOPs", source_value={"speedup": 2.0}, measured=1.4,
@@ -162,7 +162,7 @@ def write_results_fixture(root: Path, commit: str | None, stale_commit: str = "0
         {"commit": commit, "check": older, "bench": [dict(RATIO_RECORD, R=1.5, timestamp=1.0)]},
         {"commit": commit, "check": records + [control],
          "audit": [{"name": FIXTURE_CHECKS[0], "pass_rate": 0.99, "seeds": 100, "profile": "quick"}],
-         "finding": [_finding(commit)],
+         "finding": [finding_record(commit)],
          "bench": [dict(RATIO_RECORD, thread_scaling=IDLE), dict(MISSED_RECORD, thread_scaling=CONTENDED)]},
     ])
 

@@ -9,7 +9,7 @@ from html.parser import HTMLParser
 
 import pytest
 
-from report_fixture import FIXTURE_CHECKS, NO_FIGURE, write_clean_fixture, write_results_fixture
+from report_fixture import FIXTURE_CHECKS, NO_FIGURE, finding_record, write_clean_fixture, write_results_fixture
 from sparse_bench.report import ReportInputError, build_report, load_inputs
 from sparse_bench.report.banners import NOISY_MEDIAN_RELATIVE_WIDTH, banners, relative_widths
 from sparse_bench.report.build import verdict_rows
@@ -190,6 +190,18 @@ def test_findings_are_shown_at_the_top(built):
     assert "1.4 [1.3, 1.5] speedup" in findings and "speedup: 2" in findings
     card = section(html, "finding-fixture_finding")
     assert "Read as:</b> speedup over the dense layer at equal FLOPs" in card and "1/64 of the paper" in card
+
+
+def test_each_setting_of_a_finding_is_its_own_row(tmp_path):
+    """A finding measured on two targets gives two rows, each named with its settings (not the last one only)."""
+    results = write_clean_fixture(tmp_path / "results", commit=git_state()[0])
+    with open_store(results) as store:
+        base = finding_record(None)
+        store.add("finding", [dict(base, params={"target": "cube"}, verdict="reproduced"),
+                              dict(base, params={"target": "poly"})], store.runs()[-1].id)
+    inputs = load_inputs(results)
+    assert sorted(inputs.findings) == ["fixture_finding (target=cube)", "fixture_finding (target=poly)"]
+    assert [inputs.findings[k]["verdict"] for k in sorted(inputs.findings)] == ["reproduced", "not reproduced"]
 
 
 def test_tables_are_sortable_and_filterable_by_an_inline_script(built):

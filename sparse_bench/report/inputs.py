@@ -25,7 +25,8 @@ class ReportInputs:
     """Latest records per check and control, plus findings, audit, speed, provenance and history.
 
     checks: name -> latest record of the real implementation; controls: (name, control) -> latest record.
-    findings: name -> latest re-measurement of a published claim (``FindingResult`` records, control None).
+    findings: ``finding_label`` -> latest re-measurement of a published claim under those settings
+    (``FindingResult`` records, control None).
     bench: every benchmark record, oldest first; bench_runs: run id -> that run's benchmark records.
     catalogue: name -> what the check declares (area, source, prediction, unit, controls), from the newest run
     that recorded one; checks in it without a record are "missing".
@@ -58,6 +59,14 @@ REQUIRED_FIELDS = {
     "bench": {"kind": str, "name": str},
     "finding": {"name": str, "verdict": str},
 }
+
+
+def finding_label(record: dict) -> str:
+    """A finding's name with the settings it was measured under (one finding is measured on several targets
+    and with several trainings; each is its own row): ``name (target=..., training=...)``."""
+    params = record.get("params") or {}
+    settings = ", ".join(f"{key}={value}" for key, value in sorted(params.items()))
+    return f"{record['name']} ({settings})" if settings else record["name"]
 
 
 def record_problem(kind: str, record: dict) -> str | None:
@@ -147,7 +156,7 @@ def _read(store: ResultsStore, root: Path) -> ReportInputs:
         inputs.bench_runs.setdefault(measurement.run_id, []).append(measurement.record)
     for measurement in _usable(store, "finding", inputs):
         if not measurement.record.get("control"):
-            inputs.findings[measurement.name] = measurement.record
+            inputs.findings[finding_label(measurement.record)] = measurement.record
     distributed = _usable(store, "distributed", inputs)
     inputs.distributed = [m.record for m in distributed]
     measured_runs |= {m.run_id for m in bench} | {m.run_id for m in distributed}
