@@ -1,7 +1,11 @@
 """Hash families: SimHash (random hyperplanes), p-stable Euclidean LSH, and a universal integer hash.
 
 All randomness is drawn once, on the CPU, from ``torch.Generator().manual_seed(seed)``, so the same seed gives
-the same hash on every device and every batch composition (a row's bucket depends on that row alone).
+the same hash on every device and every batch composition (a row's bucket depends on that row alone), up to
+the last bit of a projection: the matrix product may round a row differently in batches of different sizes
+(seen for float64 on MKL: one row goes through its matrix-vector kernel), which moves a bucket only for a
+projection within one ulp of a cell boundary or of 0; at |projection| / width near 2^52 (x of 1e38 at width
+2^70), not at ordinary scales.
 """
 
 from __future__ import annotations

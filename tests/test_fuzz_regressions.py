@@ -268,6 +268,14 @@ def test_dsm_pre_activations_that_overflow_name_x():
         TopKDSM(1, 3, 1).fit(torch.tensor([[3e38], [1.0]]), torch.zeros(2))  # 3e38 * 1.54 overflows
 
 
+def test_dsm_prediction_that_overflows_names_x():
+    """A readout of 4.4e299 (fit to y = 1e300) times a feature of 1.5e20 predicted Inf."""
+    model = TopKDSM(1, 1, 1).fit(torch.tensor([[1.5410]], dtype=torch.float64),
+                                 torch.tensor([1e300], dtype=torch.float64))
+    with pytest.raises(ValueError, match="x is finite but its prediction is not"):
+        model.predict(torch.tensor([[1.5410e20]], dtype=torch.float64))
+
+
 def test_dsm_fit_names_x_and_y():
     """An empty x was refused as "features must hold at least one sample", a NaN y as "targets contains
     ..."."""

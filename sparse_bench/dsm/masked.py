@@ -108,13 +108,15 @@ class DSM(nn.Module):
         return self
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (n, d) float. Returns (n,) float64 predictions."""
+        """x: (n, d) float. Returns (n,) float64 predictions; ValueError naming x where they overflow."""
         if self.readout is None:
             raise RuntimeError("predict called before fit (no readout)")
         check_tokens(x, self.d)
         rows = max(1, PREDICT_CHUNK_ELEMENTS // self.total_units)
         if x.shape[0] <= rows:
-            return (self.features(x).to(torch.float64) @ self.readout.unsqueeze(1)).squeeze(1)  # (n, t) @ (t, 1)
+            pred = (self.features(x).to(torch.float64) @ self.readout.unsqueeze(1)).squeeze(1)  # (n,t) @ (t,1)
+            check_finite_image(pred, x, "x", "its prediction")
+            return pred
         return torch.cat([self.predict(chunk) for chunk in x.split(rows)])
 
     forward = predict
