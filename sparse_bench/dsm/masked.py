@@ -114,7 +114,8 @@ class DSM(nn.Module):
         check_tokens(x, self.d)
         rows = max(1, PREDICT_CHUNK_ELEMENTS // self.total_units)
         if x.shape[0] <= rows:
-            pred = (self.features(x).to(torch.float64) @ self.readout.unsqueeze(1)).squeeze(1)  # (n,t) @ (t,1)
+            features = self.features(x).to(torch.float64)  # (n, t)
+            pred = (features @ self.readout.unsqueeze(1)).squeeze(1)  # (n, t) @ (t, 1)
             check_finite_image(pred, x, "x", "its prediction")
             return pred
         return torch.cat([self.predict(chunk) for chunk in x.split(rows)])
