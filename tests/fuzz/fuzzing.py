@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 DEADLINE = timedelta(seconds=10)  # one example on tiny shapes taking longer than this is a hang
 _COMMON = dict(deadline=DEADLINE, print_blob=True,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.register_profile("ci", derandomize=True, database=None, max_examples=200, **_COMMON)
+settings.register_profile("ci", derandomize=True, database=None, max_examples=300, **_COMMON)
 settings.register_profile("long", max_examples=1500, **_COMMON)
 CI, LONG = settings.get_profile("ci"), settings.get_profile("long")
 CI_TIMEOUT_S, LONG_TIMEOUT_S = 120, 3600
