@@ -24,18 +24,6 @@ PROVENANCE = {"git_commit": "f00d" * 10, "dirty": False, "machine": {}, "version
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def run_cli(capsys):
-    """cli.main in-process: exit code, stdout, stderr."""
-
-    def run(*args):
-        code = cli.main([str(arg) for arg in args])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
-
-
 def assert_one_line_error(code, err, command, pattern):
     assert code == cli.EXIT_USAGE
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err

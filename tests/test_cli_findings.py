@@ -17,18 +17,6 @@ FINDING = "table1_dense_flat"  # the cheapest Table 1 finding at quick: ~13 s wi
 PLANTED = {"holds": "reproduced", "fails": "not reproduced"}
 
 
-@pytest.fixture
-def run_cli(capsys):
-    """cli.main in-process: exit code, stdout, stderr."""
-
-    def run(*args):
-        code = cli.main([str(arg) for arg in args])
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
-
-
 def test_run_one_finding_stores_it_and_its_planted_settings(run_cli, tmp_path):
     code, out, _ = run_cli("run", "--only", "findings", "--finding", FINDING, "--results", tmp_path)
     assert code == cli.EXIT_OK, out
