@@ -104,6 +104,7 @@ def test_contract(obj, check):
     check(obj)
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @parametrize_with_checks(CUDA_OBJECTS, device="cuda")
 def test_contract_on_cuda(obj, check):
     check(obj)
