@@ -21,7 +21,7 @@ import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from .records import encode
 
@@ -360,9 +360,6 @@ class ResultsStore:
         return Run(row["id"], row["started"], row["finished"], row["command"], row["profile"], row["seed"],
                    row["git_commit"], None if row["dirty"] is None else bool(row["dirty"]),
                    obj(row["machine"]), obj(row["versions"]), obj(row["extra"]))
-
-    def __iter__(self) -> Iterator[Measurement]:
-        return iter(self.read().measurements)
 
 
 class _Transaction:
