@@ -204,6 +204,32 @@ def test_each_setting_of_a_finding_is_its_own_row(tmp_path):
     assert [inputs.findings[k]["verdict"] for k in sorted(inputs.findings)] == ["reproduced", "not reproduced"]
 
 
+def test_a_paper_scale_finding_is_not_hidden_by_a_newer_quick_one(tmp_path):
+    """A paper-profile record stays the one shown when a quick run of the same finding comes after it; a newer
+    paper-profile record replaces it; the banner names findings shown below their source's scale."""
+    results = write_clean_fixture(tmp_path / "results", commit=git_state()[0])
+    base = finding_record(None)
+    paper = dict(base, profile="paper", scale_fraction=1.0, scale="paper: the paper's FLOPs", verdict="reproduced")
+    with open_store(results) as store:
+        run = store.runs()[-1].id
+        store.add("finding", [paper], run)
+        store.add("finding", [dict(base, measured=9.0, ci_low=8.0, ci_high=10.0)], run)
+    inputs = load_inputs(results)
+    assert inputs.findings["fixture_finding"]["profile"] == "paper"
+    html = build_report(results, tmp_path / "out").read_text()
+    table = section(html, "findings-table")
+    assert "paper: the source&#39;s scale" in table and "below their source" not in html
+    with open_store(results) as store:
+        store.add("finding", [dict(paper, measured=1.1, ci_low=1.0, ci_high=1.2)], store.runs()[-1].id)
+    assert load_inputs(results).findings["fixture_finding"]["measured"] == 1.1
+
+
+def test_findings_below_the_source_scale_are_flagged(built):
+    html, _ = built
+    assert "quick: 1/64 of the source&#39;s scale" in section(html, "findings-table")
+    assert "1 finding(s) measured below their source&#39;s scale" in html
+
+
 def test_tables_are_sortable_and_filterable_by_an_inline_script(built):
     html, _ = built
     for table in ("verdict-table", "speed-table"):

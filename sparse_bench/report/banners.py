@@ -26,7 +26,7 @@ LISTED = 12  # items named in a banner's list before "... and N more"
 
 @dataclass(frozen=True)
 class Banner:
-    """One warning: level ("error" or "warning"), a headline, what it means, what to do, and the items (check
+    """One warning: level ("error", "warning" or "note"), a headline, what it means, what to do, and the items (check
     names, rows) it is about."""
 
     level: str
@@ -134,6 +134,15 @@ def banners(inputs: ReportInputs, rows: list[dict], head: str | None) -> list[Ba
             f"The working tree is at {head}; {where}. They describe that code, not this one.",
             f"Re-run to refresh them: `{FILL_COMMANDS['check']}` (and `{FILL_COMMANDS['bench']}`).",
             _listed(stale)))
+    small = sorted(label for label, r in inputs.findings.items() if r.get("profile") != "paper")
+    if small:
+        out.append(Banner(
+            "note", f"{len(small)} finding(s) measured below their source's scale",
+            "A verdict at a smaller scale than the source's says how the claim fares there, which can differ "
+            "from the source's setting; each row's scale column gives the fraction.",
+            "Measure them at the source's scale (about 30 minutes on 2 cores): "
+            "`sparse-bench run --profile paper --only findings`; the report then shows those results.",
+            _listed(small)))
     if run is not None and run.dirty:
         out.append(Banner(
             "warning", f"Run {run.id} was made from a tree with uncommitted changes",

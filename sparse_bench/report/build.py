@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import re
 import tempfile
@@ -157,6 +158,16 @@ def _source_value(value) -> str:
     return fmt(value)
 
 
+def scale_label(record: dict) -> str:
+    """A finding record's scale in a few words: its profile and, below the source's scale, the fraction."""
+    profile, fraction = record.get("profile", ""), record.get("scale_fraction")
+    if not isinstance(fraction, (int, float)) or not math.isfinite(fraction) or fraction <= 0:
+        return str(profile)
+    if fraction >= 1:
+        return f"{profile}: the source's scale"
+    return f"{profile}: 1/{1 / fraction:.3g} of the source's scale"
+
+
 def finding_rows(findings: dict) -> list[dict]:
     """The re-measured published claims, not reproduced first, then inconclusive, then reproduced; each with
     its figures and tables."""
@@ -169,7 +180,9 @@ def finding_rows(findings: dict) -> list[dict]:
                      "source": r.get("source", ""), "reading": r.get("reading", ""),
                      "source_value": _source_value(r.get("source_value")),
                      "measured": measured_cell(r, r.get("unit")), "decision": r.get("decision", ""),
-                     "scale": r.get("scale", ""), "training": r.get("training", ""),
+                     "scale": r.get("scale", ""), "scale_short": scale_label(r),
+                     "training": r.get("training", ""),
+                     "training_short": (r.get("params") or {}).get("training", ""),
                      "figures": figures.get(name, []), "tables": detail_tables(r)})
     rows.sort(key=lambda row: (order.get(row["verdict"], 3), row["name"]))
     return rows

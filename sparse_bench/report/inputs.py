@@ -16,6 +16,10 @@ FILL_COMMANDS = {
 }
 
 
+# A finding's profiles from the smallest scale to its source's own: the report shows the largest measured.
+FINDING_PROFILE_ORDER = ("quick", "full", "paper")
+
+
 class ReportInputError(Exception):
     """The results cannot be used: no store, a store that cannot be read, or nothing in it to report."""
 
@@ -25,8 +29,9 @@ class ReportInputs:
     """Latest records per check and control, plus findings, audit, speed, provenance and history.
 
     checks: name -> latest record of the real implementation; controls: (name, control) -> latest record.
-    findings: ``finding_label`` -> latest re-measurement of a published claim under those settings
-    (``FindingResult`` records, control None).
+    findings: ``finding_label`` -> the re-measurement of a published claim under those settings at the largest
+    scale measured (``paper`` before ``full`` before ``quick``), the newest of that scale (``FindingResult``
+    records, control None): a quick run does not hide a paper-scale result in the same store.
     bench: every benchmark record, oldest first; bench_runs: run id -> that run's benchmark records.
     catalogue: name -> what the check declares (area, source, prediction, unit, controls), from the newest run
     that recorded one; checks in it without a record are "missing".
@@ -67,6 +72,12 @@ def finding_label(record: dict) -> str:
     params = record.get("params") or {}
     settings = ", ".join(f"{key}={value}" for key, value in sorted(params.items()))
     return f"{record['name']} ({settings})" if settings else record["name"]
+
+
+def _scale_rank(record: dict) -> int:
+    """How close to its source's scale a finding record was measured: the profiles in increasing order."""
+    profile = record.get("profile")
+    return FINDING_PROFILE_ORDER.index(profile) if profile in FINDING_PROFILE_ORDER else -1
 
 
 def record_problem(kind: str, record: dict) -> str | None:
@@ -155,8 +166,13 @@ def _read(store: ResultsStore, root: Path) -> ReportInputs:
     for measurement in bench:
         inputs.bench_runs.setdefault(measurement.run_id, []).append(measurement.record)
     for measurement in _usable(store, "finding", inputs):
-        if not measurement.record.get("control"):
-            inputs.findings[finding_label(measurement.record)] = measurement.record
+        record = measurement.record
+        if record.get("control"):
+            continue
+        label = finding_label(record)
+        shown = inputs.findings.get(label)
+        if shown is None or _scale_rank(record) >= _scale_rank(shown):  # later rows are newer
+            inputs.findings[label] = record
     distributed = _usable(store, "distributed", inputs)
     inputs.distributed = [m.record for m in distributed]
     measured_runs |= {m.run_id for m in bench} | {m.run_id for m in distributed}
