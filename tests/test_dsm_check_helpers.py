@@ -8,11 +8,11 @@ import torch
 from scipy import integrate, spatial, stats
 
 from sparse_bench.hashing import PStableHash
-from theory_checks.paper_checks_approx import farthest_in_bucket
-from theory_checks.paper_checks_common import RandomBucketHash, pair_at_angle
-from theory_checks.paper_checks_geometry import (cell_diameters, exact_disk_regions, expected_disk_count,
-                                                 interval_buckets, unit_ball_points)
-from theory_checks.paper_checks_hashing import cover_count, pstable_collision_probability
+from theory_checks.paper.approx import farthest_in_bucket
+from theory_checks.paper.common import RandomBucketHash, pair_at_angle
+from theory_checks.paper.geometry import (cell_diameters, exact_disk_regions, expected_disk_count,
+                                          interval_buckets, unit_ball_points)
+from theory_checks.paper.hashing import cover_count, pstable_collision_probability
 
 
 def _gen(seed=0):

@@ -1,4 +1,4 @@
-"""Exact routing predictions (theory_checks.routing_math) against brute-force enumeration and rationals."""
+"""Exact routing predictions (theory_checks.routing.predictions) against brute-force enumeration and rationals."""
 
 import itertools
 import math
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from theory_checks.routing_math import (
+from theory_checks.routing.predictions import (
     expected_dropped,
     expert_drop_pmf,
     iid_sum_p_value,

@@ -2,14 +2,14 @@
 
 import pytest
 
-import theory_checks.convpool_checks_boureau  # noqa: F401  (each import registers its checks)
-import theory_checks.convpool_checks_cnn_dsm  # noqa: F401
-import theory_checks.convpool_checks_detection  # noqa: F401
-import theory_checks.convpool_checks_identities  # noqa: F401
-import theory_checks.convpool_checks_order_stats  # noqa: F401
-import theory_checks.convpool_checks_patches  # noqa: F401
-import theory_checks.convpool_checks_pooling  # noqa: F401
-import theory_checks.convpool_checks_shift  # noqa: F401
+import theory_checks.convpool.boureau  # noqa: F401  (each import registers its checks)
+import theory_checks.convpool.cnn_dsm  # noqa: F401
+import theory_checks.convpool.detection  # noqa: F401
+import theory_checks.convpool.identities  # noqa: F401
+import theory_checks.convpool.order_stats  # noqa: F401
+import theory_checks.convpool.patches  # noqa: F401
+import theory_checks.convpool.pooling  # noqa: F401
+import theory_checks.convpool.shift  # noqa: F401
 from theory_checks.framework.pytest_support import (
     assert_check_passes,
     assert_control_fails,
@@ -32,10 +32,10 @@ def test_closed_forms_against_independent_values():
     import numpy as np
     from scipy import stats
 
-    from theory_checks.convpool_checks_boureau import optimal_max_pool_size, psi_avg, psi_max
-    from theory_checks.convpool_checks_detection import avg_pool_error, max_pool_error
-    from theory_checks.convpool_checks_order_stats import expected_max, p_argmax_planted
-    from theory_checks.convpool_checks_shift import jaccard
+    from theory_checks.convpool.boureau import optimal_max_pool_size, psi_avg, psi_max
+    from theory_checks.convpool.detection import avg_pool_error, max_pool_error
+    from theory_checks.convpool.order_stats import expected_max, p_argmax_planted
+    from theory_checks.convpool.shift import jaccard
 
     # docs/THEORY.md §B
     assert abs(expected_max(64) - 2.3437) < 1e-4 and abs(expected_max(256) - 2.8269) < 1e-4
@@ -53,7 +53,7 @@ def test_closed_forms_against_independent_values():
 def test_null_cosine_p_value_matches_monte_carlo():
     import torch
 
-    from theory_checks.convpool_checks_patches import null_cosine_p_value
+    from theory_checks.convpool.patches import null_cosine_p_value
 
     directions = torch.randn(200_000, 25, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     cosines = directions[:, 0] / directions.norm(dim=1)  # cosine with a fixed unit vector

@@ -6,7 +6,7 @@ Also pins the check's arithmetic on a hand-made plan set, so a pass cannot come 
 import pytest
 import torch
 
-import theory_checks.distributed_checks as dc
+import theory_checks.distributed.communication as dc
 from sparse_bench.routing.plan import plan_from_assignments
 from theory_checks.framework.pytest_support import (
     assert_check_passes,

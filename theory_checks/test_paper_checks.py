@@ -2,15 +2,15 @@
 
 import pytest
 
-import theory_checks.paper_checks_approx  # noqa: F401  (these imports register the checks)
-import theory_checks.paper_checks_cost  # noqa: F401
-import theory_checks.paper_checks_dense  # noqa: F401
-import theory_checks.paper_checks_geometry  # noqa: F401
-import theory_checks.paper_checks_hashing  # noqa: F401
-import theory_checks.paper_checks_table1  # noqa: F401
+import theory_checks.paper.approx  # noqa: F401  (these imports register the checks)
+import theory_checks.paper.cost  # noqa: F401
+import theory_checks.paper.dense  # noqa: F401
+import theory_checks.paper.geometry  # noqa: F401
+import theory_checks.paper.hashing  # noqa: F401
+import theory_checks.paper.table1  # noqa: F401
 from theory_checks.framework.pytest_support import (assert_check_passes, assert_control_fails, check_params,
                                                     control_params)
-from theory_checks.paper_checks_common import AREA
+from theory_checks.paper.common import AREA
 
 
 @pytest.mark.parametrize("name", check_params(AREA))

@@ -2,8 +2,8 @@
 
 import pytest
 
-import theory_checks.routing_balance_checks  # noqa: F401  (registers checks)
-import theory_checks.routing_checks  # noqa: F401  (registers checks)
+import theory_checks.routing.balance  # noqa: F401  (registers checks)
+import theory_checks.routing.topk  # noqa: F401  (registers checks)
 from theory_checks.framework.pytest_support import (
     assert_check_passes,
     assert_control_fails,

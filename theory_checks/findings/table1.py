@@ -40,9 +40,9 @@ from sparse_bench.dsm import RandomFeaturesDense, TopKDSM, select_ridge
 from sparse_bench.dsm.masked import RIDGE_GRID
 from sparse_bench.dsm.training import ReadoutTraining, train_readout
 from sparse_bench.targets import uniform_cube
-from theory_checks import cases_paper as cases
 from theory_checks.framework import figure_spec, replicate_seed, series
-from theory_checks.paper_checks_table1 import _targets as table1_targets  # the check's targets, not a copy
+from theory_checks.paper import cases
+from theory_checks.paper.table1 import _targets as table1_targets  # the check's targets, not a copy
 
 from .decision import FAMILY_CONF, below, inside, seed_interval
 from .registry import Component, Reading, Scale, register_finding

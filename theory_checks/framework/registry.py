@@ -128,14 +128,26 @@ def run_control(name: str, control: str, seed: int | None = None, profile: str |
     return _timed_call(entry, seed, profile, control, entry.controls[control]())
 
 
+NOT_CHECKS = ("test_", "conftest", "audit", "suite", "framework", "findings")  # name prefixes that hold no check
+
+
+def _import_check_modules(path, prefix: str) -> None:
+    """Import every module below ``path`` (a package's ``__path__``), walking into subpackages, except those
+    whose name starts with one of ``NOT_CHECKS`` (a skipped package is not entered)."""
+    for info in pkgutil.iter_modules(path):
+        if info.name.startswith(NOT_CHECKS):
+            continue
+        module = importlib.import_module(prefix + info.name)
+        if info.ispkg:
+            _import_check_modules(module.__path__, module.__name__ + ".")
+
+
 def load_all_checks() -> dict[str, RegisteredCheck]:
-    """Import every module of the theory_checks package except tests, conftest, audit and the framework."""
+    """Import every check module of the theory_checks package and its subpackages (``routing/``, ``paper/``,
+    ...); tests, conftest, the audit, the suite, the framework and the findings are left out."""
     import theory_checks
 
-    skip_prefixes = ("test_", "conftest", "audit", "framework")
-    for info in pkgutil.iter_modules(theory_checks.__path__):
-        if not info.name.startswith(skip_prefixes):
-            importlib.import_module(f"theory_checks.{info.name}")
+    _import_check_modules(theory_checks.__path__, "theory_checks.")
     return REGISTRY
 
 

@@ -20,7 +20,7 @@ from theory_checks.framework import (ALPHA, figure_spec, series,
                                       binomial_test, by_profile, clopper_pearson, holm, make_result,
                                      register_check)
 
-from .convpool_checks_common import AREA, SOURCE, crop_last_row, global_avg, global_max
+from .common import AREA, SOURCE, crop_last_row, global_avg, global_max
 
 SHAPE = (8, 8)  # n = 64 scores
 MUS = (2.0, 3.0)  # single-copy cells of the detection check

@@ -15,11 +15,11 @@ import torch
 from scipy import optimize, stats
 
 from sparse_bench.hashing import PStableHash, SimHash
-from theory_checks import cases_paper as cases
 from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, figure_spec, holm,
                                       make_result, register_check, series)
 
-from .paper_checks_common import (AREA, affine_simhash, biased_simhash, cube_simhash, pair_at_angle,
+from . import cases
+from .common import (AREA, affine_simhash, biased_simhash, cube_simhash, pair_at_angle,
                                   pair_in_coordinate_plane, quarter_offset_pstable, source)
 
 

@@ -17,7 +17,7 @@ from scipy import integrate, stats
 from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, figure_spec, holm,
                                      make_result, one_sample_t, register_check, series)
 
-from .convpool_checks_common import AREA, SOURCE, crop_last_row, global_argmax, global_max
+from .common import AREA, SOURCE, crop_last_row, global_argmax, global_max
 
 ARGMAX_CELLS = [((8, 8), 1.5), ((8, 8), 3.0), ((16, 16), 3.0)]  # (score map shape, mu)
 MAX_CELLS = [(8, 8), (16, 16)]

@@ -23,7 +23,7 @@ from sparse_bench.dsm import RandomFeaturesDense, TopKDSM
 from theory_checks.framework import (ALPHA, by_profile, figure_spec, holm, make_result, register_check,
                                      replicate_seed, series)
 
-from .convpool_checks_common import AREA
+from .common import AREA
 
 IMAGE = 12
 NOISE = 0.1  # pixel noise sd

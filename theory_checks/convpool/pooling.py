@@ -12,7 +12,7 @@ from sparse_bench.blocks import avgpool_plan, maxpool_plan, pool_from_plan
 from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, figure_spec, holm,
                                      make_result, register_check, series)
 
-from .convpool_checks_common import AREA, SOURCE, gamma
+from .common import AREA, SOURCE, gamma
 
 MONOTONE = {"relu": F.relu, "leaky_relu": lambda z: F.leaky_relu(z, 0.1), "hardtanh": F.hardtanh,
             "relu6": F.relu6}

@@ -14,28 +14,19 @@ import numpy as np
 import torch
 
 from sparse_bench.routing import ExpertChoiceRouter, TopKRouter
+from theory_checks.framework import (ALPHA, by_profile, figure_spec, holm, holm_adjusted, make_result, one_sample_t,
+                                     register_check, series)
 
 from . import cases
-from . import routing_controls as broken
-from .framework import ALPHA, by_profile, figure_spec, series, holm, holm_adjusted, make_result, one_sample_t, register_check
-from .routing_math import (
+from . import controls as broken
+from .common import AREA, F64_EPS, GATE_DIM, SOURCE, generator
+from .predictions import (
     capacity_for,
     expected_dropped,
     expert_drop_pmf,
     iid_sum_p_value,
     max_load_goodness_of_fit,
 )
-
-SOURCE = "routing §C"
-AREA = "routing"
-GATE_DIM = 4  # d_model of routers driven through plan_from_logits (their gate weight is unused)
-F64_EPS = 2.0**-52
-
-
-def generator(seed: int) -> torch.Generator:
-    """The one CPU generator a check draws everything from."""
-    return torch.Generator().manual_seed(int(seed))
-
 
 def _topk(num_experts, k, capacity_factor=None):
     return TopKRouter(GATE_DIM, num_experts, k=k, capacity_factor=capacity_factor)

@@ -19,7 +19,7 @@ from scipy import stats
 
 from theory_checks.framework import ALPHA, by_profile, figure_spec, holm, make_result, register_check, series
 
-from .convpool_checks_common import AREA, SOURCE, global_avg, global_max
+from .common import AREA, SOURCE, global_avg, global_max
 
 ALPHAS = (0.1, 0.2)  # feature probability per location in class 1 and class 2
 POOL_SIZES = (1, 4, 10, 20)  # 10 is psi_max's optimum for these alphas

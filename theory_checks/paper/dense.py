@@ -23,7 +23,6 @@ from scipy import stats
 
 from sparse_bench.dsm import LSHModel, RandomFeaturesDense
 from sparse_bench.targets import BumpFamily, random_polynomial, uniform_cube
-from theory_checks import cases_paper as cases
 from theory_checks.framework import (
     ALPHA,
     by_profile,
@@ -34,7 +33,8 @@ from theory_checks.framework import (
     series,
 )
 
-from .paper_checks_common import AREA, RandomBucketHash, source
+from . import cases
+from .common import AREA, RandomBucketHash, source
 
 SLOPE_ALPHA = ALPHA  # one-sided level of the width-slope test: the project's false-alarm level
 

@@ -28,7 +28,7 @@ import torch
 from sparse_bench.distributed import rows_crossing, rows_per_owner
 from sparse_bench.routing import TopKRouter
 
-from .framework import (ALPHA, by_profile, figure_spec, holm, holm_adjusted, make_result, one_sample_t,
+from theory_checks.framework import (ALPHA, by_profile, figure_spec, holm, holm_adjusted, make_result, one_sample_t,
                         register_check, series)
 
 SOURCE = "expert-parallel all-to-all volume"

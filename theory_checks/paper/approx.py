@@ -33,10 +33,10 @@ from scipy import stats
 from sparse_bench.dsm import LSHModel
 from sparse_bench.hashing import PStableHash
 from sparse_bench.targets import bump_family, random_polynomial, random_subspace, uniform_subspace_cube
-from theory_checks import cases_paper as cases
 from theory_checks.framework import ALPHA, by_profile, figure_spec, holm, make_result, register_check, series
 
-from .paper_checks_common import AREA, RandomBucketHash, source
+from . import cases
+from .common import AREA, RandomBucketHash, source
 
 NEIGHBOUR_EXPONENTS = (1.0, 3.0)  # the alternatives the alpha interval must exclude
 ROUNDING = 1e-12  # absolute slack of the exact bound: the equality case (same ray of the cone) meets it

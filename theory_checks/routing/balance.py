@@ -10,26 +10,14 @@ import torch
 from scipy import stats
 
 from sparse_bench.routing import HashRouter, LSHRouter, SinkhornRouter, TopKRouter
+from theory_checks.framework import (ALPHA, binomial_test, by_profile, chisquare_gof, clopper_pearson, figure_spec,
+                                     holm, holm_adjusted, make_result, register_check, series, sign_test_less)
+from theory_checks.paper.common import pair_at_angle  # one definition of 'a random pair at angle theta'
 
 from . import cases
-from . import routing_controls as broken
-from .framework import (
-    figure_spec,
-    series,
-    ALPHA,
-    binomial_test,
-    by_profile,
-    chisquare_gof,
-    clopper_pearson,
-    holm,
-    holm_adjusted,
-    make_result,
-    register_check,
-    sign_test_less,
-)
-from .paper_checks_common import pair_at_angle  # one definition of 'a random pair at angle theta'
-from .routing_checks import AREA, F64_EPS, GATE_DIM, SOURCE, generator
-from .routing_math import max_load_goodness_of_fit, simhash_bucket_collision
+from . import controls as broken
+from .common import AREA, F64_EPS, GATE_DIM, SOURCE, generator
+from .predictions import max_load_goodness_of_fit, simhash_bucket_collision
 
 
 def _sinkhorn(num_experts, temperature, iterations=cases.SINKHORN_ITERATIONS):

@@ -19,7 +19,7 @@ from theory_checks.framework import (ALPHA, figure_spec, series,
                                       binomial_test, by_profile, clopper_pearson, holm, make_result,
                                      register_check)
 
-from .convpool_checks_common import AREA, SOURCE, gamma, global_avg, global_max
+from .common import AREA, SOURCE, gamma, global_avg, global_max
 
 
 def jaccard(k: int, shift: tuple[int, int]) -> float:

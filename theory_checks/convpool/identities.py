@@ -17,7 +17,7 @@ from sparse_bench.blocks import compose_conv_kernels, conv2d_im2col, conv2d_toep
 from sparse_bench.blocks._args import pair
 from theory_checks.framework import by_profile, make_result, register_check
 
-from .convpool_checks_common import AREA, SOURCE, gamma, run_hypothesis_draws
+from .common import AREA, SOURCE, gamma, run_hypothesis_draws
 
 BOUND_MARGIN = "bound: 2*gamma_K*sum|w||x| per output (Higham, any summation order), K = terms per output"
 ROUNDING_ONLY = ("an identity exact in real arithmetic: the one number is the worst difference over its "

@@ -19,11 +19,11 @@ from scipy import stats
 
 from sparse_bench.hashing import PStableHash
 from sparse_bench.targets import random_subspace, uniform_cube
-from theory_checks import cases_paper as cases
 from theory_checks.framework import (ALPHA, by_profile, figure_spec, holm, loglog_slope, make_result,
                                       register_check, series)
 
-from .paper_checks_common import AREA, source, squared_width_pstable, unit_direction_pstable
+from . import cases
+from .common import AREA, source, squared_width_pstable, unit_direction_pstable
 
 
 def unit_ball_points(n: int, k: int, gen: torch.Generator) -> torch.Tensor:

@@ -25,11 +25,11 @@ from scipy import stats
 
 from sparse_bench.dsm import RandomFeaturesDense, TopKDSM
 from sparse_bench.targets import hypercube_function, random_polynomial, uniform_cube
-from theory_checks import cases_paper as cases
 from theory_checks.framework import (ALPHA, by_profile, figure_spec, holm, make_result, register_check,
                                      replicate_seed, series)
 
-from .paper_checks_common import AREA, source
+from . import cases
+from .common import AREA, source
 
 MODELS = ("dense", "dsm_50", "dsm_25")
 

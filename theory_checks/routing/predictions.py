@@ -132,7 +132,7 @@ def max_load_goodness_of_fit(maxima: np.ndarray, num_tokens: int, num_experts: i
     maxima: (n,) int, one maximum load per trial. Returns a dict with p_value, chi2, cells, the support
     ``values``, the exact ``pmf``, the ``observed`` histogram and the exact mean.
     """
-    from .framework import chisquare_gof
+    from theory_checks.framework import chisquare_gof
 
     values, pmf = multinomial_max_pmf(num_tokens, num_experts)
     clipped = np.clip(np.asarray(maxima), values[0], values[-1])  # outside the support: counted at its ends

@@ -16,10 +16,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from sparse_bench.dsm import DSM, LSHModel, RandomFeaturesDense, knn_as_dsm
 from sparse_bench.targets import random_polynomial, uniform_cube, uniform_sphere
-from theory_checks import cases_paper as cases
 from theory_checks.framework import by_profile, figure_spec, make_result, register_check, series
 
-from .paper_checks_common import AREA, source
+from . import cases
+from .common import AREA, source
 
 
 class OneHotLSHModel(LSHModel):

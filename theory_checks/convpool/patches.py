@@ -21,7 +21,7 @@ from sparse_bench.blocks import (conv2d_im2col, from_linear_classifier, image_pa
                                   pool_from_plan)
 from theory_checks.framework import ALPHA, by_profile, figure_spec, make_result, register_check, series
 
-from .convpool_checks_common import AREA, SOURCE, gamma
+from .common import AREA, SOURCE, gamma
 
 KERNEL = 5  # pattern and kernel size; D = 25
 IMAGE = 20  # image side: a 4 x 4 grid of 5 x 5 tiles

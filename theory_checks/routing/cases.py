@@ -1,4 +1,4 @@
-"""Case data of the theory checks: sizes, grids and sample counts, chosen once and named (append only).
+"""Case data of the routing checks: sizes, grids and sample counts, chosen once and named (append only).
 
 Sample counts come in (quick, full) pairs, read with ``framework.by_profile``. Changing a published case
 changes what a check measures, so add a new case rather than editing one.
