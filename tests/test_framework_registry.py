@@ -92,9 +92,10 @@ def test_profile_env(monkeypatch):
 def test_adapter_params_and_verdict_asserts(registry, tmp_path):
     _register_coin()
     ids = [p.id for p in pytest_support.check_params("unit_area")]
-    assert ids == ["unit_coin"]
+    assert ids == ["unit_area/unit_coin"]
     control_ids = [p.id for p in pytest_support.control_params("unit_area")]
-    assert control_ids == ["unit_coin-loaded", "unit_coin-undetectable"]
+    assert control_ids == ["unit_area/unit_coin-loaded", "unit_area/unit_coin-undetectable"]
+    assert "unit_area/unit_coin" in [p.id for p in pytest_support.check_params()]  # None: every area
     pytest_support.assert_check_passes("unit_coin", "quick")
     pytest_support.assert_control_fails("unit_coin", "loaded", "quick")
     with pytest.raises(pytest.fail.Exception, match="negative control passed"):
@@ -105,6 +106,16 @@ def test_adapter_params_and_verdict_asserts(registry, tmp_path):
     ]
     with pytest.raises(ValueError, match="no checks registered"):
         pytest_support.check_params("empty_area")
+
+
+def test_adapter_marks_slow_checks(registry):
+    @register_check(name="unit_sweep", source="unit", prediction="p", area="unit_slow", controls={"c": dict},
+                    slow=True)
+    def check_unit_sweep(seed, profile="quick"):
+        return make_result("unit_sweep", passed=True, seed=seed, profile=profile, n=1, test="t")
+
+    for param in pytest_support.check_params("unit_slow") + pytest_support.control_params("unit_slow"):
+        assert [mark.name for mark in param.marks] == ["slow"]
 
 
 def test_adapter_fails_a_failing_check(registry):

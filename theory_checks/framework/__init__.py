@@ -3,7 +3,8 @@
 A check is an experiment with a stated prediction, a derived tolerance, an explicit seed, and at least one
 negative control (a planted defect on which the same check must FAIL). How an area adds one::
 
-    # theory_checks/myarea_checks.py  (load_all_checks() imports every module here except test_*.py)
+    # theory_checks/myarea/coin.py  (a subpackage per area, with an __init__.py; load_all_checks()
+    #                                imports every module of it except test_*.py)
     import time
     import torch
     from theory_checks.framework import (
@@ -29,19 +30,8 @@ negative control (a planted defect on which the same check must FAIL). How an ar
                            test="exact binomial, two-sided", predicted=0.5, measured=heads / n,
                            ci=clopper_pearson(heads, n), p_value=p, started=started)
 
-    # theory_checks/test_myarea.py   (the whole adapter)
-    import pytest
-    import theory_checks.myarea_checks  # noqa: F401  (registers the checks)
-    from theory_checks.framework.pytest_support import (
-        assert_check_passes, assert_control_fails, check_params, control_params)
-
-    @pytest.mark.parametrize("name", check_params("myarea"))
-    def test_check(name, check_profile):
-        assert_check_passes(name, check_profile)
-
-    @pytest.mark.parametrize("name,control", control_params("myarea"))
-    def test_control(name, control, check_profile):
-        assert_control_fails(name, control, check_profile)
+No test file is needed: ``theory_checks/test_checks.py`` parametrizes every check ``load_all_checks`` finds
+(``pytest -k myarea/coin_is_fair``), and its controls (``-k coin_is_fair-biased_coin``).
 
 Run one by name: ``run_check("coin_is_fair", seed=1, profile="full")``, ``run_control("coin_is_fair",
 "biased_coin")``. False-alarm audit: ``python -m theory_checks.audit --seeds 100 --check coin_is_fair``.

@@ -1,9 +1,10 @@
-"""pytest adapter: parametrize an area's checks and controls; run them; record them; assert the verdicts.
+"""pytest adapter: parametrize the checks and their controls; run them; record them; assert the verdicts.
 
-The only module of the framework that imports pytest. An area's ``test_<area>.py`` imports its check module
-(which registers the checks), then parametrizes ``test_check`` with ``check_params(area)`` and
-``test_control`` with ``control_params(area)``; test ids are the check name (and ``name-control``), so
-``pytest -k NAME`` works. Every record goes to the results store (``$SPARSE_BENCH_RESULTS``, else
+The only module of the framework that imports pytest. ``theory_checks/test_checks.py`` parametrizes
+``test_check`` with ``check_params()`` and ``test_control`` with ``control_params()``: every check that
+``load_all_checks`` finds, so a new check module needs no test file of its own. Test ids are ``area/name``
+(and ``area/name-control``), so ``pytest -k routing`` or ``-k NAME`` selects; a check registered ``slow``
+carries pytest's ``slow`` mark. Every record goes to the results store (``$SPARSE_BENCH_RESULTS``, else
 ``results/``) as a measurement of one run per pytest session.
 """
 
@@ -15,7 +16,7 @@ from sparse_bench.results import results_dir
 from sparse_bench.results.recorder import Recorder
 from sparse_bench.results.records import FindingResult
 
-from .registry import catalogue, checks_in_area, run_check, run_control
+from .registry import REGISTRY, catalogue, checks_in_area, load_all_checks, run_check, run_control
 from .result import CheckResult
 
 _SESSION: dict = {}  # results directory -> this process's run in its store, started by its first record
@@ -25,25 +26,30 @@ def _marks(entry) -> list:
     return [pytest.mark.slow] if entry.slow else []
 
 
-def _entries(area: str) -> list:
-    entries = checks_in_area(area)
+def _entries(area: str | None) -> list:
+    """The registered checks of ``area``, or, for None, every check ``load_all_checks`` finds (by area, name)."""
+    if area is None:
+        load_all_checks()
+        entries = sorted(REGISTRY.values(), key=lambda c: (c.area, c.name))
+    else:
+        entries = checks_in_area(area)
     if not entries:
         raise ValueError(f"no checks registered in area {area!r}: import the module that registers them")
     return entries
 
 
-def check_params(area: str) -> list:
-    """``pytest.param(name, id=name)`` for every registered check of ``area`` (slow ones marked slow)."""
-    entries = _entries(area)
-    return [pytest.param(e.name, id=e.name, marks=_marks(e)) for e in entries]
+def check_params(area: str | None = None) -> list:
+    """``pytest.param(name, id="area/name")`` for every registered check of ``area`` (None: of every area),
+    slow ones marked slow."""
+    return [pytest.param(e.name, id=f"{e.area}/{e.name}", marks=_marks(e)) for e in _entries(area)]
 
 
-def control_params(area: str) -> list:
-    """``pytest.param(name, control, id=f"{name}-{control}")`` for each control of each check of ``area``."""
-    entries = _entries(area)
+def control_params(area: str | None = None) -> list:
+    """``pytest.param(name, control, id="area/name-control")`` for each control of each check of ``area``
+    (None: of every area), slow ones marked slow."""
     return [
-        pytest.param(e.name, control, id=f"{e.name}-{control}", marks=_marks(e))
-        for e in entries
+        pytest.param(e.name, control, id=f"{e.area}/{e.name}-{control}", marks=_marks(e))
+        for e in _entries(area)
         for control in sorted(e.controls)
     ]
 
