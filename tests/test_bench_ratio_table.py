@@ -65,7 +65,8 @@ def test_one_record_per_direction_with_consistent_ratios(records):
                             rel_tol=1e-12)
         assert r["bound"] == ("weight traffic" if traffic["t_s"] > r["t_floor_s"] else "compute")
         assert r["memory"]["peak_bytes"] > 0 and r["memory"]["budget_bytes"] > 0
-        assert set(r["targets"]) >= {"R_max", "R_ok", "gshard_ok", "memory_ok", "within_noise"}
+        assert set(r["targets"]) >= {"overhead_max", "overhead_ok", "gshard_ok", "memory_ok", "within_noise"}
+        assert r["overhead_interval"]["low"] <= r["overhead"] <= r["overhead_interval"]["high"]
         scaling = r["thread_scaling"]  # the fixture runs on 2 threads (the default)
         assert scaling["threads"] == 2 and scaling["interval"]["rounds"] == 9
         assert math.isclose(scaling["speedup"], scaling["one_thread_s"] / r["floor_block"]["median_s"],
@@ -133,7 +134,8 @@ def test_each_speed_target_needs_the_R_at_which_it_is_met(records):
     _, recs = records
     for r in recs:
         targets = r["targets"]
-        assert set(targets["needed_R"]) == {"R", "hf", "gshard"} & {k[:-3] for k in targets if k.endswith("_ok")}
+        names = {"overhead", "hf", "gshard", "revision"}
+        assert set(targets["needed_R"]) == names & {k[:-3] for k in targets if k.endswith("_ok")}
         for name, needed in targets["needed_R"].items():
             assert (r["R"] <= needed * (1 + 1e-12)) == targets[f"{name}_ok"] or math.isclose(r["R"], needed)
             assert (name in targets["limit"]) == (not targets[f"{name}_ok"])
@@ -151,45 +153,60 @@ def test_target_limit(needed, shape, limit):
 def test_target_summary_counts_misses_by_limit():
     def record(direction, R, shape, hf_R=None):
         peers = {"hf_mixtral": {"ratio_to_floor": hf_R, "speedup_of_ours": hf_R / R}} if hf_R else {}
-        rec = {"direction": direction, "R": R, "shape": shape, "peers": peers}
+        rec = {"direction": direction, "R": R, "shape": shape, "overhead": R / shape, "peers": peers}
         rec["targets"] = record_targets(rec, direction)
         return rec
 
-    recs = [record("forward", 1.1, 1.0, hf_R=1.2),  # R met; HF not slow: never slower, met
-            record("forward", 1.4, 1.25, hf_R=1.8),  # R needs 1.15, HF (slow: 1.5x) 1.2: both below shape
-            record("forward", 1.3, 1.1, hf_R=1.2),  # R needs 1.15, HF (not slow: 1x) 1.2: both above shape
-            record("forward_backward", 1.2, 0.9),   # R <= 1.3 met; no peers
+    recs = [record("forward", 1.1, 1.0, hf_R=1.2),  # overhead 1.1 met; HF not slow: never slower, met
+            record("forward", 1.4, 1.0, hf_R=1.8),  # overhead 1.4 missed; HF (slow: 1.5x) needs 1.2: overhead
+            record("forward", 1.3, 1.25, hf_R=1.2),  # overhead 1.04 met; HF (1x) needs 1.2 < shape: grouped floor
+            record("forward_backward", 1.2, 1.0),   # overhead 1.2 <= 1.25 met; no peers
             {"direction": "forward", "R": 2.0, "shape": 1.0, "targets": {"R_ok": False}}]  # no needed_R: skipped
     rows = {(row["direction"], row["target"]): row for row in target_summary(recs)}
-    assert rows[("forward", "R")] == {"direction": "forward", "target": "R", "label": "R <= 1.15", "met": 1,
-                                      "measured": 3, "overhead": 1, "grouped floor": 1, "floor": 0,
-                                      "within_noise": 0}
+    assert rows[("forward", "overhead")] == {
+        "direction": "forward", "target": "overhead", "label": "overhead <= 1.15", "met": 2, "measured": 3,
+        "overhead": 1, "grouped floor": 0, "floor": 0, "within_noise": 0}
     hf = rows[("forward", "hf")]
     assert (hf["met"], hf["measured"], hf["overhead"], hf["grouped floor"]) == (1, 3, 1, 1)
-    assert rows[("forward_backward", "R")]["met"] == 1 and ("forward_backward", "hf") not in rows
+    assert rows[("forward_backward", "overhead")]["met"] == 1 and ("forward_backward", "hf") not in rows
     assert len(format_target_summary(recs).splitlines()) == 3
+
+
+def test_never_slower_than_another_revision():
+    """A peer ours@REV (our layer at another revision) is a target: met when ours is at least as fast; a
+    slower layer misses it, and an interval holding 1 is within noise."""
+    def record(speedup, interval=None):
+        peer = {"ratio_to_floor": 1.5 * speedup, "speedup_of_ours": speedup, "speedup_interval": interval}
+        rec = {"direction": "forward", "R": 1.5, "shape": 1.3, "overhead": 1.5 / 1.3,
+               "peers": {"ours@0123456789ab": peer}}
+        rec["targets"] = record_targets(rec, "forward")
+        return rec["targets"]
+
+    assert record(1.3)["revision_ok"] and not record(0.8)["revision_ok"]
+    assert record(0.8)["limit"]["revision"] == "grouped floor"  # the old layer's R 1.2 is below the shape 1.3
+    assert record(0.98, {"low": 0.9, "high": 1.05})["within_noise"] == ["revision"]
+    assert "revision_ok" not in record_targets({"direction": "forward", "R": 1.2, "shape": 1.1, "overhead": 1.09,
+                                                "peers": {}}, "forward")
 
 
 def test_verdicts_whose_interval_holds_the_bound_are_within_noise():
     """A verdict is within noise when its 95% interval holds the target's bound, met or missed alike; an
     interval wholly on one side, or none recorded (older records), leaves the verdict as it is."""
-    def record(R_interval, hf_interval=None):
+    def record(interval, hf_interval=None, overhead=1.14):
         hf = {"ratio_to_floor": 1.2, "speedup_of_ours": 1.02, "speedup_interval": hf_interval}
-        peers = {"hf_mixtral": hf}
-        rec = {"direction": "forward", "R": 1.14, "shape": 1.0, "peers": peers, "R_interval": R_interval}
+        rec = {"direction": "forward", "R": overhead, "shape": 1.0, "overhead": overhead,
+               "peers": {"hf_mixtral": hf}, "overhead_interval": interval}
         rec["targets"] = record_targets(rec, "forward")
         return rec
 
-    straddles = record({"low": 1.10, "high": 1.20}, {"low": 0.97, "high": 1.08})  # R, HF met: both unclear
+    straddles = record({"low": 1.10, "high": 1.20}, {"low": 0.97, "high": 1.08})  # overhead, HF met: unclear
     clear = record({"low": 1.12, "high": 1.149}, {"low": 1.01, "high": 1.04})
-    assert straddles["targets"]["within_noise"] == ["R", "hf"] and straddles["targets"]["R_ok"]
+    assert straddles["targets"]["within_noise"] == ["overhead", "hf"] and straddles["targets"]["overhead_ok"]
     assert clear["targets"]["within_noise"] == [] and record(None)["targets"]["within_noise"] == []
-    missed = record({"low": 1.151, "high": 1.3})
-    missed["R"] = 1.2
-    missed["targets"] = record_targets(missed, "forward")
-    assert not missed["targets"]["R_ok"] and missed["targets"]["within_noise"] == []
+    missed = record({"low": 1.151, "high": 1.3}, overhead=1.2)
+    assert not missed["targets"]["overhead_ok"] and missed["targets"]["within_noise"] == []
     rows = {row["target"]: row for row in target_summary([straddles, clear, missed])}
-    assert (rows["R"]["within_noise"], rows["hf"]["within_noise"]) == (1, 1)
+    assert (rows["overhead"]["within_noise"], rows["hf"]["within_noise"]) == (1, 1)
     assert format_target_summary([straddles]).splitlines()[0].endswith("within noise 1")
 
 

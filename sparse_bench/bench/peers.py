@@ -28,6 +28,8 @@ from ..routing import ExpertChoiceRouter, HashRouter, LSHRouter, Router, Sinkhor
 from ..routing.plan import RoutingPlan
 from .grid import MAX_DENSE_DISPATCH_ELEMENTS, GridPoint
 from .gshard import GShardEinsumMoE
+from .revision import revision_layer
+from .speed_targets import REVISION_PEER_PREFIX
 
 PEER_REL_TOL = 1e-4  # fp32: max |y_peer - y_ours| / max |y_ours|; differences come from summation order only
 # Low precision: a layer rounds each token's pre-activation, activation, expert output and weighted output to
@@ -149,6 +151,10 @@ def build_case(
     dense_too_big = dense_dispatch_elements(point, plan) > MAX_DENSE_DISPATCH_ELEMENTS
     another_layer = point.router != "topk" or point.shared_experts > 0  # than the top-k-only peers compute
     for name in peers:
+        if name.startswith(REVISION_PEER_PREFIX):  # our layer at another revision (revision.py)
+            case.modules[name] = revision_layer(name[len(REVISION_PEER_PREFIX):], layer, point, seed, dispatch,
+                                                device, dtype)
+            continue
         if name in TOPK_ONLY_PEERS and another_layer:
             case.skipped[name] = "routes top-k without a shared expert: computes another layer"
             continue

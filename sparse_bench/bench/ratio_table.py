@@ -136,6 +136,7 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
                                             scale=FLOOR_BLOCK_ROWS / rows),
         "shape": grouped["median_s"] / t_floor,
         "overhead": ours["median_s"] / grouped["median_s"],
+        "overhead_interval": paired_ratio_interval(measured["ours"], measured["grouped"]),
         "weight_traffic": {"bytes": traffic, "bandwidth_gb_s": bandwidth * 1e-9, "t_s": t_weights},
         "bound": "weight traffic" if t_weights > t_floor else "compute",
         "R_roofline": ours["median_s"] / max(t_floor, t_weights),  # against the larger of the two floors

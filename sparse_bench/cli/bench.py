@@ -124,6 +124,9 @@ def _points(shape, preset, tokens, router, where, dtype, out: Output):
 @min_run_time_option(None)
 @click.option("--peer", "peers", multiple=True, metavar="NAME",
               help="a peer to time beside our layer (repeatable; default by profile, see bench.peers)")
+@click.option("--against", "revisions", multiple=True, metavar="REV",
+              help="also time our layer as of git revision REV (a branch, tag or commit) in the same rounds, "
+                   "as peer ours@SHA: never slower than it is a speed target (repeatable)")
 @click.option("--no-memory", is_flag=True, help="skip the peak-memory measurements")
 @seed_option("seed of the weights and inputs", default=0)
 @allocator_option
@@ -131,12 +134,13 @@ def _points(shape, preset, tokens, router, where, dtype, out: Output):
 @no_write_option
 @json_option
 def bench(profile, shape, preset, tokens, router, dispatch, device, dtype, backward, threads, min_run_time,
-          peers, no_memory, seed, allocator, results: Path, no_write: bool, as_json: bool) -> int:
+          peers, revisions, no_memory, seed, allocator, results: Path, no_write: bool, as_json: bool) -> int:
     """The MoE ratio table: R = t_layer / t_floor with its interval, shape x overhead, peers, memory, and
     absolute figures (us per call, tokens/s, GFLOP/s, grouped floor), for the profile's grid or one layer."""
     from ..bench.allocator import use_allocator
     from ..bench.peers import ALL_PEERS
-    from ..bench.ratio_table import DIRECTIONS, run_ratio_table, write_records
+    from ..bench.ratio_table import DIRECTIONS, FULL_PEERS, QUICK_PEERS, run_ratio_table, write_records
+    from ..bench.revision import RevisionError, peer_name, resolve
     from ..dispatch import DISPATCHERS
     from ..results.recorder import Recorder
 
@@ -151,6 +155,12 @@ def bench(profile, shape, preset, tokens, router, dispatch, device, dtype, backw
     unknown = [name for name in peers if name not in ALL_PEERS]
     if unknown:
         raise UserError(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(ALL_PEERS)}")
+    if revisions:
+        try:
+            named = tuple(peer_name(resolve(rev)) for rev in revisions)
+        except RevisionError as error:
+            raise UserError(f"--against: {error}") from None
+        peers = (peers or (QUICK_PEERS if profile == "quick" else FULL_PEERS)) + named
     out = Output(as_json)
     where, torch_dt = resolve_where(device, dtype)
     points, resolved = _points(shape, preset, tokens, router, where, torch_dt, out)
