@@ -17,7 +17,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-from theory_checks.framework import ALPHA, by_profile, figure_spec, holm, make_result, register_check, series
+from theory_checks.framework import (ALPHA, by_profile, figure_spec, holm, register_check, result_from_cells,
+                                     series)
 
 from .common import AREA, SOURCE, global_avg, global_max
 
@@ -91,16 +92,14 @@ def check_boureau_separability(seed: int, profile: str = "quick", max_pool=globa
     best = optimal_max_pool_size(a1, a2)
     if best not in POOL_SIZES:  # the case design, not a verdict: the peak test compares measured pool sizes
         raise ValueError(f"the optimal pool size {best} must be among POOL_SIZES {POOL_SIZES}")
-    cells, p_values, measured_max = [], [], {}
+    cells, measured_max = [], {}
     for pool_size in POOL_SIZES:
         maps = [_bernoulli_maps(gen, samples, pool_size, a) for a in ALPHAS]
         for name, pool, formula in (("max", max_pool, max_formula), ("avg", avg_pool, avg_formula)):
             psi, se = separability(*(pool(x).numpy() for x in maps))
             predicted = formula(pool_size, a1, a2)
-            p = 2 * stats.norm.sf(abs(psi - predicted) / se)
-            p_values.append(p)
             cells.append({"P": pool_size, "pool": name, "predicted": predicted, "measured": psi, "se": se,
-                          "p_value": p})
+                          "p_value": 2 * stats.norm.sf(abs(psi - predicted) / se)})
             if name == "max":
                 measured_max[pool_size] = (psi, se)
     peak_tests = []  # one-sided: psi_max(P*) exceeds psi_max at the smallest and largest pool sizes
@@ -108,22 +107,17 @@ def check_boureau_separability(seed: int, profile: str = "quick", max_pool=globa
         (top, se_top), (low, se_low) = measured_max[best], measured_max[other]
         z = (top - low) / math.hypot(se_top, se_low)
         peak_tests.append({"P_star": best, "vs_P": other, "z": z, "p_value": float(stats.norm.sf(z))})
-    agree = not any(holm(p_values, ALPHA))
     peaked = all(holm([t["p_value"] for t in peak_tests], ALPHA))
     head = next(c for c in cells if c["P"] == best and c["pool"] == "max")
-    z_crit = stats.norm.isf(ALPHA / (2 * len(p_values)))
-    return make_result("boureau_separability", passed=agree and peaked, seed=seed,
-                       profile=profile, n=2 * samples * len(POOL_SIZES),
-                       test=f"delta-method z per cell, Holm over {len(p_values)}; "
-                            "peak: one-sided z, Holm over 2",
-                       predicted=head["predicted"], measured=head["measured"],
-                       ci=(head["measured"] - z_crit * head["se"], head["measured"] + z_crit * head["se"]),
-                       p_value=min(p_values),
-                       margin=f"family-wise alpha {ALPHA}; CI = Bonferroni-level normal",
-                       params={"alphas": ALPHAS, "samples_per_class": samples, "optimal_P": best},
-                       details={"cells": cells, "peak_tests": peak_tests,
-                                "figure": _separability_figure(cells)},
-                       started=started)
+    z_crit = stats.norm.isf(ALPHA / (2 * len(cells)))
+    return result_from_cells(
+        "boureau_separability", cells, head=head, passed=peaked, seed=seed, profile=profile,
+        n=2 * samples * len(POOL_SIZES),
+        test=f"delta-method z per cell, Holm over {len(cells)}; peak: one-sided z, Holm over 2",
+        ci=(head["measured"] - z_crit * head["se"], head["measured"] + z_crit * head["se"]),
+        margin=f"family-wise alpha {ALPHA}; CI = Bonferroni-level normal",
+        params={"alphas": ALPHAS, "samples_per_class": samples, "optimal_P": best},
+        details={"peak_tests": peak_tests, "figure": _separability_figure(cells)}, started=started)
 
 
 def _separability_figure(cells: list[dict]) -> dict:

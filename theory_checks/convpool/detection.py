@@ -16,9 +16,8 @@ import torch
 from scipy import optimize, stats
 
 from sparse_bench.blocks import lse_pool
-from theory_checks.framework import (ALPHA, figure_spec, series,
-                                      binomial_test, by_profile, clopper_pearson, holm, make_result,
-                                     register_check)
+from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, figure_spec, holm,
+                                     make_result, register_check, result_from_cells, series)
 
 from .common import AREA, SOURCE, crop_last_row, global_avg, global_max
 
@@ -83,7 +82,7 @@ def check_pooling_detection_error(seed: int, profile: str = "quick", max_pool=gl
     trials = by_profile(profile, quick=10_000, full=200_000)
     gen = torch.Generator().manual_seed(seed)
     n = SHAPE[0] * SHAPE[1]
-    cells, p_values = [], []
+    cells = []
     for mu in MUS:
         x, labels = _samples(gen, trials, mu, 1)
         e_max, t_star = max_pool_error(n, mu)
@@ -94,20 +93,15 @@ def check_pooling_detection_error(seed: int, profile: str = "quick", max_pool=gl
         for name, (statistic, threshold, predicted, alternative) in stats_and_thresholds.items():
             wrong = int(_errors(statistic > threshold, labels).sum())
             p = binomial_test(wrong, 2 * trials, predicted, alternative=alternative)
-            p_values.append(p)
             cells.append({"mu": mu, "pool": name, "predicted": predicted, "measured": wrong / (2 * trials),
                           "ci": clopper_pearson(wrong, 2 * trials), "p_value": p, "test": alternative,
                           "threshold": threshold})
-    rejected = holm(p_values, ALPHA)
-    head = cells[0]
-    return make_result("pooling_detection_error", passed=not any(rejected), seed=seed, profile=profile,
-                       n=2 * trials * len(MUS),
-                       test="exact binomial per cell (max, avg two-sided; lse one-sided 'greater' than min), "
-                            f"Holm over {len(cells)}",
-                       predicted=head["predicted"], measured=head["measured"], ci=head["ci"],
-                       p_value=min(p_values), margin=f"family-wise alpha {ALPHA}",
-                       params={"trials_per_class": trials, "n": n},
-                       details={"cells": cells, "figure": _detection_figure(cells, n)}, started=started)
+    return result_from_cells(
+        "pooling_detection_error", cells, head=cells[0], seed=seed, profile=profile, n=2 * trials * len(MUS),
+        test=f"exact binomial per cell (max, avg two-sided; lse one-sided 'greater' than min), Holm over "
+             f"{len(cells)}",
+        margin=f"family-wise alpha {ALPHA}", params={"trials_per_class": trials, "n": n},
+        details={"figure": _detection_figure(cells, n)}, started=started)
 
 
 def _detection_figure(cells: list[dict], n: int) -> dict:

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from scipy import integrate, stats
 
-from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, figure_spec, holm,
-                                     make_result, one_sample_t, register_check, series)
+from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, figure_spec,
+                                     one_sample_t, register_check, result_from_cells, series)
 
 from .common import AREA, SOURCE, crop_last_row, global_argmax, global_max
 
@@ -53,30 +53,25 @@ def check_planted_argmax_probability(seed: int, profile: str = "quick", argmax=g
     started = time.perf_counter()
     trials = by_profile(profile, quick=3000, full=100_000)
     gen = torch.Generator().manual_seed(seed)
-    cells, p_values = [], []
+    cells = []
     for shape, mu in ARGMAX_CELLS:
         x, where = _planted_scores(gen, trials, shape, mu)
         hits = int((argmax(x) == where).sum())
         predicted = p_argmax_planted(shape[0] * shape[1], mu)
-        p = binomial_test(hits, trials, predicted)
-        p_values.append(p)
         cells.append({"n": shape[0] * shape[1], "mu": mu, "predicted": predicted, "measured": hits / trials,
-                      "ci": clopper_pearson(hits, trials), "p_value": p})
-    rejected = holm(p_values, ALPHA)
-    head = cells[1]
-    return make_result("planted_argmax_probability", passed=not any(rejected), seed=seed, profile=profile,
-                       n=trials * len(cells), test=f"exact binomial per cell, Holm over {len(cells)} cells",
-                       predicted=head["predicted"], measured=head["measured"], ci=head["ci"],
-                       p_value=min(p_values), margin=f"family-wise alpha {ALPHA}; quadrature error < 1e-10",
-                       params={"trials": trials},
-                       details={"cells": cells, "figure": figure_spec(
-                           "max pooling routes to the planted score: measured against the quadrature",
-                           "predicted P (quadrature)", "measured P (Clopper-Pearson, 1 - ALPHA)",
-                           series("cells (n, mu) = " + ", ".join(f"({c['n']}, {c['mu']:g})" for c in cells),
-                                  [c["predicted"] for c in cells], [c["measured"] for c in cells],
-                                  [c["ci"][0] for c in cells], [c["ci"][1] for c in cells]),
-                           series("measured = predicted", [0.0, 1.0], [0.0, 1.0], style="predicted"))},
-                       started=started)
+                      "ci": clopper_pearson(hits, trials), "p_value": binomial_test(hits, trials, predicted)})
+    return result_from_cells(
+        "planted_argmax_probability", cells, head=cells[1], seed=seed, profile=profile, n=trials * len(cells),
+        test=f"exact binomial per cell, Holm over {len(cells)} cells",
+        margin=f"family-wise alpha {ALPHA}; quadrature error < 1e-10", params={"trials": trials},
+        details={"figure": figure_spec(
+            "max pooling routes to the planted score: measured against the quadrature",
+            "predicted P (quadrature)", "measured P (Clopper-Pearson, 1 - ALPHA)",
+            series("cells (n, mu) = " + ", ".join(f"({c['n']}, {c['mu']:g})" for c in cells),
+                   [c["predicted"] for c in cells], [c["measured"] for c in cells],
+                   [c["ci"][0] for c in cells], [c["ci"][1] for c in cells]),
+            series("measured = predicted", [0.0, 1.0], [0.0, 1.0], style="predicted"))},
+        started=started)
 
 
 def _sqrt_two_log_n(n: int) -> float:
@@ -97,29 +92,24 @@ def check_expected_max_gaussian(seed: int, profile: str = "quick", pool=global_m
     started = time.perf_counter()
     trials = by_profile(profile, quick=6000, full=200_000)
     gen = torch.Generator().manual_seed(seed)
-    cells, p_values = [], []
+    cells = []
     for h, w in MAX_CELLS:
         maxima = pool(torch.randn(trials, 1, h, w, generator=gen, dtype=torch.float64)).numpy()
         predicted = formula(h * w)
         mean, lo, hi, p = one_sample_t(maxima, predicted)
-        p_values.append(p)
         cells.append({"n": h * w, "predicted": predicted, "measured": mean, "ci": [lo, hi], "p_value": p,
                       "sqrt_2_ln_n": _sqrt_two_log_n(h * w)})
-    rejected = holm(p_values, ALPHA)
-    head = cells[0]
-    return make_result("expected_max_gaussian", passed=not any(rejected), seed=seed, profile=profile,
-                       n=trials * len(cells), test="one-sample t per n, Holm over n in {64, 256}",
-                       predicted=head["predicted"], measured=head["measured"], ci=tuple(head["ci"]),
-                       p_value=min(p_values), margin=f"family-wise alpha {ALPHA}", params={"trials": trials},
-                       details={"cells": cells, "figure": figure_spec(
-                           "global max pooling of n iid N(0, 1) scores: E[max] against n",
-                           "n (scores pooled)",
-                           "max (in score standard deviations)",
-                           series("measured mean (t-interval, 1 - ALPHA)", [c["n"] for c in cells],
-                                  [c["measured"] for c in cells], [c["ci"][0] for c in cells],
-                                  [c["ci"][1] for c in cells]),
-                           series("E[max] by quadrature", [c["n"] for c in cells],
-                                  [c["predicted"] for c in cells], style="predicted"),
-                           series("sqrt(2 ln n) (upper bound)", [c["n"] for c in cells],
-                                  [c["sqrt_2_ln_n"] for c in cells], style="predicted"), log_x=True)},
-                       started=started)
+    ns = [c["n"] for c in cells]
+    return result_from_cells(
+        "expected_max_gaussian", cells, head=cells[0], seed=seed, profile=profile, n=trials * len(cells),
+        test="one-sample t per n, Holm over n in {64, 256}", margin=f"family-wise alpha {ALPHA}",
+        params={"trials": trials},
+        details={"figure": figure_spec(
+            "global max pooling of n iid N(0, 1) scores: E[max] against n", "n (scores pooled)",
+            "max (in score standard deviations)",
+            series("measured mean (t-interval, 1 - ALPHA)", ns, [c["measured"] for c in cells],
+                   [c["ci"][0] for c in cells], [c["ci"][1] for c in cells]),
+            series("E[max] by quadrature", ns, [c["predicted"] for c in cells], style="predicted"),
+            series("sqrt(2 ln n) (upper bound)", ns, [c["sqrt_2_ln_n"] for c in cells], style="predicted"),
+            log_x=True)},
+        started=started)

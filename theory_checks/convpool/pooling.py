@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from sparse_bench.blocks import avgpool_plan, maxpool_plan, pool_from_plan
-from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, figure_spec, holm,
-                                     make_result, register_check, series)
+from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, figure_spec,
+                                     make_result, register_check, result_from_cells, series)
 
 from .common import AREA, SOURCE, gamma
 
@@ -76,7 +76,7 @@ def check_avgpool_jensen(seed: int, profile: str = "quick", pool=plan_avg_pool):
     started = time.perf_counter()
     images = by_profile(profile, quick=200, full=5000)
     gen = torch.Generator().manual_seed(seed)
-    p_values, cells, violations = [], {}, 0
+    cells, violations = [], 0
     for k in (2, 3):
         z = torch.randn(images, 1, 6 * k, 6 * k, generator=gen, dtype=torch.float64)  # disjoint windows: iid
         left = pool(F.relu(z), k)  # the implementation under test
@@ -87,29 +87,21 @@ def check_avgpool_jensen(seed: int, profile: str = "quick", pool=plan_avg_pool):
         windows = left.numel()
         predicted = 1 - 2.0 ** (1 - k * k)
         p = binomial_test(strict, windows, predicted)
-        p_values.append(p)
-        cells[f"k={k}"] = {"predicted": predicted, "measured": strict / windows,
-                           "ci": clopper_pearson(strict, windows), "p_value": p, "windows": windows}
-    rejected = holm(p_values, ALPHA)
-    first = cells["k=2"]
-    passed = violations == 0 and not any(rejected)
-    return make_result("avgpool_jensen", passed=passed, seed=seed, profile=profile,
-                       n=sum(c["windows"] for c in cells.values()),
-                       test="no violation beyond rounding; exact binomial on strict fraction, "
-                            "Holm over k in {2,3}",
-                       predicted=first["predicted"], measured=first["measured"], ci=first["ci"],
-                       p_value=min(p_values),
-                       margin=f"violations counted beyond 2*gamma_k2*avg|z|; CI level {1 - ALPHA}",
-                       details={"cells": cells, "violations": violations, "figure": figure_spec(
-                           "Jensen for average pooling: share of windows where the inequality is strict",
-                           "window size k (k x k)", "P(avgpool(relu z) > relu(avgpool z))",
-                           series("measured (Clopper-Pearson, 1 - ALPHA)", [2, 3],
-                                  [cells[f"k={k}"]["measured"] for k in (2, 3)],
-                                  [cells[f"k={k}"]["ci"][0] for k in (2, 3)],
-                                  [cells[f"k={k}"]["ci"][1] for k in (2, 3)]),
-                           series("1 - 2^(1 - k^2)", [2, 3], [cells[f"k={k}"]["predicted"] for k in (2, 3)],
-                                  style="predicted"))},
-                       started=started)
+        cells.append({"k": k, "predicted": predicted, "measured": strict / windows,
+                      "ci": clopper_pearson(strict, windows), "p_value": p, "windows": windows})
+    ks = [c["k"] for c in cells]
+    return result_from_cells(
+        "avgpool_jensen", cells, head=cells[0], passed=violations == 0, seed=seed, profile=profile,
+        n=sum(c["windows"] for c in cells),
+        test="no violation beyond rounding; exact binomial on strict fraction, Holm over k in {2,3}",
+        margin=f"violations counted beyond 2*gamma_k2*avg|z|; CI level {1 - ALPHA}",
+        details={"violations": violations, "figure": figure_spec(
+            "Jensen for average pooling: share of windows where the inequality is strict",
+            "window size k (k x k)", "P(avgpool(relu z) > relu(avgpool z))",
+            series("measured (Clopper-Pearson, 1 - ALPHA)", ks, [c["measured"] for c in cells],
+                   [c["ci"][0] for c in cells], [c["ci"][1] for c in cells]),
+            series("1 - 2^(1 - k^2)", ks, [c["predicted"] for c in cells], style="predicted"))},
+        started=started)
 
 
 def _corner_plan(x, kernel, stride=None, padding=0):

@@ -15,9 +15,8 @@ import torch
 import torch.nn.functional as F
 
 from sparse_bench.blocks import conv2d_im2col
-from theory_checks.framework import (ALPHA, figure_spec, series,
-                                      binomial_test, by_profile, clopper_pearson, holm, make_result,
-                                     register_check)
+from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, figure_spec,
+                                     make_result, register_check, result_from_cells, series)
 
 from .common import AREA, SOURCE, gamma, global_avg, global_max
 
@@ -54,31 +53,25 @@ def check_maxpool_shift_invariance(seed: int, profile: str = "quick", pool=globa
     started = time.perf_counter()
     trials = by_profile(profile, quick=2000, full=100_000)
     gen = torch.Generator().manual_seed(seed)
-    cells, p_values = [], []
+    cells = []
     for k, (dy, dx) in shift_cells():
         x = torch.randn(trials, 1, k + dy, k + dx, generator=gen, dtype=torch.float64)
         before, after = pool(x[:, :, :k, :k]), pool(x[:, :, dy : dy + k, dx : dx + k])  # one window per map
         same = int((before == after).sum())
         predicted = formula(k, (dy, dx))
-        p = binomial_test(same, trials, predicted)
-        p_values.append(p)
         cells.append({"k": k, "shift": [dy, dx], "predicted": predicted, "measured": same / trials,
-                      "ci": clopper_pearson(same, trials), "p_value": p})
-    rejected = holm(p_values, ALPHA)
-    head = cells[0]
-    return make_result("maxpool_shift_invariance", passed=not any(rejected), seed=seed, profile=profile,
-                       n=trials * len(cells), test=f"exact binomial per (k, shift), Holm over {len(cells)}",
-                       predicted=head["predicted"], measured=head["measured"], ci=head["ci"],
-                       p_value=min(p_values),
-                       margin=f"family-wise alpha {ALPHA}", params={"trials_per_cell": trials},
-                       details={"cells": cells, "figure": figure_spec(
-                           "max pooling shift invariance: P(unchanged) against the windows' Jaccard index",
-                           "predicted P = Jaccard index of old and new windows", "measured P(unchanged)",
-                           series("measured (k, shift) cells", [c["predicted"] for c in cells],
-                                  [c["measured"] for c in cells], [c["ci"][0] for c in cells],
-                                  [c["ci"][1] for c in cells]),
-                           series("measured = predicted", [0.0, 1.0], [0.0, 1.0], style="predicted"))},
-                       started=started)
+                      "ci": clopper_pearson(same, trials), "p_value": binomial_test(same, trials, predicted)})
+    return result_from_cells(
+        "maxpool_shift_invariance", cells, head=cells[0], seed=seed, profile=profile, n=trials * len(cells),
+        test=f"exact binomial per (k, shift), Holm over {len(cells)}", margin=f"family-wise alpha {ALPHA}",
+        params={"trials_per_cell": trials},
+        details={"figure": figure_spec(
+            "max pooling shift invariance: P(unchanged) against the windows' Jaccard index",
+            "predicted P = Jaccard index of old and new windows", "measured P(unchanged)",
+            series("measured (k, shift) cells", [c["predicted"] for c in cells],
+                   [c["measured"] for c in cells], [c["ci"][0] for c in cells], [c["ci"][1] for c in cells]),
+            series("measured = predicted", [0.0, 1.0], [0.0, 1.0], style="predicted"))},
+        started=started)
 
 
 def circular_conv(x, weight):

@@ -37,10 +37,14 @@ Run one by name: ``run_check("coin_is_fair", seed=1, profile="full")``, ``run_co
 "biased_coin")``. False-alarm audit: ``python -m theory_checks.audit --seeds 100 --check coin_is_fair``.
 Figures: put ``figure_spec(title, x_label, y_label, series("measured", x, y, lo, hi),
 series("predicted", x, y_pred, style="predicted"))`` in ``details["figure"]``; the report draws it.
+A check that tests its prediction in several cells, one p-value each, ends with
+``result_from_cells(name, cells, seed=seed, profile=profile, n=n, test=...)``: the verdict is Holm's over the
+cells, the headline is one cell's prediction, measurement and interval, the cells go into the details.
 Rules: tolerances come from a CI at level 1 - ALPHA or a stated bound (say which in ``margin``), families of
 tests are Holm-corrected (``holm``), seeds go into ``torch.Generator`` objects passed explicitly.
 """
 
+from .cells import result_from_cells
 from .figures import figure_spec, series
 from .profiles import PROFILE_ENV, PROFILES, by_profile, current_profile, validate_profile
 from .registry import (
@@ -103,6 +107,7 @@ __all__ = [
     "pool_sparse_cells",
     "register_check",
     "replicate_seed",
+    "result_from_cells",
     "run_check",
     "run_control",
     "sign_test_less",

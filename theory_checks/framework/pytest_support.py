@@ -27,7 +27,7 @@ def _marks(entry) -> list:
 
 
 def _entries(area: str | None) -> list:
-    """The registered checks of ``area``, or, for None, every check ``load_all_checks`` finds (by area, name)."""
+    """The registered checks of ``area`` (None: all that ``load_all_checks`` finds), by area and name."""
     if area is None:
         load_all_checks()
         entries = sorted(REGISTRY.values(), key=lambda c: (c.area, c.name))

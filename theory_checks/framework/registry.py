@@ -128,7 +128,7 @@ def run_control(name: str, control: str, seed: int | None = None, profile: str |
     return _timed_call(entry, seed, profile, control, entry.controls[control]())
 
 
-NOT_CHECKS = ("test_", "conftest", "audit", "suite", "framework", "findings")  # name prefixes that hold no check
+NOT_CHECKS = ("test_", "conftest", "audit", "suite", "framework", "findings")  # name prefixes of no check
 
 
 def _import_check_modules(path, prefix: str) -> None:

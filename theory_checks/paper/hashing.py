@@ -15,19 +15,12 @@ import torch
 from scipy import optimize, stats
 
 from sparse_bench.hashing import PStableHash, SimHash
-from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, figure_spec, holm,
-                                      make_result, register_check, series)
+from theory_checks.framework import (ALPHA, binomial_test, by_profile, clopper_pearson, figure_spec,
+                                     make_result, register_check, result_from_cells, series)
 
 from . import cases
 from .common import (AREA, affine_simhash, biased_simhash, cube_simhash, pair_at_angle,
                                   pair_in_coordinate_plane, quarter_offset_pstable, source)
-
-
-def _holm_summary(cells: list[dict]) -> tuple[bool, float]:
-    rejected = holm([c["p_value"] for c in cells], ALPHA)
-    for cell, rej in zip(cells, rejected):
-        cell["rejected"] = rej
-    return not any(rejected), min(c["p_value"] for c in cells)
 
 
 @register_check(
@@ -60,14 +53,13 @@ def check_simhash_collision_law(seed: int, profile: str = "quick", make_hash=Sim
             cells.append(dict(angle_over_pi=frac, d=d, orientation=orientation, bits=m, trials=trials,
                               collisions=hits, predicted=p, observed=hits / trials,
                               p_value=binomial_test(hits, trials, p)))
-    passed, min_p = _holm_summary(cells)
     worst = max(cells, key=lambda c: abs(c["observed"] - c["predicted"]))
-    return make_result(
-        "paper_simhash_collision_law", passed=passed, seed=seed, profile=profile,
+    return result_from_cells(
+        "paper_simhash_collision_law", cells, head=worst, seed=seed, profile=profile,
         n=sum(c["trials"] for c in cells), test=f"exact binomial per cell, Holm over {len(cells)} cells",
-        predicted=worst["predicted"], measured=worst["observed"], p_value=min_p,
-        margin="none beyond the binomial tests (exact law)", params={"instances_per_cell": instances},
-        details={"cells": cells, "worst_cell": worst, "figure": collision_figure(
+        measured=worst["observed"], margin="none beyond the binomial tests (exact law)",
+        params={"instances_per_cell": instances},
+        details={"worst_cell": worst, "figure": collision_figure(
             cells, "angle_over_pi", "bits", "SimHash: P[all m bits agree] vs angle (every d)", "angle / pi",
             "(1 - θ/π)^m, m={}")}, started=started)
 
@@ -121,14 +113,12 @@ def check_pstable_collision_law(seed: int, profile: str = "quick", make_hash=PSt
                                           collisions=hits,
                                           predicted=p, observed=hits / trials,
                                           p_value=binomial_test(hits, trials, p)))
-    passed, min_p = _holm_summary(cells)
     worst = max(cells, key=lambda c: abs(c["observed"] - c["predicted"]))
-    return make_result(
-        "paper_pstable_collision_law", passed=passed, seed=seed, profile=profile, n=trials * len(cells),
-        test=f"exact binomial per cell, Holm over {len(cells)} cells", predicted=worst["predicted"],
-        measured=worst["observed"], p_value=min_p, margin="none beyond the binomial tests (exact law)",
-        params={"trials_per_cell": trials},
-        details={"cells": cells, "worst_cell": worst, "figure": collision_figure(
+    return result_from_cells(
+        "paper_pstable_collision_law", cells, head=worst, seed=seed, profile=profile, n=trials * len(cells),
+        test=f"exact binomial per cell, Holm over {len(cells)} cells", measured=worst["observed"],
+        margin="none beyond the binomial tests (exact law)", params={"trials_per_cell": trials},
+        details={"worst_cell": worst, "figure": collision_figure(
             cells, "r", "D", "p-stable LSH: P[D hashes agree] vs r = w / distance (every d, w)",
             "r = width / distance",
             "p(r)^D, D={}")}, started=started)

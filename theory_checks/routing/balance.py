@@ -10,8 +10,9 @@ import torch
 from scipy import stats
 
 from sparse_bench.routing import HashRouter, LSHRouter, SinkhornRouter, TopKRouter
-from theory_checks.framework import (ALPHA, binomial_test, by_profile, chisquare_gof, clopper_pearson, figure_spec,
-                                     holm, holm_adjusted, make_result, register_check, series, sign_test_less)
+from theory_checks.framework import (ALPHA, binomial_test, by_profile, chisquare_gof, clopper_pearson,
+                                     figure_spec, holm, holm_adjusted, make_result, register_check,
+                                     result_from_cells, series, sign_test_less)
 from theory_checks.paper.common import pair_at_angle  # one definition of 'a random pair at angle theta'
 
 from . import cases
@@ -287,7 +288,7 @@ def check_lsh_routing_angle_collision(seed: int, profile: str = "quick", make_ro
     d, E = cases.LSH_D_MODEL, cases.ROUTING_EXPERTS
     bits = int(math.log2(E))
     pairs = by_profile(profile, quick=cases.LSH_PAIRS[0], full=cases.LSH_PAIRS[1])
-    rows, p_values = [], []
+    rows = []
     for theta in cases.LSH_ANGLES:
         same = 0
         for _ in range(pairs):
@@ -296,23 +297,18 @@ def check_lsh_routing_angle_collision(seed: int, profile: str = "quick", make_ro
             expert_of_token = plan.expert_index[torch.argsort(plan.token_index)]
             same += int(expert_of_token[0] == expert_of_token[1])
         predicted = simhash_bucket_collision(theta, bits)
-        p = binomial_test(same, pairs, predicted)
         rows.append({"theta": theta, "predicted": predicted, "measured": same / pairs,
-                     "ci": clopper_pearson(same, pairs), "p_value": p})
-        p_values.append(p)
-    reject = holm(p_values, ALPHA)
-    r = rows[int(np.argmin(p_values))]
-    return make_result(
-        "lsh_routing_angle_collision", passed=not any(reject), seed=seed, profile=profile,
-        n=pairs * len(rows),
-        test=f"exact binomial per angle, Holm over {len(rows)} angles", predicted=r["predicted"],
-        measured=r["measured"], ci=tuple(r["ci"]), p_value=min(holm_adjusted(p_values)),
+                     "ci": clopper_pearson(same, pairs), "p_value": binomial_test(same, pairs, predicted)})
+    return result_from_cells(
+        "lsh_routing_angle_collision", rows, seed=seed, profile=profile, n=pairs * len(rows),
+        test=f"exact binomial per angle, Holm over {len(rows)} angles",
         params={"d_model": d, "E": E, "bits": bits, "pairs_per_angle": pairs, "angles": cases.LSH_ANGLES},
-        details={"cells": rows, "figure": figure_spec(
+        details={"figure": figure_spec(
             f"LSH routing: P[two tokens share an expert] vs angle (E={E}, {bits} SimHash bits)",
             "angle between the tokens (radians)", "P[same expert]",
             series("measured", [r["theta"] for r in rows], [r["measured"] for r in rows],
                    [r["ci"][0] for r in rows], [r["ci"][1] for r in rows]),
-            series("(1 - θ/π)^m", [r["theta"] for r in rows], [r["predicted"] for r in rows], style="predicted"))},
+            series("(1 - θ/π)^m", [r["theta"] for r in rows], [r["predicted"] for r in rows],
+                   style="predicted"))},
         started=started,
     )

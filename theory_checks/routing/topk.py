@@ -14,8 +14,8 @@ import numpy as np
 import torch
 
 from sparse_bench.routing import ExpertChoiceRouter, TopKRouter
-from theory_checks.framework import (ALPHA, by_profile, figure_spec, holm, holm_adjusted, make_result, one_sample_t,
-                                     register_check, series)
+from theory_checks.framework import (ALPHA, by_profile, figure_spec, make_result, one_sample_t,
+                                     register_check, result_from_cells, series)
 
 from . import cases
 from . import controls as broken
@@ -30,11 +30,6 @@ from .predictions import (
 
 def _topk(num_experts, k, capacity_factor=None):
     return TopKRouter(GATE_DIM, num_experts, k=k, capacity_factor=capacity_factor)
-
-
-def _headline(rows: list[dict], p_values: list[float]) -> dict:
-    """The cell a one-line summary reports: the one with the smallest p-value."""
-    return rows[int(np.argmin(p_values))]
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -119,7 +114,7 @@ def check_switch_loss_random_expectation(seed: int, profile: str = "quick", make
     T, E = cases.SWITCH_LOSS_EXPECTATION_TOKENS, cases.ROUTING_EXPERTS
     batches = by_profile(profile, quick=cases.SWITCH_LOSS_EXPECTATION_BATCHES[0],
                          full=cases.SWITCH_LOSS_EXPECTATION_BATCHES[1])
-    rows, p_values = [], []
+    rows = []
     for k in cases.SWITCH_LOSS_EXPECTATION_KS:
         router = make_router(E, k)
         logits = torch.rand(batches, T, E, generator=gen, dtype=torch.float64) * cases.SWITCH_LOSS_LOGIT_SPAN
@@ -129,16 +124,12 @@ def check_switch_loss_random_expectation(seed: int, profile: str = "quick", make
         predicted = 1.0 + (E * mass.mean() / k - 1.0) / T
         rows.append({"k": k, "predicted": predicted, "measured": loss.mean(), "m_k": mass.mean(),
                      "mean_diff": mean_d, "ci": [predicted + lo, predicted + hi], "p_value": p})
-        p_values.append(p)
-    head = _headline(rows, p_values)
-    return make_result(
-        "switch_loss_random_expectation", passed=not any(holm(p_values, ALPHA)), seed=seed, profile=profile,
-        n=batches * len(rows), test=f"one-sample t on paired differences, Holm over {len(rows)} values of k",
-        predicted=head["predicted"], measured=head["measured"], ci=tuple(head["ci"]),
-        p_value=min(holm_adjusted(p_values)),
+    return result_from_cells(
+        "switch_loss_random_expectation", rows, seed=seed, profile=profile, n=batches * len(rows),
+        test=f"one-sample t on paired differences, Holm over {len(rows)} values of k",
         params={"T": T, "E": E, "batches": batches,
                 "logits": f"iid Uniform[0, {cases.SWITCH_LOSS_LOGIT_SPAN})"},
-        details={"cells": rows, "figure": figure_spec(
+        details={"figure": figure_spec(
             f"Switch loss of iid logits against its expectation (T={T}, E={E}, {batches} batches)",
             "k (experts per token)", "mean Switch loss",
             series("measured mean (t interval, 1 - ALPHA)", [r["k"] for r in rows],
@@ -176,7 +167,7 @@ def check_capacity_drops_uniform_random(seed: int, profile: str = "quick", make_
     gen = generator(seed)
     T, E = cases.ROUTING_TOKENS, cases.ROUTING_EXPERTS
     batches = by_profile(profile, quick=cases.DROP_BATCHES[0], full=cases.DROP_BATCHES[1])
-    rows, p_values, within_capacity = [], [], True
+    rows, within_capacity = [], True
     for k in cases.DROP_KS:
         for cf in cases.DROP_CAPACITY_FACTORS:
             router = make_router(E, k, cf)
@@ -194,25 +185,21 @@ def check_capacity_drops_uniform_random(seed: int, profile: str = "quick", make_
             p = iid_sum_p_value(expert_drop_pmf(T, E, k, capacity), batches, int(expert_drops.sum()))
             lo, hi = one_sample_t(dropped, predicted)[1:3] if np.ptp(dropped) else (dropped[0], dropped[0])
             assignments = T * k
+            # predicted, measured and ci: fractions of the T k assignments
             rows.append({"k": k, "capacity_factor": cf, "capacity": capacity,
-                         "predicted_fraction": predicted / assignments,
-                         "measured_fraction": dropped.mean() / assignments,
-                         "ci_fraction": [lo / assignments, hi / assignments],
+                         "predicted": predicted / assignments, "measured": dropped.mean() / assignments,
+                         "ci": [lo / assignments, hi / assignments],
                          "tested_expert_drops": int(expert_drops.sum()),
                          "predicted_expert_drops": batches * predicted / E, "p_value": p})
-            p_values.append(p)
-    head = _headline(rows, p_values)
-    return make_result(
-        "capacity_drops_uniform_random", passed=within_capacity and not any(holm(p_values, ALPHA)),
-        seed=seed, profile=profile, n=batches * len(rows),
+    return result_from_cells(
+        "capacity_drops_uniform_random", rows, passed=within_capacity, seed=seed, profile=profile,
+        n=batches * len(rows),
         test=f"exact test per cell of one expert's drops per batch summed over batches (iid "
              f"(Binomial(T, k/E) - C)_+), Holm over {len(rows)} cells; capacity checked exactly; interval: t on "
              f"all drops (shown only)",
-        predicted=head["predicted_fraction"], measured=head["measured_fraction"],
-        ci=tuple(head["ci_fraction"]), p_value=min(holm_adjusted(p_values)),
         margin=None if within_capacity else "an expert kept more than C",
         params={"T": T, "E": E, "batches_per_cell": batches, "logits": "iid N(0,1)"},
-        details={"cells": rows, "within_capacity": within_capacity, "figure": _drops_figure(rows)}, started=started,
+        details={"within_capacity": within_capacity, "figure": _drops_figure(rows)}, started=started,
     )
 
 
@@ -222,10 +209,9 @@ def _drops_figure(rows: list[dict]) -> dict:
     for k in sorted({r["k"] for r in rows}):
         cells = [r for r in rows if r["k"] == k]
         x = [r["capacity_factor"] for r in cells]
-        curves.append(series(f"top-{k} measured", x, [r["measured_fraction"] for r in cells],
-                             [r["ci_fraction"][0] for r in cells], [r["ci_fraction"][1] for r in cells],
-                             group=f"k{k}"))
-        curves.append(series(f"top-{k} E[(Binomial - C)+] formula", x, [r["predicted_fraction"] for r in cells],
+        curves.append(series(f"top-{k} measured", x, [r["measured"] for r in cells],
+                             [r["ci"][0] for r in cells], [r["ci"][1] for r in cells], group=f"k{k}"))
+        curves.append(series(f"top-{k} E[(Binomial - C)+] formula", x, [r["predicted"] for r in cells],
                              style="predicted", group=f"k{k}"))
     return figure_spec("token drops under capacity, uniformly random routing", "capacity factor",
                        "dropped fraction of assignments", *curves)
