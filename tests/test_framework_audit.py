@@ -27,7 +27,7 @@ def test_audit_rejects_bad_arguments(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_routing_checks_pass_the_100_seed_audit(tmp_path):
+def test_every_routing_check_passes_the_100_seed_audit(tmp_path):
     """Every routing check passes on >= 99% of 100 fresh seeds (quick profile; ~15 min on one core)."""
     argv = ["--seeds", "100", "--check", "all", "--area", "routing", "--results", str(tmp_path)]
     assert audit.main(argv) == 0
