@@ -7,6 +7,8 @@ import numbers
 
 import torch
 
+from .device_path import host_path
+
 
 def check_float_tensor(x: torch.Tensor, rank: int, layout: str, name: str = "x", values: bool = True
                        ) -> torch.Tensor:
@@ -52,12 +54,19 @@ def check_samples(x: torch.Tensor, y: torch.Tensor, d: int, x_name: str = "x", y
 
 
 def check_finite(x: torch.Tensor, name: str = "x") -> None:
-    """Raise ValueError if ``x`` holds NaN or Inf.
+    """Raise ValueError if ``x`` holds NaN or Inf; on the device path, an asynchronous device assertion with
+    the same message instead (no host read: the error surfaces at the next synchronisation).
 
-    One summing pass first: any NaN or Inf makes the sum NaN or Inf, so a finite sum proves x finite. A sum
-    that is not finite (bad entries, or finite ones that overflowed) is settled by the exact elementwise scan.
+    Host path: one summing pass first: any NaN or Inf makes the sum NaN or Inf, so a finite sum proves x
+    finite. A sum that is not finite (bad entries, or finite ones that overflowed) is settled by the exact
+    elementwise scan.
     """
-    if not x.numel() or bool(torch.isfinite(x.sum())):
+    if not x.numel():
+        return
+    if not host_path(x):
+        torch._assert_async(torch.isfinite(x).all(), f"{name} contains NaN or Inf")
+        return
+    if bool(torch.isfinite(x.sum())):
         return
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or Inf")
@@ -69,10 +78,18 @@ def check_finite_image(image: torch.Tensor, x: torch.Tensor, name: str = "x",
 
     IEEE arithmetic carries any NaN or Inf of a row of x into every entry of that row of the image (NaN
     propagates; Inf times a weight is +-Inf, or NaN when the weight is 0), so a finite image means a finite x.
-    Only when the image is not finite is x scanned, to say which of the two is at fault: a finite x whose
-    image is not finite overflowed (or met NaN/Inf weights), a ValueError naming x and image_name.
+    Host path: only when the image is not finite is x scanned, to say which of the two is at fault: a finite x
+    whose image is not finite overflowed (or met NaN/Inf weights), a ValueError naming x and image_name. Device
+    path: one asynchronous device assertion on the image whose message names both causes.
     """
-    if not image.numel() or bool(torch.isfinite(image.detach().sum())) or bool(torch.isfinite(image).all()):
+    if not image.numel():
+        return
+    if not host_path(image):
+        torch._assert_async(torch.isfinite(image).all(),
+                            f"{image_name} holds NaN or Inf: {name} does, or the weights do, or it overflowed "
+                            f"{image.dtype}")
+        return
+    if bool(torch.isfinite(image.detach().sum())) or bool(torch.isfinite(image).all()):
         return  # a finite sum proves every entry finite (the full scan only settles a sum that overflowed)
     check_finite(x, name)
     raise ValueError(f"{name} is finite but {image_name} is not: the weights hold NaN/Inf or it overflowed "

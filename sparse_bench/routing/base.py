@@ -8,7 +8,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .. import gemm
+from .. import kernels
+from ..device_path import host_path
+from ..gather import select_columns
 from ..validation import (
     check_finite,
     check_finite_image,
@@ -83,7 +85,7 @@ class LearnedRouter(Router):
                 1 - self.jitter, 1 + self.jitter, generator=self.generator
             )
             x = x * noise.to(x.device)
-        logits = gemm.mm(x, self.weight.to(dtype).t())  # F.linear; on oneDNN without autograd (gemm.py)
+        logits = kernels.linear(x, self.weight.to(dtype))  # (T, E)
         check_finite_image(logits, x)
         return logits
 
@@ -106,21 +108,10 @@ class LearnedRouter(Router):
         return logits
 
 
-# ATen's CPU softmax vectorises along the reduced dimension, so it is slow when there are fewer experts than
-# fp32 lanes (16 with AVX-512); across tokens, on the transposed layout, it is fast. Measured here (AMD EPYC,
-# 2 threads, torch.utils.benchmark, T = 512 and 4096, 2026-11-25), softmax(l, -1) / softmax(l.t(), 0): E=4, 8,
-# 12: 5.6-7.6 (590 vs 70 us at T=4096, E=8); E=16, 32, 64: 0.15-0.60 (E=24: 0.73-1.35). Side by side:
-# `pytest tests/test_bench_hotpaths.py -k softmax --benchmark-enable`.
-SOFTMAX_ACROSS_TOKENS_BELOW_EXPERTS = 16
-
-
 def expert_softmax(logits: torch.Tensor) -> torch.Tensor:
-    """logits: (T, E). Returns softmax over the experts, (T, E), differentiable; on CPU with fewer than
-    SOFTMAX_ACROSS_TOKENS_BELOW_EXPERTS experts it is computed on the transposed layout and returned as a
-    (T, E) view of an (E, T) tensor (the same values up to rounding: within a few ulps)."""
-    if logits.device.type == "cpu" and logits.shape[1] < SOFTMAX_ACROSS_TOKENS_BELOW_EXPERTS:
-        return torch.softmax(logits.t(), dim=0).t()
-    return torch.softmax(logits, dim=-1)
+    """logits: (T, E). Returns softmax over the experts, (T, E), differentiable: ``kernels.expert_softmax``
+    (the CPU backend's may return a (T, E) view of an (E, T) tensor, the same values within a few ulps)."""
+    return kernels.expert_softmax(logits)
 
 
 def switch_load_balancing_loss(expert_load: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
@@ -132,9 +123,9 @@ def switch_load_balancing_loss(expert_load: torch.Tensor, probs: torch.Tensor) -
     Returns a 0-dim tensor (0 for an empty batch); differentiable through ``probs`` only.
     """
     num_experts = probs.shape[1]
-    total = expert_load.sum()
-    if probs.shape[0] == 0 or int(total) == 0:
+    if probs.shape[0] == 0:
         return probs.new_zeros(())
+    total = expert_load.sum().clamp(min=1)  # 0 only for an empty batch; clamped rather than read on the host
     fraction = expert_load.to(probs.dtype) / total  # (E,)
     return num_experts * (fraction * probs.mean(dim=0)).sum()
 
@@ -156,12 +147,15 @@ def z_loss(logits: torch.Tensor, probs: torch.Tensor | None = None, top: torch.T
         lse = torch.logsumexp(logits, dim=-1)  # (T,)
     else:
         top = top.unsqueeze(1)  # (T, 1)
-        lse = logits.gather(1, top) - probs.gather(1, top).log()  # (T, 1)
+        lse = select_columns(logits, top) - select_columns(probs, top).log()  # (T, 1)
     loss = lse.to(torch.promote_types(lse.dtype, torch.float32)).square().mean()
-    if not bool(torch.isfinite(loss)):  # finite logits above sqrt(the dtype's max): the square overflows
+    overflow = (f"the router logits are so large that their z-loss (logsumexp squared) overflows {loss.dtype}; "
+                f"scale down x or the router weights")
+    if not host_path(loss):
+        torch._assert_async(torch.isfinite(loss), overflow)
+    elif not bool(torch.isfinite(loss)):  # finite logits above sqrt(the dtype's max): the square overflows
         largest = float(logits.detach().abs().max())
-        raise ValueError(f"the router logits reach {largest:.3g} in magnitude: their z-loss (logsumexp "
-                         f"squared) overflows {loss.dtype}; scale down x or the router weights")
+        raise ValueError(f"{overflow} (they reach {largest:.3g} in magnitude)")
     return loss
 
 

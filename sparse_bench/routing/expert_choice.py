@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..gather import select_columns
 from .base import (
     LearnedRouter,
     RouterCapabilities,
@@ -13,7 +14,7 @@ from .base import (
     switch_load_balancing_loss,
     z_loss,
 )
-from .plan import RoutingPlan, plan_from_assignments
+from .plan import RoutingPlan, plan_from_sorted_assignments
 
 
 class ExpertChoiceRouter(LearnedRouter):
@@ -54,13 +55,15 @@ class ExpertChoiceRouter(LearnedRouter):
         capacity = self.expert_capacity(T)
         with torch.no_grad():
             chosen = torch.topk(probs.t(), capacity, dim=1).indices  # (E, C) token ids per expert
+            chosen = torch.sort(chosen, dim=1).values  # by token within an expert: the plan's order
             expert = torch.arange(E, device=logits.device).unsqueeze(1).expand(E, capacity)  # (E, C)
             expert_load = torch.full((E,), capacity, dtype=torch.int64, device=logits.device)
-        weight = probs[chosen.reshape(-1), expert.reshape(-1)]  # (E*C,)
+        weight = select_columns(probs.t(), chosen)  # (E, C), differentiable
         aux = {
             "load_balancing_loss": switch_load_balancing_loss(expert_load, probs),
             "z_loss": z_loss(logits),
             "expert_load": expert_load,
             "capacity": capacity,
         }
-        return plan_from_assignments(chosen.reshape(-1), expert.reshape(-1), weight, T, E, aux=aux)
+        return plan_from_sorted_assignments(chosen.reshape(-1), expert.reshape(-1), weight.reshape(-1), T, E,
+                                            aux=aux, expert_counts=expert_load)

@@ -7,9 +7,10 @@ import heapq
 import torch
 
 from ..hashing import MERSENNE_31, universal_hash
+from ..device_path import host_path
 from ..validation import check_bool, check_int_in_range, check_seed, check_tokens
 from .base import Router, RouterCapabilities
-from .plan import RoutingPlan, plan_from_assignments
+from .plan import RoutingPlan, plan_from_token_choices
 
 HASH_KEYS = ("token_id", "input")
 
@@ -116,7 +117,9 @@ class HashRouter(Router):
         """token_ids: (T,) int64 >= 0. Returns (T,) int64 experts."""
         if not isinstance(token_ids, torch.Tensor) or token_ids.dtype != torch.int64 or token_ids.dim() != 1:
             raise TypeError("token_ids must be a 1-D int64 tensor")
-        if token_ids.numel() and int(token_ids.min()) < 0:
+        if token_ids.numel() and not host_path(token_ids):
+            torch._assert_async((token_ids >= 0).all(), "token_ids must be >= 0")
+        elif token_ids.numel() and int(token_ids.min()) < 0:
             raise ValueError("token_ids must be >= 0")
         expert = universal_hash(token_id_codes(token_ids), self.seed) % self.num_experts
         if self.balanced:
@@ -139,7 +142,7 @@ class HashRouter(Router):
             expert = self.expert_of_ids(token_ids.to(x.device))
         else:
             expert = universal_hash(input_bit_codes(x), self.seed) % self.num_experts
-        weight = torch.ones(T, dtype=x.dtype, device=x.device)
-        token = torch.arange(T, device=x.device)
-        aux = {"expert_load": torch.bincount(expert, minlength=self.num_experts)}
-        return plan_from_assignments(token, expert, weight, T, self.num_experts, aux=aux)
+        weight = torch.ones(T, 1, dtype=x.dtype, device=x.device)
+        plan = plan_from_token_choices(expert.unsqueeze(1), weight, self.num_experts)
+        plan.aux["expert_load"] = plan.expert_counts
+        return plan

@@ -10,7 +10,7 @@ from torch import nn
 from ..hashing import PStableHash, SimHash, universal_hash
 from ..validation import check_int_in_range, check_positive_float, check_seed, check_tokens
 from .base import Router, RouterCapabilities
-from .plan import RoutingPlan, plan_from_assignments
+from .plan import RoutingPlan, plan_from_token_choices
 
 LSH_FAMILIES = ("simhash", "pstable")
 TABLE_SEED_STRIDE = 1_000_003  # table t draws its hash from seed + t * stride (mod 2**63)
@@ -81,9 +81,7 @@ class LSHRouter(Router):
         with torch.no_grad():
             expert = self.experts(x)  # (T, s)
         T, s = expert.shape
-        token = torch.arange(T, device=x.device).unsqueeze(1).expand(T, s)
-        weight = torch.full((T * s,), 1.0 / s, dtype=x.dtype, device=x.device)
-        aux = {"expert_load": torch.bincount(expert.reshape(-1), minlength=self.num_experts)}
-        return plan_from_assignments(
-            token.reshape(-1), expert.reshape(-1), weight, T, self.num_experts, aux=aux
-        )
+        weight = torch.full((T, s), 1.0 / s, dtype=x.dtype, device=x.device)
+        plan = plan_from_token_choices(expert, weight, self.num_experts)
+        plan.aux["expert_load"] = plan.expert_counts
+        return plan

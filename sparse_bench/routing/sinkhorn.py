@@ -6,9 +6,10 @@ import math
 
 import torch
 
+from ..gather import select_columns
 from ..validation import check_int_in_range, check_positive_float
 from .base import LearnedRouter, RouterCapabilities, expert_softmax, switch_load_balancing_loss, z_loss
-from .plan import RoutingPlan, plan_from_assignments
+from .plan import RoutingPlan, plan_from_token_choices
 
 
 class SinkhornRouter(LearnedRouter):
@@ -73,14 +74,13 @@ class SinkhornRouter(LearnedRouter):
             by_prob = torch.argsort(probs.detach(), dim=-1, descending=True, stable=True)  # (T, E)
             by_balance = torch.argsort(balanced.gather(1, by_prob), dim=-1, descending=True, stable=True)
             chosen = by_prob.gather(1, by_balance)[:, : self.k]  # (T, k): ties go to the higher probability
-            expert_load = torch.bincount(chosen.reshape(-1), minlength=E)
-        weight = probs.gather(1, chosen)  # (T, k)
-        token = torch.arange(T, device=logits.device).unsqueeze(1).expand(T, self.k)
+        weight = select_columns(probs, chosen)  # (T, k), differentiable
         aux = {
-            "load_balancing_loss": switch_load_balancing_loss(expert_load, probs),
             "z_loss": z_loss(logits),
-            "expert_load": expert_load,
             "sinkhorn_iterations": used,
             "sinkhorn_marginal_error": error,
         }
-        return plan_from_assignments(token.reshape(-1), chosen.reshape(-1), weight.reshape(-1), T, E, aux=aux)
+        plan = plan_from_token_choices(chosen, weight, E, aux=aux)
+        plan.aux["expert_load"] = plan.expert_counts
+        plan.aux["load_balancing_loss"] = switch_load_balancing_loss(plan.expert_counts, probs)
+        return plan

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..gather import inverse_permutation, select_columns
 from ..validation import check_bool, check_int_in_range
 from .base import (
     LearnedRouter,
@@ -14,7 +15,7 @@ from .base import (
     switch_load_balancing_loss,
     z_loss,
 )
-from .plan import RoutingPlan, plan_from_assignments, rank_in_group
+from .plan import RoutingPlan, counts_from_ends, group_ends, plan_from_token_choices
 
 DROP_POLICIES = ("position", "probability")
 
@@ -66,55 +67,56 @@ class TopKRouter(LearnedRouter):
         return capacity_from_factor(self.capacity_factor, num_tokens * self.k, self.num_experts)
 
     def plan_from_logits(self, logits: torch.Tensor) -> RoutingPlan:
-        """logits: (T, E) float. Returns a plan with up to T*k assignments."""
+        """logits: (T, E) float. Returns a plan with up to T*k assignments (on the device path with capacity:
+        all T*k, the dropped ones as a tail of weight 0; see ``plan_from_token_choices``)."""
         self.check_logits(logits)
         T, E = logits.shape  # tokens, experts
         probs = expert_softmax(logits)  # (T, E)
         with torch.no_grad():
             top_expert = torch.topk(probs, self.k, dim=-1).indices  # (T, k)
-        top_weight = probs.gather(1, top_expert)  # (T, k), differentiable
+        top_weight = select_columns(probs, top_expert)  # (T, k), differentiable
         if self.normalize:
             top_weight = top_weight / top_weight.sum(dim=-1, keepdim=True)
-        with torch.no_grad():
-            expert_load = torch.bincount(top_expert.reshape(-1), minlength=E)  # (E,) before dropping
-        aux = {
-            "load_balancing_loss": switch_load_balancing_loss(expert_load, probs),
-            "z_loss": z_loss(logits, probs, top_expert[:, 0]),  # topk sorts: column 0 is the argmax
-            "expert_load": expert_load,
-        }
-        token = torch.arange(T, device=logits.device).unsqueeze(1).expand(T, self.k)  # (T, k)
         capacity = self.expert_capacity(T)
-        aux["capacity"] = capacity
-        if capacity is None or T == 0:
-            return plan_from_assignments(
-                token.reshape(-1), top_expert.reshape(-1), top_weight.reshape(-1), T, E, aux=aux
-            )
         with torch.no_grad():
-            priority = self._priority_order(top_expert, top_weight.detach())  # (k*T,) flat (T, k) indices
-            rank = rank_in_group(top_expert.reshape(-1)[priority], E)  # (k*T,)
-            keep_flat = torch.empty_like(rank, dtype=torch.bool)
-            # C >= T * k drops nothing; comparing with a larger C (from a factor of 1e20) overflows int64
-            keep_flat[priority] = rank < min(capacity, rank.numel())
-        dropped = int((~keep_flat).sum())
-        return plan_from_assignments(
-            token.reshape(-1)[keep_flat],
-            top_expert.reshape(-1)[keep_flat],
-            top_weight.reshape(-1)[keep_flat],
-            T,
-            E,
-            dropped=dropped,
-            aux=aux,
-        )
+            if capacity is None or T == 0:
+                keep, expert_load = None, None
+            else:
+                keep, expert_load = self._keep(top_expert, top_weight.detach(), capacity)
+        aux = {"z_loss": z_loss(logits, probs, top_expert[:, 0]), "capacity": capacity}  # topk sorts: 0 is argmax
+        plan = plan_from_token_choices(top_expert, top_weight, E, keep=keep, aux=aux)
+        if expert_load is None:
+            expert_load = plan.expert_counts  # dropless: the plan's counts are the load
+        plan.aux["expert_load"] = expert_load  # (E,) before dropping
+        plan.aux["load_balancing_loss"] = switch_load_balancing_loss(expert_load, probs)
+        return plan
 
-    def _priority_order(self, top_expert: torch.Tensor, top_weight: torch.Tensor) -> torch.Tensor:
-        """Flat indices into the (T, k) choice table, highest priority first (rank-major)."""
+    def _keep(self, top_expert: torch.Tensor, top_weight: torch.Tensor, capacity: int
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """((T, k) bool: whether each choice fits its expert's capacity, (E,) int64 load before dropping).
+
+        Choices are ranked within their expert by priority (``_priority``), with one sort of the key
+        (expert, priority) and a binary search per expert for where each expert's run starts.
+        """
         T, k = top_expert.shape
-        token = torch.arange(T, device=top_expert.device)
-        columns = []
-        for r in range(k):  # all choices of rank r before any of rank r + 1
-            if self.drop_policy == "position":
-                tokens_in_order = token
-            else:  # "probability": higher weight first, the earlier token on ties (stable sort)
-                tokens_in_order = torch.argsort(-top_weight[:, r], stable=True)
-            columns.append(tokens_in_order * k + r)
-        return torch.cat(columns)
+        flat = top_expert.reshape(-1)  # (T*k,), cell t * k + j
+        key = flat * (T * k) + self._priority(top_weight).reshape(-1)  # unique: priorities are 0..T*k-1
+        sorted_key, order = torch.sort(key)
+        ends = group_ends(torch.div(sorted_key, T * k, rounding_mode="floor"), self.num_experts)  # (E,)
+        load = counts_from_ends(ends)
+        rank = inverse_permutation(order) - (ends - load)[flat]  # (T*k,) rank within the expert
+        # C >= T * k drops nothing; comparing with a larger C (from a factor of 1e20) overflows int64
+        return (rank < min(capacity, T * k)).view(T, k), load
+
+    def _priority(self, top_weight: torch.Tensor) -> torch.Tensor:
+        """(T, k) int64: each choice's place in the dropping order, 0 first (rank-major: every first choice
+        before any second choice; within a rank by token ("position") or by weight, ties to the earlier token
+        ("probability"))."""
+        T, k = top_weight.shape
+        rank = torch.arange(k, device=top_weight.device) * T  # (k,)
+        if self.drop_policy == "position":
+            within = torch.arange(T, device=top_weight.device).unsqueeze(1)  # (T, 1)
+        else:
+            order = torch.argsort(-top_weight.t(), dim=1, stable=True)  # (k, T) tokens, heaviest first
+            within = torch.argsort(order, dim=1).t()  # (T, k): each token's place in its column's order
+        return within + rank
