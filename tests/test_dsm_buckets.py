@@ -1,5 +1,5 @@
-"""buckets_meeting_ball: the exact bucket count of a p-stable hash on a ball of a subspace, against an independent
-count per dimension (sorted cut points in 1-D, Euler's chord count in 2-D, the codes of points put in every cell in 2-D and
+"""buckets_meeting_ball: the exact bucket count of a p-stable hash on a ball of a subspace, against independent
+counts (sorted cut points in 1-D, Euler's chord count in 2-D, the codes of points put in every cell in 2-D and
 3-D)."""
 
 import itertools
@@ -93,7 +93,7 @@ def test_large_tables_count_in_chunks_as_at_once(monkeypatch):
 
 
 def test_axis_grid_counts_the_cubes_meeting_the_ball():
-    # k = 2, two hashes along the axes, width 1, offsets 1/2: cells are unit squares centred on integer points;
+    # k = 2, two hashes along the axes, width 1, offsets 1/2: unit squares centred on integer points;
     # a square meets the open disk of radius r when its nearest point to the origin lies inside
     g, b, r = torch.eye(2, dtype=torch.float64), torch.full((2,), 0.5, dtype=torch.float64), 3.3
     centres = torch.cartesian_prod(*[torch.arange(-5, 6, dtype=torch.float64)] * 2)

@@ -62,8 +62,8 @@ def buckets_meeting_ball(directions: torch.Tensor, offsets: torch.Tensor, width:
     check_float_tensor(offsets, 1, "(D,)", "offsets")
     k, num_hashes = directions.shape
     if offsets.shape[0] != num_hashes or k == 0 or num_hashes == 0:
-        raise ValueError(f"offsets must have shape ({num_hashes},) and directions at least one row and column, "
-                         f"got directions {tuple(directions.shape)}, offsets {tuple(offsets.shape)}")
+        raise ValueError(f"offsets must have shape ({num_hashes},) and directions at least one row and "
+                         f"column, got directions {tuple(directions.shape)}, offsets {tuple(offsets.shape)}")
     width = check_positive_float(width, "width")
     radius = check_positive_float(radius, "radius")
     g = directions.detach().to(torch.float64).cpu()
