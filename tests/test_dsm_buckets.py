@@ -1,6 +1,6 @@
-"""buckets_meeting_ball: the exact bucket count of a p-stable hash on a ball of a subspace, against independent
-counts (sorted cut points in 1-D, Euler's chord count in 2-D, the codes of points put in every cell in 2-D and
-3-D)."""
+"""buckets_meeting_ball: the exact bucket count of a p-stable hash on a ball of a subspace, against
+independent counts (sorted cut points in 1-D, Euler's chord count in 2-D, the codes of points put in every
+cell in 2-D and 3-D)."""
 
 import itertools
 import math
