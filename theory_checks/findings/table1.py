@@ -202,6 +202,13 @@ def _predictions(seed: int, design: Table1Design, spec: tuple, oracle: bool, tra
     return out
 
 
+def _eval_mse(predictions: torch.Tensor, labels: torch.Tensor) -> list:
+    """Per target, the eval MSE of (n_test, targets) predictions against labels of the same shape."""
+    # an exact zero (possible only for a planted oracle) would make its log -inf; the smallest normal float
+    # keeps it finite and still far below every other MSE
+    return ((predictions - labels) ** 2).mean(dim=0).clamp_min(np.finfo(float).tiny).tolist()
+
+
 def _seed_tables(seed: int, design: Table1Design, trainings: tuple, training: str, oracle: tuple,
                  eval_noise: float) -> dict:
     """role -> per level, the (targets,) eval MSEs of one seed; plus diagnostics and compute time."""
@@ -214,10 +221,7 @@ def _seed_tables(seed: int, design: Table1Design, trainings: tuple, training: st
         for i, s in enumerate(design.active):
             spec = (total * s, active * s)
             got = _predictions(seed, design, spec, (role, i) in planted, trainings)
-            err = ((got[training] - labels) ** 2).mean(dim=0)  # (targets,)
-            # an exact zero (possible only for a planted oracle) would make its log -inf; the smallest normal
-            # float keeps it finite and still far below every other MSE
-            mse[role].append(err.clamp_min(np.finfo(float).tiny).tolist())
+            mse[role].append(_eval_mse(got[training], labels))
             diagnostics[f"{role}@{i}"] = got["diagnostics"].get(training, {})
             seconds[(spec, (role, i) in planted)] = got["seconds"]  # a model shared by two roles counts once
     return dict(mse=mse, diagnostics=diagnostics, seconds=sum(seconds.values()),
