@@ -26,6 +26,7 @@ import torch
 from ..validation import check_int_in_range, check_tokens
 
 Routing = Callable[[torch.Tensor], tuple]  # x (n, d) -> (expert (n,) int64, gates (n, E) float)
+PREDICT_CHUNK_ELEMENTS = 2**18  # predict forms (rows, t) features this many entries at once (2 MiB, float64)
 
 
 class RoutedDSM:
@@ -69,8 +70,10 @@ class RoutedDSM:
         return torch.where(self.mask(x), phi, torch.zeros_like(phi))
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (n, d). Returns A (mask(x) * phi(x)): (n,) or (n, out) float64."""
-        return self.masked_features(x) @ self.readout
+        """x: (n, d). Returns A (mask(x) * phi(x)): (n,) or (n, out) float64, a few rows at a time."""
+        check_tokens(x, self.d)
+        rows = max(1, PREDICT_CHUNK_ELEMENTS // self.total_units)
+        return torch.cat([self.masked_features(chunk) @ self.readout for chunk in x.split(rows)])
 
     forward = predict
 
