@@ -126,7 +126,7 @@ def test_bad_input_is_refused_by_name():
         HashRoutedDSM(D, S, HashRouter(BLOCKS, key="token_id"))
     with pytest.raises(ValueError, match="one table"):
         HashRoutedDSM(D, S, LSHRouter(D, BLOCKS, num_tables=2))
-    with pytest.raises(ValueError, match="one table"):
+    with pytest.raises(ValueError, match="d_model"):
         HashRoutedDSM(D, S, LSHRouter(D + 1, BLOCKS))
     with pytest.raises(TypeError, match="router"):
         HashRoutedDSM(D, S, object())

@@ -10,7 +10,8 @@ s units are the active ones; the readout over all E s units is trained. Two rout
 - ``lsh_routed_dsm``: ``LSHRouter`` with one SimHash table of log2(E) sign bits: a block is a region of input
   space (a cone of the E sign patterns), so nearby inputs share their active units.
 
-Every input routed to block e has features only in block e, so the readout's least-squares problem splits into
+The block of x is the router's one expert (``routed.top1_routing``, the expert a top-1 MoE layer with this
+router would pick). Every input routed to block e has features only in block e, so the readout's least-squares problem splits into
 E independent ones (the Gram matrix is block diagonal): ``select_routed_ridge`` solves it block by block,
 exactly ``select_ridge`` on the (n, E s) masked features, at 1/E^2 of the Gram matrix's cost.
 FLOPs per input: (d + 1) s, the DSM convention (routing not counted); ``routing_flops_per_input`` gives the
@@ -28,6 +29,7 @@ from ..validation import (check_finite_image, check_int_in_range, check_positive
                           check_seed, check_tokens)
 from .masked import DSM, RIDGE_GRID, _random_relu_layer
 from .readout import ridge_readout, select_ridge
+from .routed import top1_routing
 
 
 def _router_seed(seed: int) -> int:
@@ -44,25 +46,21 @@ class HashRoutedDSM(DSM):
     """
 
     def __init__(self, d: int, active_units: int, router, seed: int = 0, ridge: float = 1e-6):
-        if isinstance(router, HashRouter):
-            if router.key != "input":
-                raise ValueError("a DSM's mask is a function of its input: the HashRouter needs key='input'")
-        elif isinstance(router, LSHRouter):
-            if router.num_tables != 1 or router.d_model != d:
-                raise ValueError(f"the LSHRouter must have one table over d={d} inputs, got "
-                                 f"{router.num_tables} tables over d_model={router.d_model}")
-        else:
+        if not isinstance(router, (HashRouter, LSHRouter)):
             raise TypeError(f"router must be a HashRouter or an LSHRouter, got {type(router).__name__}")
+        if isinstance(router, LSHRouter) and router.d_model != d:
+            raise ValueError(f"the LSHRouter hashes d_model={router.d_model} inputs, the DSM's are d={d}")
+        route = top1_routing(router)  # ValueError for several tables or a hash of token ids
         check_int_in_range(active_units, "active_units", 1)
         weight, bias = _random_relu_layer(d, router.num_experts * active_units, seed)
         super().__init__(weight, bias, active_units, "relu", ridge=ridge)
-        self.router, self.num_blocks, self.seed = router, router.num_experts, seed
+        self.router, self.num_blocks, self.seed, self._route = router, router.num_experts, seed, route
 
     def block(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n, d) float. Returns (n,) int64 in [0, E): the block each input activates (its hash, in x's
         dtype: the random hash reads x's bits)."""
         check_tokens(x, self.d)
-        return hash_block(self.router, x)
+        return self._route(x)[0]
 
     def mask(self, x: torch.Tensor) -> torch.Tensor:
         """x: (n, d) float. Returns (n, t) bool: the s units of x's block."""
@@ -97,16 +95,6 @@ class HashRoutedDSM(DSM):
     def routing_flops_per_input(self) -> int:
         """Floating-point multiply-adds of the router: d * bits projections (LSH), 0 (random hash)."""
         return self.d * self.router.num_hashes if isinstance(self.router, LSHRouter) else 0
-
-
-def hash_block(router, x: torch.Tensor) -> torch.Tensor:
-    """The one expert of each input under a top-1 ``HashRouter`` or one-table ``LSHRouter``: (n,) int64."""
-    if isinstance(router, LSHRouter):
-        return router.experts(x)[:, 0]
-    plan = router(x)
-    expert = torch.empty(x.shape[0], dtype=torch.int64)
-    expert[plan.token_index] = plan.expert_index
-    return expert
 
 
 def random_hash_dsm(d: int, total_units: int, active_units: int, seed: int = 0) -> HashRoutedDSM:
@@ -194,4 +182,4 @@ def select_routed_ridge(features: torch.Tensor, block: torch.Tensor, targets: to
     return float(ridges[best]), readout, errors
 
 
-__all__ = ["HashRoutedDSM", "hash_block", "lsh_routed_dsm", "random_hash_dsm", "select_routed_ridge"]
+__all__ = ["HashRoutedDSM", "lsh_routed_dsm", "random_hash_dsm", "select_routed_ridge"]
