@@ -13,9 +13,9 @@ from typing import Callable
 
 import torch
 
-from .experts import ExpertBank, expert_chunks
+from .experts import ExpertBank
+from .kernels import expert_chunks, sorted_swiglu
 from .routing.plan import RoutingPlan, rank_in_group
-from .sorted_swiglu import sorted_swiglu
 from .validation import check_finite_image, check_tokens
 
 

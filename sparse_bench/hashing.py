@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import gemm
+from . import kernels
 from .validation import check_finite_image, check_int_in_range, check_positive_float, check_seed, check_tokens
 
 INT64_CELL_LIMIT = 2.0**63  # |floor(projection / width)| must stay below this to be an int64 coordinate
@@ -36,20 +36,17 @@ def universal_hash(codes: torch.Tensor, seed: int) -> torch.Tensor:
     halves = []
     for row in coeffs:  # two independent hashes
         products = residues * row[:m]  # (n, m), each < 2^62
-        # x = (x >> 31) * 2^31 + (x & p) = (x >> 31) + (x & p) mod p: < 2^32 with no division, whose time grew
-        # with the codes' magnitude (LSHModel.predict spent 355 us at 2^8 buckets and 451 us at 2^16 in it)
+        # x = (x >> 31) * 2^31 + (x & p) = (x >> 31) + (x & p) mod p: < 2^32 without a division, whose time
+        # grows with the codes' magnitude
         terms = (products >> 31).add_(products.bitwise_and_(MERSENNE_31))  # (n, m), congruent, < 2^32
         halves.append(torch.remainder(terms.sum(dim=1) + row[m], MERSENNE_31))  # (n,): the sum is < m * 2^32
     return halves[0] * (1 << 31) + halves[1]
 
 
 def project(x: torch.Tensor, directions: torch.Tensor) -> torch.Tensor:
-    """x: (n, d) float; directions: (d, m) float64. Returns x @ directions in x's dtype, (n, m).
-
-    On ``gemm.mm``: MKL is slow on these few-column products (E=64, d=1024, 4096 rows, 2 threads, measured
-    2026-11-24: 6 columns 4.3 ms on MKL, 1.9 ms on oneDNN; 64 columns 3.9 ms and 2.8 ms).
-    """
-    return gemm.mm(x, directions.to(x.dtype))
+    """x: (n, d) float; directions: (d, m) float64. Returns x @ directions in x's dtype, (n, m), on
+    ``kernels.linear`` (few-column products are slow on MKL: the CPU backend takes oneDNN)."""
+    return kernels.linear(x, directions.to(x.dtype).t())
 
 
 class SimHash(nn.Module):

@@ -9,9 +9,11 @@ import torch
 from torch.autograd.gradcheck import GradcheckError
 
 from sparse_bench import ExpertBank
-from sparse_bench.experts import WeightGradients, _SwiGLUGrouped, _SwiGLUSlab, expert_blocks, expert_segments
+from sparse_bench.kernels.cpu.onednn import ONEDNN_PRODUCTS
+from sparse_bench.kernels.cpu.sorted_swiglu import SortedSwiGLU
+from sparse_bench.kernels.segments import expert_blocks, expert_segments
+from sparse_bench.kernels.swiglu import SwiGLUGrouped, SwiGLUSlab, WeightGradients
 from sparse_bench.routing.plan import plan_from_assignments
-from sparse_bench.sorted_swiglu import _SortedSwiGLU
 
 
 def inputs(seed=0):
@@ -22,15 +24,15 @@ def inputs(seed=0):
 
 
 def test_gradcheck_float64():
-    assert torch.autograd.gradcheck(_SwiGLUSlab.apply, inputs(), eps=1e-6, atol=1e-8)
+    assert torch.autograd.gradcheck(SwiGLUSlab.apply, inputs(), eps=1e-6, atol=1e-8)
 
 
-class _BrokenSlab(_SwiGLUSlab):
+class _BrokenSlab(SwiGLUSlab):
     """Planted defect: the up-projection gradient is dropped (as if silu(gate) were treated as constant 0)."""
 
     @staticmethod
     def backward(ctx, grad_out):
-        grad_slab, grad_w_in, grad_w_out = _SwiGLUSlab.backward(ctx, grad_out)
+        grad_slab, grad_w_in, grad_w_out = SwiGLUSlab.backward(ctx, grad_out)
         grad_w_in = grad_w_in.clone()
         grad_w_in[..., grad_w_in.shape[-1] // 2 :] = 0
         return grad_slab, grad_w_in, grad_w_out
@@ -44,7 +46,7 @@ def test_gradcheck_rejects_a_broken_backward():
 def test_inference_path_equals_graph_path():
     slab, w_in, w_out = inputs()
     with torch.no_grad():
-        assert torch.equal(_SwiGLUSlab.inference(slab, w_in, w_out), _SwiGLUSlab.apply(slab, w_in, w_out))
+        assert torch.equal(SwiGLUSlab.inference(slab, w_in, w_out), SwiGLUSlab.apply(slab, w_in, w_out))
 
 
 def grouped_bank(seed=1):
@@ -58,7 +60,7 @@ def test_grouped_gradcheck_float64_and_zero_gradient_for_an_empty_expert():
     rows = torch.randn(9, 5, generator=gen, dtype=torch.float64, requires_grad=True)
 
     def grouped(r, w_in, w_out):
-        return _SwiGLUGrouped.apply(r, segments, w_in, w_out)
+        return SwiGLUGrouped.apply(r, segments, w_in, w_out, ONEDNN_PRODUCTS)
 
     assert torch.autograd.gradcheck(grouped, (rows, bank.w_in, bank.w_out), eps=1e-6, atol=1e-8)
     grouped(rows, bank.w_in, bank.w_out).sum().backward()
@@ -77,7 +79,7 @@ def sorted_inputs():
     weight = plan.weight.detach().requires_grad_()
 
     def sorted_layer(x, weight, w_in, w_out):
-        return _SortedSwiGLU.apply(x, weight, w_in, w_out, plan.token_index, chunks)
+        return SortedSwiGLU.apply(x, weight, w_in, w_out, plan.token_index, chunks)
 
     return sorted_layer, (x, weight, bank.w_in, bank.w_out)
 

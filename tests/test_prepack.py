@@ -1,4 +1,5 @@
-"""Prepacked expert weights (``gemm.PackedOperand``, ``ExpertBank.prepack``): same results, never stale, opt-in.
+"""Prepacked expert weights (``kernels.cpu.onednn.PackedOperand``, ``ExpertBank.prepack``): same results,
+never stale, opt-in.
 
 The staleness check has a negative control: a bank whose stamp ignores in-place updates keeps serving the old
 weights, and the test that catches it must fail on that bank.
@@ -12,16 +13,16 @@ import io
 import pytest
 import torch
 
-from sparse_bench import experts as experts_module
-from sparse_bench import gemm
 from sparse_bench.dispatch import choose_dispatch
 from sparse_bench.experts import ExpertBank
+from sparse_bench.kernels.cpu import onednn, prepack
 from sparse_bench.moe import MoELayer
 from sparse_bench.routing.topk import TopKRouter
 
 # Packing is oneDNN's weight reorder, absent from torch builds without oneDNN (some non-x86 builds): there the
 # tests that need a packed copy cannot run, while the fallback tests below (no copy, original operand) still do.
-needs_packing = pytest.mark.skipif(not gemm.packing_available(torch.ones(1)), reason="this build has no oneDNN")
+needs_packing = pytest.mark.skipif(not onednn.packing_available(torch.ones(1)),
+                                   reason="this build has no oneDNN")
 E, D, H = 6, 48, 24
 
 
@@ -39,27 +40,27 @@ def make_layer(seed=0, dispatch="sorted", prepack=False, **bank_kwargs):
 def test_packed_operand_gives_the_bits_of_the_unpacked_product(n):
     gen = torch.Generator().manual_seed(n)
     a, b = torch.randn(n, 64, generator=gen), torch.randn(64, 40, generator=gen)
-    packed = gemm.PackedOperand(b)
+    packed = onednn.PackedOperand(b)
     assert packed.packed is not None and packed.shape == b.shape
-    assert torch.equal(gemm.mm(a, packed), gemm.mm(a, b))
+    assert torch.equal(onednn.mm(a, packed), onednn.mm(a, b))
     out = torch.empty(n, 40)
-    assert torch.equal(gemm.mm_out(a, packed, out), gemm.mm(a, b))
+    assert torch.equal(onednn.mm_out(a, packed, out), onednn.mm(a, b))
     want = a.double() @ b.double()
-    # fp32 products of K = 64 terms: error well under 1e-5 of the output's scale (the bound test_gemm uses)
-    assert (gemm.mm(a, packed).double() - want).abs().max() <= 1e-5 * want.abs().max()
+    # fp32 products of K = 64 terms: error well under 1e-5 of the output's scale (as test_kernels_products)
+    assert (onednn.mm(a, packed).double() - want).abs().max() <= 1e-5 * want.abs().max()
 
 
 def test_packed_operand_falls_back_to_the_original():
     gen = torch.Generator().manual_seed(1)
     b = torch.randn(5, 3, generator=gen)
     a = torch.randn(4, 5, generator=gen, requires_grad=True)
-    gemm.mm(a, gemm.PackedOperand(b)).sum().backward()  # autograd: torch.mm on the original
+    onednn.mm(a, onednn.PackedOperand(b)).sum().backward()  # autograd: torch.mm on the original
     assert torch.allclose(a.grad, b.sum(dim=1).expand(4, 5))
-    double = gemm.PackedOperand(b.double())
+    double = onednn.PackedOperand(b.double())
     assert double.packed is None  # fp32 only
-    assert torch.equal(gemm.mm(a.detach().double(), double), a.detach().double() @ b.double())
+    assert torch.equal(onednn.mm(a.detach().double(), double), a.detach().double() @ b.double())
     with pytest.raises(ValueError, match="mm needs"):
-        gemm.mm(torch.ones(2, 4), gemm.PackedOperand(b))
+        onednn.mm(torch.ones(2, 4), onednn.PackedOperand(b))
 
 
 @needs_packing
@@ -69,7 +70,7 @@ def test_prepacked_layer_gives_the_same_bits(dispatch):
     packed = MoELayer(layer.router, layer.experts.sharing_weights(prepack=True), dispatch=dispatch)
     with torch.no_grad():
         assert torch.equal(packed(x), layer(x))
-    assert packed.experts._packs is not None and layer.experts._packs is None
+    assert prepack.cached_packs(packed.experts) is not None and prepack.cached_packs(layer.experts) is None
     assert packed.experts.w_in is layer.experts.w_in  # shared parameters, not copies
 
 
@@ -93,7 +94,7 @@ def test_packs_follow_in_place_updates():
 @needs_packing
 def test_stale_packs_are_caught(monkeypatch):
     """Negative control of the test above: with a stamp blind to updates, the packs go stale and results differ."""
-    monkeypatch.setattr(experts_module, "weights_stamp", lambda *weights: ())
+    monkeypatch.setattr(prepack, "weights_stamp", lambda *weights: ())
     layer, x = make_layer(prepack=True)
     got, want = _step_and_compare(layer, x)
     assert not torch.allclose(got, want)
@@ -103,8 +104,9 @@ def test_stale_packs_are_caught(monkeypatch):
 def test_packs_are_not_used_with_autograd_or_where_they_do_not_apply():
     layer, x = make_layer(prepack=True)
     with torch.no_grad():
-        assert layer.experts.packed_weights() is not None
-    assert layer.experts.packed_weights() is None  # grad mode: the packs stay, unused
+        assert prepack.packs_for(layer.experts) is not None
+    assert prepack.packs_for(layer.experts) is None  # grad mode: the packs stay, unused
+    assert prepack.cached_packs(layer.experts) is not None
     plain, _ = make_layer()
     y = layer(x)
     y.sum().backward()
@@ -114,11 +116,12 @@ def test_packs_are_not_used_with_autograd_or_where_they_do_not_apply():
         other, _ = make_layer(prepack=True, **kwargs)
         assert not other.experts.prepack_applies()
         with torch.no_grad():
-            assert other.experts.packed_weights() is None
+            assert prepack.packs_for(other.experts) is None
     double, xd = make_layer(prepack=True)
     double = double.double()
     with torch.no_grad():
-        assert double.experts.packed_weights() is None  # fp32 only: the packs are dropped
+        assert prepack.packs_for(double.experts) is None  # fp32 only: the packs are dropped
+        assert prepack.cached_packs(double.experts) is None
         double(xd.double())
 
 
@@ -146,6 +149,6 @@ def test_state_dict_and_deepcopy_leave_the_packs_out():
     torch.save(layer, buffer)
     buffer.seek(0)
     loaded = torch.load(buffer, weights_only=False)
-    assert clone.experts._packs is None and loaded.experts._packs is None
+    assert prepack.cached_packs(clone.experts) is None and prepack.cached_packs(loaded.experts) is None
     with torch.no_grad():
         assert torch.equal(clone(x), y) and torch.equal(loaded(x), y)

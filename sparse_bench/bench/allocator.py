@@ -2,11 +2,9 @@
 
 By default glibc serves every block above its mmap threshold (128 KiB, raised by use to at most 32 MiB) with a
 fresh ``mmap`` and unmaps it on free. A layer that allocates the same large buffers on every call (weight
-gradients, routed activations) then page-faults all of them again on each call. Measured here (2 threads,
-2026-11-25): allocating and writing the two E=64 h=1024 weight-gradient buffers took 96.7 ms fresh against
-14.9 ms into kept buffers, and 14.8 ms fresh with this setting; fwd+bwd at E=64 k=1 T=512 h=1024 went from
-R = 9.23 to 4.65. PyTorch's CPU launcher (``python -m torch.backends.xeon.run_cpu``) preloads tcmalloc or
-jemalloc by default for this reason.
+gradients, routed activations) then page-faults all of them again on each call (what that costs:
+docs/performance-notes.md). PyTorch's CPU launcher (``python -m torch.backends.xeon.run_cpu``) preloads
+tcmalloc or jemalloc by default for this reason.
 ``retain_freed_memory`` gets much of that reuse from glibc itself: ``mallopt`` raises the mmap and trim
 thresholds to 2 GiB - 1, so freed blocks below that stay in the process's heap, where later allocations usually
 find them already faulted in. Usually, not always: glibc may grow the heap instead of reusing a freed block (see

@@ -6,8 +6,9 @@ of the same sizes (input and weight gradients of each). The **floor** times that
 blocks of ``FLOOR_BLOCK_ROWS`` rows and scales to A rows (one huge GEMM over all A rows is slower than
 cache-sized blocks on CPU, so it is not the floor). The **grouped floor** runs the same GEMMs at the realised
 per-expert counts, one expert's weights per segment: the cost of uneven small GEMMs, which belongs to the
-routing outcome. Only GEMMs are timed (every operand is preallocated, nothing else runs), on ``gemm.mm``: the
-kernel the layer's grouped path uses, so a faster GEMM back-end lowers the floor as much as the layer.
+routing outcome. Only GEMMs are timed (every operand is preallocated, nothing else runs), on the products the
+layer's fused expert kernels use (``kernels.matrix_products``), so a faster GEMM back-end lowers the floor as
+much as the layer.
 
 The FLOP floor assumes the weights stream from cache, as they do for one expert's block. A layer must read every
 used expert's weights at least once per call (forward; backward reads them again and writes their gradients),
@@ -21,7 +22,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .. import gemm
+from .. import kernels
 
 FLOOR_BLOCK_ROWS = 1024  # rows per well-shaped GEMM block (1024 x d x 2h)
 STREAM_BYTES = 256 * 2**20  # the buffer read to measure memory bandwidth: larger than any cache here
@@ -44,18 +45,19 @@ class _GemmBlock:
             return torch.randn(*shape, generator=generator, dtype=w_in.dtype).to(w_in.device)
 
         self.w_in, self.w_out = w_in, w_out
+        self.mm = kernels.matrix_products(w_in).mm
         self.x, self.act = rand(rows, d_model), rand(rows, d_hidden)
         self.grad_out, self.grad_pre = rand(rows, d_model), rand(rows, in_width)
 
     def forward(self) -> None:
-        gemm.mm(self.x, self.w_in)  # (rows, 2h)
-        gemm.mm(self.act, self.w_out)  # (rows, d)
+        self.mm(self.x, self.w_in)  # (rows, 2h)
+        self.mm(self.act, self.w_out)  # (rows, d)
 
     def backward(self) -> None:
-        gemm.mm(self.grad_out, self.w_out.t())  # (rows, h)
-        gemm.mm(self.act.t(), self.grad_out)  # (h, d)
-        gemm.mm(self.grad_pre, self.w_in.t())  # (rows, d)
-        gemm.mm(self.x.t(), self.grad_pre)  # (d, 2h)
+        self.mm(self.grad_out, self.w_out.t())  # (rows, h)
+        self.mm(self.act.t(), self.grad_out)  # (h, d)
+        self.mm(self.grad_pre, self.w_in.t())  # (rows, d)
+        self.mm(self.x.t(), self.grad_pre)  # (d, 2h)
 
 
 def floor_block_fn(w_in: torch.Tensor, w_out: torch.Tensor, backward: bool, seed: int = 0) -> Callable[[], None]:

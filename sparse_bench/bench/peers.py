@@ -21,7 +21,6 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .. import gemm
 from ..experts import ExpertBank
 from ..moe import MoELayer, SharedExpert
 from ..routing import ExpertChoiceRouter, HashRouter, LSHRouter, Router, SinkhornRouter, TopKRouter
@@ -161,8 +160,8 @@ def build_case(
         if name in ("einsum", "gshard_einsum") and dense_too_big:
             case.skipped[name] = f"T*E*C = {dense_dispatch_elements(point, plan)} > {MAX_DENSE_DISPATCH_ELEMENTS}"
             continue
-        if name == "prepacked" and not gemm.packing_available(layer.experts.w_in):
-            case.skipped[name] = "oneDNN prepacking applies to CPU float32 weights only"
+        if name == "prepacked" and not layer.experts.sharing_weights(prepack=True).prepack_applies():
+            case.skipped[name] = "prepacking applies to bias-free SwiGLU experts, CPU float32 weights only"
             continue
         try:
             case.modules[name] = _peer(name, layer)

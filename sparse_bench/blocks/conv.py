@@ -4,16 +4,15 @@ Convention (PyTorch's): ``conv2d`` is a cross-correlation, ``y[n, o, i, j] = b[o
 w[o, c, p, q] * x_pad[n, g*C_g + c, i*s_h + p*d_h, j*s_w + q*d_w]`` with zero padding, where g is the group
 of output channel o. ``conv2d_im2col`` takes the patches as rows (``patch.patch_rows_channels_last``: one row
 per output pixel, flattened (kernel row, kernel column, channel)) and the kernel as a classifier with the same
-column order, so the product is ``rows @ classifier.T`` with the rows row-major, the layout the fast GEMM
-wants (``gemm.mm``; measured on (8, 64, 32, 32), 3x3, 2 threads, output made contiguous: 4.7 ms against
-4.8-5.9 ms for ``weight @ unfold(x)`` and 2.7 ms for ``F.conv2d``).
+column order, so the product is ``rows @ classifier.T`` (``kernels.linear``) with the rows row-major, the
+layout the CPU backend's oneDNN product takes.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .. import gemm
+from .. import kernels
 from ..validation import check_finite, check_finite_image
 from ._args import check_image, output_size, pair
 from .patch import patch_rows_channels_last
@@ -67,7 +66,7 @@ def conv2d_im2col(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=
     rows = patch_rows_channels_last(x, (k_h, k_w), stride, padding, dilation, (h_out, w_out))  # (N*L, K)
     # K = kH*kW*C_in; one classifier per output channel, its columns in the rows' (kH, kW, C_in) order
     if groups == 1:
-        out = gemm.mm(rows, weight.permute(0, 2, 3, 1).reshape(c_out, -1).t())  # (N*L, C_out)
+        out = kernels.linear(rows, weight.permute(0, 2, 3, 1).reshape(c_out, -1))  # (N*L, C_out)
     else:  # group g reads channels g*C_g .. (g+1)*C_g - 1 of every kernel position
         num_rows, o_g = rows.shape[0], c_out // groups
         rows_g = rows.reshape(num_rows, k_h * k_w, groups, c_g).permute(2, 0, 1, 3)  # (G, N*L, kH*kW, C_g)

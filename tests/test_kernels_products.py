@@ -1,13 +1,15 @@
-"""gemm.mm against float64 products, for every operand layout it routes, and its routing rules."""
+"""The CPU backend's oneDNN products (``kernels.cpu.onednn``) against float64 products, for every operand
+layout they route, and their routing rules; the reference grouped GEMM (``kernels.reference.grouped_mm``)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sparse_bench import gemm
+from sparse_bench.kernels import reference
+from sparse_bench.kernels.cpu import onednn
 
-needs_onednn = pytest.mark.skipif(not gemm.onednn_available(), reason="this torch build has no oneDNN")
+needs_onednn = pytest.mark.skipif(not onednn.onednn_available(), reason="this torch build has no oneDNN")
 
 
 def operands(n, k, m, a_layout, b_layout, seed=0):
@@ -22,70 +24,81 @@ def operands(n, k, m, a_layout, b_layout, seed=0):
 @pytest.mark.parametrize("n", [1, 7, 300])
 def test_mm_matches_float64(n, a_layout, b_layout):
     a, b = operands(n, 96, 40, a_layout, b_layout)
-    got = gemm.mm(a, b)
+    got = onednn.mm(a, b)
     want = a.double() @ b.double()
     assert got.dtype == torch.float32 and got.shape == (n, 40)
     # fp32 products of K = 96 terms: error well under 1e-5 of the output's scale
     assert (got.double() - want).abs().max() <= 1e-5 * want.abs().max()
 
 
+@pytest.mark.parametrize("weight_layout", ["rows", "transposed"])
+@pytest.mark.parametrize("n", [1, 7, 300])
+def test_linear_matches_float64(n, weight_layout):
+    x, b = operands(n, 96, 40, "rows", weight_layout)
+    got = onednn.linear(x, b.t())  # weight (40, 96): row-major for a transposed b, else a transposed view
+    want = x.double() @ b.double()
+    assert got.shape == (n, 40)
+    assert (got.double() - want).abs().max() <= 1e-5 * want.abs().max()
+    assert torch.equal(got, onednn.mm(x, b))  # the same oneDNN call
+
+
 @needs_onednn
 def test_routing_rules():
     a, b = operands(8, 16, 4, "rows", "transposed")
-    assert gemm.uses_onednn(a, b)  # row-major left operand, any right operand
-    assert not gemm.uses_onednn(a.t().contiguous().t(), b)  # transposed left operand: MKL (weight gradients)
-    assert not gemm.uses_onednn(a.double(), b.double())  # fp32 only
-    assert not gemm.uses_onednn(a[:0], b)  # empty
-    assert not gemm.uses_onednn(a.requires_grad_(), b)  # autograd needs torch.mm
+    assert onednn.uses_onednn(a, b)  # row-major left operand, any right operand
+    assert not onednn.uses_onednn(a.t().contiguous().t(), b)  # a transposed left operand: MKL (weight grads)
+    assert not onednn.uses_onednn(a.double(), b.double())  # fp32 only
+    assert not onednn.uses_onednn(a[:0], b)  # empty
+    assert not onednn.uses_onednn(a.requires_grad_(), b)  # autograd needs torch.mm
 
 
 def test_same_bits_every_run_and_rows_independent_of_batch():
     a, b = operands(50, 64, 32, "rows", "transposed", seed=3)
-    first = gemm.mm(a, b)
-    assert all(torch.equal(first, gemm.mm(a, b)) for _ in range(3))
-    assert torch.equal(first[:9], gemm.mm(a[:9], b))
+    first = onednn.mm(a, b)
+    assert all(torch.equal(first, onednn.mm(a, b)) for _ in range(3))
+    assert torch.equal(first[:9], onednn.mm(a[:9], b))
 
 
 def test_autograd_flows_through_the_fallback():
     a, b = operands(5, 6, 3, "rows", "rows")
     a.requires_grad_()
-    gemm.mm(a, b).sum().backward()
+    onednn.mm(a, b).sum().backward()
     assert torch.allclose(a.grad, b.sum(dim=1).expand(5, 6))
 
 
 def test_shape_errors():
     with pytest.raises(ValueError, match="mm needs"):
-        gemm.mm(torch.ones(2, 3), torch.ones(4, 5))
+        onednn.mm(torch.ones(2, 3), torch.ones(4, 5))
     with pytest.raises(ValueError, match="mm needs"):
-        gemm.mm(torch.ones(2, 3, 1), torch.ones(3, 5))
+        onednn.mm(torch.ones(2, 3, 1), torch.ones(3, 5))
 
 
 @pytest.mark.parametrize("k, m", [(16, 8), (6, 5)])  # 16-byte aligned rows (one grouped call); unaligned
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # float64: group by group (no grouped_mm)
 def test_grouped_mm_matches_per_group_products_with_gradients(k, m, dtype, monkeypatch):
     calls = []
-    if gemm._GROUPED_MM is not None:
-        original = gemm._GROUPED_MM
-        monkeypatch.setattr(gemm, "_GROUPED_MM",
+    if reference._GROUPED_MM is not None:
+        original = reference._GROUPED_MM
+        monkeypatch.setattr(reference, "_GROUPED_MM",
                             lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
     gen = torch.Generator().manual_seed(0)
     counts = torch.tensor([3, 0, 5, 1])  # an empty group in the middle
     a = torch.randn(9, k, generator=gen, dtype=dtype, requires_grad=True)
     b = torch.randn(4, k, m, generator=gen, dtype=dtype, requires_grad=True)
     upstream = torch.randn(9, m, generator=gen, dtype=dtype)
-    (gemm.grouped_mm(a, b, counts) * upstream).sum().backward()
+    (reference.grouped_mm(a, b, counts) * upstream).sum().backward()
     a64, b64 = a.detach().double().requires_grad_(), b.detach().double().requires_grad_()
     want = torch.cat([a64[:3] @ b64[0], a64[3:8] @ b64[2], a64[8:] @ b64[3]])
     (want * upstream.double()).sum().backward()
-    for got, ref in ((gemm.grouped_mm(a, b, counts), want), (a.grad, a64.grad), (b.grad, b64.grad)):
+    for got, ref in ((reference.grouped_mm(a, b, counts), want), (a.grad, a64.grad), (b.grad, b64.grad)):
         assert (got.double() - ref).abs().max() <= 1e-5 * ref.abs().max()
     assert not b.grad[1].any()  # the empty group's weights get a zero gradient
-    one_call = gemm._GROUPED_MM is not None and dtype == torch.float32 and k == 16
+    one_call = reference._GROUPED_MM is not None and dtype == torch.float32 and k == 16
     assert bool(calls) == one_call  # PyTorch's grouped GEMM exactly where it takes the operands
 
 
 def test_grouped_mm_shape_errors():
     with pytest.raises(ValueError, match="grouped_mm needs"):
-        gemm.grouped_mm(torch.zeros(4, 8), torch.zeros(2, 6, 3), torch.tensor([2, 2]))
+        reference.grouped_mm(torch.zeros(4, 8), torch.zeros(2, 6, 3), torch.tensor([2, 2]))
     with pytest.raises(ValueError, match="grouped_mm needs"):
-        gemm.grouped_mm(torch.zeros(4, 8), torch.zeros(2, 8, 3), torch.tensor([4]))
+        reference.grouped_mm(torch.zeros(4, 8), torch.zeros(2, 8, 3), torch.tensor([4]))

@@ -1,0 +1,101 @@
+"""The one switch between the reference ops and a device's own kernels.
+
+The library's modules (routers, hashing, experts, convolution, dispatch) call the ops below; each runs the op
+of the backend ``backend_for`` chooses for its tensor: from ``tensor.device.type`` alone, never by querying
+a GPU, so it is the same under ``FakeTensorMode`` and on a machine without one. "cpu" -> ``kernels.cpu``
+(oneDNN products, prepacking, chunked autograd), "cuda" -> ``kernels.cuda``, any other device ->
+``kernels.reference`` (device-neutral PyTorch, which every backend's ops must agree with). CPU tensors on the
+device path (``device_path.device_path_on_cpu``) run what CUDA runs, ``kernels.cuda``. ``use_backend`` forces
+a backend within a block: tests run the reference on CPU tensors to compare it with the CPU kernels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Iterator
+
+import torch
+
+from ..device_path import host_path
+from . import cpu, cuda, reference
+from .backend import Kernels, MatrixProducts
+from .segments import expert_chunks
+
+if TYPE_CHECKING:
+    from ..experts import ExpertBank
+    from ..routing.plan import RoutingPlan
+
+__all__ = ["BACKENDS", "Kernels", "MatrixProducts", "backend_for", "expert_chunks", "expert_softmax",
+           "experts_batched", "experts_grouped", "grouped_mm", "linear", "matrix_products", "prepacks",
+           "sorted_swiglu", "use_backend"]
+
+BACKENDS: dict[str, Kernels] = {kernels.name: kernels for kernels in (reference.KERNELS, cpu.KERNELS,
+                                                                         cuda.KERNELS)}
+_forced: ContextVar[Kernels | None] = ContextVar("sparse_bench_forced_backend", default=None)
+
+
+def backend_for(t: torch.Tensor) -> Kernels:
+    """The backend whose ops run on t: the one ``use_backend`` forces, else the one named by t's device type
+    (the reference for devices without a backend; CUDA's for CPU tensors on the device path)."""
+    forced = _forced.get()
+    if forced is not None:
+        return forced
+    if t.device.type == "cpu" and not host_path(t):
+        return cuda.KERNELS
+    return BACKENDS.get(t.device.type, reference.KERNELS)
+
+
+@contextlib.contextmanager
+def use_backend(name: str) -> Iterator[Kernels]:
+    """Within this block (this thread or task), every op runs ``BACKENDS[name]`` whatever its tensors' device.
+    A device's backend forced onto another device's tensors runs only where its ops are device-neutral."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {name!r}")
+    token = _forced.set(BACKENDS[name])
+    try:
+        yield BACKENDS[name]
+    finally:
+        _forced.reset(token)
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x: (n, k), weight: (m, k). Returns x @ weight.T, (n, m)."""
+    return backend_for(x).linear(x, weight)
+
+
+def expert_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """logits: (T, E). Returns the softmax over the experts, (T, E), differentiable."""
+    return backend_for(logits).expert_softmax(logits)
+
+
+def grouped_mm(a: torch.Tensor, b: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """a: (n, k) rows grouped by expert, counts (E,) rows per group; b: (E, k, m). Returns (n, m)."""
+    return backend_for(a).grouped_mm(a, b, counts)
+
+
+def experts_grouped(bank: ExpertBank, rows: torch.Tensor, counts: list[int], first_expert: int,
+                    weights: list[tuple] | None) -> torch.Tensor:
+    """rows: (A, d) grouped by expert, counts[i] rows for expert first_expert + i. Returns (A, d)."""
+    return backend_for(rows).experts_grouped(bank, rows, counts, first_expert, weights)
+
+
+def experts_batched(bank: ExpertBank, slab: torch.Tensor, weights: tuple) -> torch.Tensor:
+    """slab: (G, C, d), one slab per expert of weights (w_in, w_out, b_in, b_out). Returns (G, C, d)."""
+    return backend_for(slab).experts_batched(bank, slab, weights)
+
+
+def sorted_swiglu(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank, max_rows: int) -> torch.Tensor:
+    """x: (T, d); plan with A >= 1 assignments; bank: bias-free SwiGLU. Returns the plan's weighted sum of
+    expert outputs (T, d), differentiable; chunks of at most max_rows rows where the backend chunks."""
+    return backend_for(x).sorted_swiglu(x, plan, bank, max_rows)
+
+
+def prepacks(bank: ExpertBank) -> bool:
+    """Whether the bank's forwards without autograd run on prepacked copies of its weights."""
+    return backend_for(bank.w_in).prepacks(bank)
+
+
+def matrix_products(t: torch.Tensor) -> MatrixProducts:
+    """The 2-D matrix products the fused expert kernels run on for t's backend."""
+    return backend_for(t).products
