@@ -41,7 +41,7 @@ Planted settings (controls, at the quick scale):
 - (c) holds with the same oracle unit when training stops before any width can use its features: the
   smallest budget trains at a *stalled* learning rate (1e-30: Adam moves a weight by at most about 3.2 times
   the learning rate a step, so after one epoch every weight is below 1e-27 and every prediction below
-  1e-24, which vanishes against labels of order 1e-2 in float64: every width's MSE is the mean squared
+  1e-23, which vanishes against labels of order 1e-2 in float64: every width's MSE is the mean squared
   label, bit for bit, and the ratio exactly 1), while the largest budget trains as usual and finds the
   oracle (its ratio falls below 1e-4).
 """
