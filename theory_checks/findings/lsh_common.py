@@ -38,7 +38,7 @@ C_HASHES = 3  # C: hashes per intrinsic dimension, D = C k (the paper leaves C a
 PILOT_SEED = 7  # the seed whose paper-profile intervals set RESOLUTION_BANDS (the findings use DEFAULT_SEED)
 # finding -> half-width of its decision band: twice the largest half-width of its components' intervals at the
 # paper profile on PILOT_SEED (run_finding(name, "paper", seed=PILOT_SEED); details["components"]), rounded up
-RESOLUTION_BANDS = {"theorem41_flat_in_d": 0.07, "lemma42_diameter_flat_in_d": 0.06}
+RESOLUTION_BANDS = {"theorem41_flat_in_d": 0.053, "lemma42_diameter_flat_in_d": 0.065}
 WHOLE_POWER_BAND = 0.5
 
 

@@ -113,12 +113,12 @@ RATE_DESIGNS = {  # profile -> k -> design; widths of k = 3 stop where a fit hol
     "full": {1: RateDesign(1, (0.2, 0.141, 0.1, 0.0707, 0.05), 6),
              2: RateDesign(2, (0.4, 0.317, 0.252, 0.2, 0.159), 6),
              3: RateDesign(3, (0.8, 0.673, 0.566, 0.476), 6)},
-    "paper": {1: RateDesign(1, (0.2, 0.141, 0.1, 0.0707, 0.05, 0.0354, 0.025), 10),
-              2: RateDesign(2, (0.4, 0.317, 0.252, 0.2, 0.159, 0.126, 0.1), 10),
-              3: RateDesign(3, (0.8, 0.673, 0.566, 0.476, 0.4), 10)},
+    "paper": {1: RateDesign(1, (0.2, 0.141, 0.1, 0.0707, 0.05, 0.0354, 0.025), 20),
+              2: RateDesign(2, (0.4, 0.317, 0.252, 0.2, 0.159, 0.126, 0.1), 20),
+              3: RateDesign(3, (0.8, 0.673, 0.566, 0.476, 0.4), 20)},
 }
 D_DESIGNS = {"quick": SweepDesign(0.3, (4, 32, 256), 4), "full": SweepDesign(0.3, (4, 16, 64, 256), 10),
-             "paper": SweepDesign(0.3, (4, 16, 64, 256), 60)}
+             "paper": SweepDesign(0.3, (4, 16, 64, 256), 100)}
 L_DESIGNS = {"quick": SweepDesign(0.2, (0.5, 1.0, 2.0, 4.0), 4),
              "full": SweepDesign(0.2, (0.5, 1.0, 2.0, 4.0), 10),
              "paper": SweepDesign(0.2, (0.5, 1.0, 2.0, 4.0), 20)}
