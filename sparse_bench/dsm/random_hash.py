@@ -11,9 +11,9 @@ s units are the active ones; the readout over all E s units is trained. Two rout
   space (a cone of the E sign patterns), so nearby inputs share their active units.
 
 The block of x is the router's one expert (``routed.top1_routing``, the expert a top-1 MoE layer with this
-router would pick). Every input routed to block e has features only in block e, so the readout's least-squares problem splits into
-E independent ones (the Gram matrix is block diagonal): ``select_routed_ridge`` solves it block by block,
-exactly ``select_ridge`` on the (n, E s) masked features, at 1/E^2 of the Gram matrix's cost.
+router would pick). Every input routed to block e has features only in block e, so the readout's least-squares
+problem splits into E independent ones (the Gram matrix is block diagonal): ``select_routed_ridge`` solves it
+block by block, exactly ``select_ridge`` on the (n, E s) masked features, at 1/E^2 of the Gram matrix's cost.
 FLOPs per input: (d + 1) s, the DSM convention (routing not counted); ``routing_flops_per_input`` gives the
 router's own: d log2(E) projection multiply-adds for the LSH, 0 floating-point ones for the random hash (its
 2 d integer multiply-adds mod 2^31 - 1 aside).
