@@ -9,7 +9,9 @@ read ``not reproduced``).
 ``registry.register_finding`` declares a finding (claim, reading, the source's numbers, a ``Scale`` per
 profile, a pre-registered ``decision``, the two controls); ``run_finding`` / ``run_control`` measure it into
 ``sparse_bench.results.FindingResult`` records; ``decision`` holds the intervals over seeds and the decision
-rules. Modules of findings: ``table1`` (the paper's Table 1 as three findings).
+rules. Modules of findings: ``table1`` (the paper's Table 1 as three findings), ``lsh_vs_dense`` (Fig 2b:
+the LSH model against a dense model of matched FLOPs as its buckets multiply), ``random_hash`` (Fig 4:
+active units chosen by a uniform random hash, by an LSH, or all of them).
 """
 
 from .decision import FAMILY_CONF, Decision, above, below, combine, inside, seed_interval
