@@ -11,7 +11,10 @@ profile, a pre-registered ``decision``, the two controls); ``run_finding`` / ``r
 ``sparse_bench.results.FindingResult`` records; ``decision`` holds the intervals over seeds and the decision
 rules. Modules of findings: ``table1`` (the paper's Table 1 as three findings), ``lsh_vs_dense`` (Fig 2b:
 the LSH model against a dense model of matched FLOPs as its buckets multiply), ``random_hash`` (Fig 4:
-active units chosen by a uniform random hash, by an LSH, or all of them).
+active units chosen by a uniform random hash, by an LSH, or all of them), ``theorem41_rates`` (Theorem 4.1's
+rates in the buckets, flat in d, linear in L), ``lemma42_geometry`` (Lemma 4.2's bucket diameters and count),
+``theorem43_separation`` (Theorem 4.3's compute separation of dense from LSH); ``lsh_common`` holds what those
+three share.
 """
 
 from .decision import FAMILY_CONF, Decision, above, below, combine, inside, seed_interval
