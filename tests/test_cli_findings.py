@@ -18,7 +18,10 @@ PLANTED = {"holds": "reproduced", "fails": "not reproduced"}
 
 
 def test_run_one_finding_stores_it_and_its_planted_settings(run_cli, tmp_path):
-    code, out, _ = run_cli("run", "--only", "findings", "--finding", FINDING, "--results", tmp_path)
+    """In two worker processes (the suite loaded there afresh): records stored and printed in the order one
+    process gives."""
+    code, out, _ = run_cli("run", "--only", "findings", "--finding", FINDING, "--results", tmp_path,
+                           "--jobs", 2)
     assert code == cli.EXIT_OK, out
     records = read_records(tmp_path, "finding")
     by_control = {which: [r for r in records if r["control"] == which] for which in (None, *PLANTED)}
@@ -82,13 +85,16 @@ class FakeFindingSuite:
 
 
 def _fake(monkeypatch, verdicts):
+    """The fake suite, in this process only: runs using it take --jobs 1 (a worker process loads the
+    installed suites)."""
     monkeypatch.setattr(suites, "load_suites", lambda: {"fake": FakeFindingSuite(verdicts)})
     return FakeFindingSuite.NAME
 
 
 def test_a_real_verdict_never_fails_the_run(run_cli, monkeypatch, tmp_path):
     name = _fake(monkeypatch, {None: "not reproduced", **PLANTED})
-    code, out, _ = run_cli("run", "--only", "checks", "--profile", "paper", "--results", tmp_path)
+    code, out, _ = run_cli("run", "--only", "checks", "--profile", "paper", "--results", tmp_path,
+                           "--jobs", 1)
     assert code == cli.EXIT_OK, out
     assert out.splitlines()[0] == (f"NOT REPRODUCED {name} (target=t): ours 2 [1.5, 2.5] vs the source's 1 "
                                    f"widgets; paper: 1/4 of the source's scale (0.0 s)")
@@ -98,12 +104,12 @@ def test_a_real_verdict_never_fails_the_run(run_cli, monkeypatch, tmp_path):
 
 def test_a_planted_setting_not_read_as_planted_fails_the_run_and_is_named(run_cli, monkeypatch, tmp_path):
     name = _fake(monkeypatch, {None: "reproduced", "holds": "inconclusive", "fails": "not reproduced"})
-    code, out, _ = run_cli("run", "--only", "findings", "--results", tmp_path, "--json")
+    code, out, _ = run_cli("run", "--only", "findings", "--results", tmp_path, "--json", "--jobs", 1)
     document = json.loads(out)
     assert code == cli.EXIT_FAILED and document["exit_status"] == cli.EXIT_FAILED
     assert document["findings_uncaught"] == [[name, "holds", {"target": "t"}]]
     assert [r["control"] for r in document["findings"]] == [None, "holds", "fails"]
-    code, out, _ = run_cli("run", "--only", "findings", "--results", tmp_path)
+    code, out, _ = run_cli("run", "--only", "findings", "--results", tmp_path, "--jobs", 1)
     assert code == cli.EXIT_FAILED
     assert f"NOT AS PLANTED {name} / holds (target=t): inconclusive (must read reproduced), ours 2" in out
     assert (f"  FINDING CONTROL NOT AS PLANTED {name} / holds {{'target': 't'}}: read inconclusive, planted "
@@ -112,7 +118,7 @@ def test_a_planted_setting_not_read_as_planted_fails_the_run_and_is_named(run_cl
 
 def test_a_finding_that_raises_fails_the_run(run_cli, monkeypatch, tmp_path):
     name = _fake(monkeypatch, {None: "raised", **PLANTED})
-    code, out, _ = run_cli("run", "--only", "findings", "--no-controls", "--results", tmp_path)
+    code, out, _ = run_cli("run", "--only", "findings", "--no-controls", "--results", tmp_path, "--jobs", 1)
     assert code == cli.EXIT_FAILED
     assert out.splitlines()[0] == f"INCONCLUSIVE   {name} (target=t): raised RuntimeError: planted"
     assert f"  FINDING RAISED {name}: raised RuntimeError: planted" in out

@@ -164,28 +164,50 @@ def format_finding(record, expected: dict) -> str:
             f"{scale_share(record.scale_fraction)} of the source's scale ({record.wall_time_s:.1f} s)")
 
 
-def run_findings(checks: Checks, names: list[str], profile: str, recorder, controls: bool,
-                 out: Output) -> tuple[list, list, list]:
+def _measure_finding(suite_name: str, name: str, control: str | None, profile: str) -> list:
+    """One finding (or one of its planted settings) in a worker process: the suite loaded there afresh."""
+    return Checks.load().suites[suite_name].run_finding(name, control=control, profile=profile)
+
+
+def run_findings(checks: Checks, names: list[str], profile: str, recorder, controls: bool, out: Output,
+                 jobs: int = 1) -> tuple[list, list, list]:
     """Measure findings at ``profile``'s scale (then their planted settings), storing each record of kind
-    "finding" as soon as it exists and printing its line. Returns (records, records of a planted setting
+    "finding" as soon as it exists and printing its line; ``jobs`` > 1: in that many spawned worker
+    processes (a finding pins its own threads; a forked child of a process that ran torch ops can deadlock
+    in OpenMP), records stored and printed in the same order as with one. Returns (records, records of a planted setting
     that did not read as planted, records of a real finding that raised)."""
-    jobs = [(name, None) for name in names]
+    work = [(name, None) for name in names]
     if controls:
-        jobs += [(name, control) for name in names for control in checks.findings[name][1]["controls"]]
+        work += [(name, control) for name in names for control in checks.findings[name][1]["controls"]]
     records, uncaught, raised = [], [], []
-    progress = out.progress(len(jobs), f"findings ({profile})")
+    progress = out.progress(len(work), f"findings ({profile})")
+
+    def take(name, control, measured):
+        expected = checks.findings[name][1]["expected"]
+        recorder.add("finding", measured)
+        for record in measured:
+            records.append(record)
+            if control is not None and record.verdict != expected[control]:
+                uncaught.append(record)
+            if control is None and "raised" in record.details:
+                raised.append(record)
+            progress.done(format_finding(record, expected))
+
     try:
-        for name, control in jobs:
-            suite_name, entry = checks.findings[name]
-            measured = checks.suites[suite_name].run_finding(name, control=control, profile=profile)
-            recorder.add("finding", measured)
-            for record in measured:
-                records.append(record)
-                if control is not None and record.verdict != entry["expected"][control]:
-                    uncaught.append(record)
-                if control is None and "raised" in record.details:
-                    raised.append(record)
-                progress.done(format_finding(record, entry["expected"]))
+        if jobs <= 1:
+            for name, control in work:
+                suite_name = checks.findings[name][0]
+                take(name, control, checks.suites[suite_name].run_finding(name, control=control,
+                                                                          profile=profile))
+        else:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+                futures = [pool.submit(_measure_finding, checks.findings[name][0], name, control, profile)
+                           for name, control in work]
+                for (name, control), future in zip(work, futures):
+                    take(name, control, future.result())
     finally:
         progress.close()
     return records, uncaught, raised

@@ -4,6 +4,7 @@ whatever the outcome."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -34,7 +35,14 @@ from .options import (
 from .results import write_report
 
 BENCH_OPTIONS = ("allocator", "device", "dtype")
-CHECK_OPTIONS = ("check", "finding", "no_controls")
+MAX_DEFAULT_JOBS = 4  # a paper-scale finding holds up to ~3 GB: four fit a 24 GiB machine beside the rest
+CHECK_OPTIONS = ("check", "finding", "no_controls", "jobs")
+
+
+def default_jobs() -> int:
+    """Worker processes for the findings: the CPUs this process may use, at most MAX_DEFAULT_JOBS."""
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(usable, MAX_DEFAULT_JOBS))
 
 
 @click.command(short_help="Run the checks, findings and benchmarks as one stored run.")
@@ -50,6 +58,9 @@ CHECK_OPTIONS = ("check", "finding", "no_controls")
                    "run)")
 @click.option("--no-controls", is_flag=True,
               help="skip the negative controls (planted defects) and the findings' planted settings")
+@click.option("--jobs", type=click.IntRange(1), default=None,
+              help="measure the findings in this many worker processes, each on one thread (default: the "
+                   "CPUs this process may use, at most 4)")
 @seed_option("one seed for every check and the benchmarks (default: each check's own; 0 for the benchmarks); "
              "findings keep their own seeds")
 @allocator_option
@@ -61,7 +72,7 @@ CHECK_OPTIONS = ("check", "finding", "no_controls")
                    "run's)")
 @json_option
 def run(profile: str, only: str, check: tuple[str, ...], finding: tuple[str, ...], no_controls: bool,
-        seed: int | None, allocator: str, device: str, dtype: str, results: Path, report_dir: Path | None,
+        jobs: int | None, seed: int | None, allocator: str, device: str, dtype: str, results: Path, report_dir: Path | None,
         as_json: bool) -> int:
     """Run the checks, the findings and the speed benchmarks, storing every record as one run; exit 1 naming
     any failing check, uncaught control, finding planted setting that did not read as planted, or finding
@@ -112,7 +123,8 @@ def run(profile: str, only: str, check: tuple[str, ...], finding: tuple[str, ...
                                                        controls=not no_controls, out=out)
             if finding_names:
                 findings, findings_uncaught, findings_raised = run_findings(
-                    checks, finding_names, profile, recorder, controls=not no_controls, out=out)
+                    checks, finding_names, profile, recorder, controls=not no_controls, out=out,
+                    jobs=default_jobs() if jobs is None else jobs)
             if only in ("bench", "all"):
                 use_allocator(allocator)  # after the checks, which run on glibc's default
                 bench_seed = 0 if seed is None else seed
