@@ -21,7 +21,7 @@ from dataclasses import dataclass
 ROUTERS = ("topk", "expert_choice", "hash", "lsh", "sinkhorn")
 CPU_WEIGHT_BYTES = 256 * 2**20  # expert weights (routed and shared) of a CPU-scaled preset, at most
 CPU_TOKENS = 512  # tokens of a preset's batch by default on CPU
-CUDA_TOKENS = 4096  # ... and on CUDA
+CUDA_TOKENS = 8192  # ... and on CUDA: the batch at which the GPU targets judge a preset
 
 
 @dataclass(frozen=True)
