@@ -277,8 +277,9 @@ def _d_seed(seed: int, design: SweepDesign, make_hash) -> list[dict]:
     k, w = 2, design.width
     u = _unit_vector(k, gen)
     hash_seed = int(torch.randint(0, 2**40, (1,), generator=gen))  # room for replicate_seed(hash_seed, d)
+    # one sample size for every d: the bucket count of a hash drawn on Γ, whose cells have every d's law
     probe = lifted_pstable(torch.eye(k, dtype=torch.float64), C_HASHES * k, w, hash_seed)
-    n = PER_BUCKET * buckets_meeting_ball(probe.directions, probe.offsets, w)  # same samples for every d
+    n = PER_BUCKET * buckets_meeting_ball(probe.directions, probe.offsets, w)
     z, zt = unit_ball_points(n, k, gen), unit_ball_points(n, k, gen)
     rows = []
     for d in design.values:
