@@ -5,8 +5,8 @@ LSH model with bucket constants reaches sup-norm error ε with probability ≥ 0
 O((L√d/ε)^k) buckets". §D reads it as rates: "sup-error ∝ T^(−1/k), MSE ∝ T^(−2/k) in the number of non-empty
 buckets; flat in d at fixed k; linear in L".
 
-Setting (all five): inputs uniform on the unit ball of a random k-dimensional subspace Γ of R^d (inside [-1,
-1]^d for every d, so the same region serves every ambient dimension: on Γ ∩ [-1, 1]^d the region itself grows
+Setting (all five): inputs uniform on the unit ball of a random k-dimensional subspace Γ of R^d (inside
+[-1, 1]^d for every d, so the same region serves every ambient dimension: on Γ ∩ [-1, 1]^d the region itself grows
 with d, which is the √d the theorem's bucket count carries); one table of D = 3k p-stable hashes of width w
 (``LSHModel``; C = 3, the paper leaving C a constant); bucket constants are the training means in each bucket
 (the theorem's model, a closed form: no readout is trained). Training and test samples are each 16 per bucket
