@@ -6,15 +6,15 @@ O((L√d/ε)^k) buckets". §D reads it as rates: "sup-error ∝ T^(−1/k), MSE 
 buckets; flat in d at fixed k; linear in L".
 
 Setting (all five): inputs uniform on the unit ball of a random k-dimensional subspace Γ of R^d (inside
-[-1, 1]^d for every d, so the same region serves every ambient dimension: on Γ ∩ [-1, 1]^d the region itself grows
-with d, which is the √d the theorem's bucket count carries); one table of D = 3k p-stable hashes of width w
-(``LSHModel``; C = 3, the paper leaving C a constant); bucket constants are the training means in each bucket
-(the theorem's model, a closed form: no readout is trained). Training and test samples are each 16 per bucket
-meeting the ball (counted exactly by ``sparse_bench.dsm.buckets``), so every width has the same samples per
-bucket. Errors are read on the test points whose bucket holds a training sample (the theorem's sample bound
-fills every bucket; the few a finite sample misses are slivers, and their test share is reported). T is the
-number of non-empty buckets. The hash of a seed keeps its directions across widths and scales its offsets, so
-the arrangements at two widths are scaled copies.
+[-1, 1]^d for every d, so the same region serves every ambient dimension: on Γ ∩ [-1, 1]^d the region itself
+grows with d, which is the √d the theorem's bucket count carries); one table of D = 3k p-stable hashes of
+width w (``LSHModel``; C = 3, the paper leaving C a constant); bucket constants are the training means in each
+bucket (the theorem's model, a closed form: no readout is trained). Training and test samples are each 16 per
+bucket meeting the ball (counted exactly by ``sparse_bench.dsm.buckets``), so every width has the same samples
+per bucket. Errors are read on the test points whose bucket holds a training sample (the theorem's sample
+bound fills every bucket; the few a finite sample misses are slivers, and their test share is reported). T is
+the number of non-empty buckets. The hash of a seed keeps its directions across widths and scales its offsets,
+so the arrangements at two widths are scaled copies.
 
 (a) ``theorem41_rate_k1`` / ``_k2`` / ``_k3``: the exponents of sup-error and of RMSE (= √MSE, so MSE's is
 twice it) against T, fitted per seed over a width sweep, target linear: f(x) = <U u, x> (L = 1), the extremal
