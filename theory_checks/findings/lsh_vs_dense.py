@@ -73,7 +73,8 @@ from sparse_bench.dsm.training import ReadoutTraining, train_readout
 from sparse_bench.targets import random_polynomial, uniform_cube
 from theory_checks.framework import figure_spec, replicate_seed, series
 
-from .decision import FAMILY_CONF, below, seed_interval
+from .decision import below
+from .lsh_common import geometric_interval
 from .registry import Component, Reading, Scale, register_finding
 
 SOURCE = "Baykal et al. 2022, Fig 2b / §5 (docs/THEORY.md §A item 12, §D)"
@@ -315,25 +316,19 @@ def _components(design: SweepDesign, stats: list) -> list:
     return parts
 
 
-def _geo(values) -> tuple:
-    """Geometric mean over seeds of positive values and its 95% t interval (on logs)."""
-    mean, low, high = seed_interval([math.log(v) for v in values], FAMILY_CONF)
-    return math.exp(mean), math.exp(low), math.exp(high)
-
-
 def _details(design: SweepDesign, runs: list, stats: list, k: int, training: str) -> dict:
     """The sweep's table (MSE [95% CI] and MSE / Var f per bucket count), crossovers, diagnostics, figure."""
     var = float(np.mean([r["var_f"][k] for r in runs]))
     rows, ratio_cells = [], []
     for i, j in enumerate(design.exponents):
-        lsh = _geo([r["fits"]["lsh"][i][k] for r in runs])
-        ratio = _geo([math.exp(s["log_ratio"][i]) for s in stats])
+        lsh = geometric_interval([r["fits"]["lsh"][i][k] for r in runs])
+        ratio = geometric_interval([math.exp(s["log_ratio"][i]) for s in stats])
         ratio_cells.append(ratio)
         rows.append([f"2^{j}", f"{np.mean([r['fits']['buckets'][i] for r in runs]):,.0f}",
                      f"{np.mean([r['fits']['widths'][i] for r in runs]):.3g}",
                      f"{lsh[0]:.3g} [{lsh[1]:.3g}, {lsh[2]:.3g}] ({lsh[0] / var:.3f})",
                      f"{ratio[0]:.3f} [{ratio[1]:.3f}, {ratio[2]:.3f}]"])
-    dense = _geo([r["fits"]["dense"][k] for r in runs])
+    dense = geometric_interval([r["fits"]["dense"][k] for r in runs])
     x = [2**j for j in design.exponents]
     m, lo, hi = zip(*ratio_cells)
     figure = figure_spec(

@@ -61,7 +61,8 @@ from theory_checks.framework import figure_spec, replicate_seed, series
 from theory_checks.paper import cases
 from theory_checks.paper.table1 import _targets as table1_targets  # the check's targets, not a copy
 
-from .decision import FAMILY_CONF, above, below, seed_interval
+from .decision import above, below
+from .lsh_common import geometric_interval
 from .registry import Component, Reading, Scale, register_finding
 from .table1 import ADAM, TEST_CHUNK_ELEMENTS, OracleUnits
 
@@ -224,17 +225,12 @@ def _level_label(design: Fig4Design, i: int) -> str:
     return f"{design.flops[i]:,} FLOPs (paper {PAPER_FLOPS[i]:,})"
 
 
-def _geo(values) -> tuple:
-    """Geometric mean over seeds and its 95% t interval (on logs)."""
-    mean, low, high = seed_interval([math.log(v) for v in values], FAMILY_CONF)
-    return math.exp(mean), math.exp(low), math.exp(high)
-
-
 def _details(design: Fig4Design, tables: list, j: int, target: str, training: str) -> dict:
     """Our table (geometric mean MSE [95% CI], MSE / Var f), routing balance, diagnostics and a figure."""
     var = float(np.mean([t["var"][j] for t in tables]))
     levels = range(len(design.active))
-    cells = {role: [_geo([t["mse"][role][i][j] for t in tables]) for i in levels] for role in ROLES}
+    cells = {role: [geometric_interval([t["mse"][role][i][j] for t in tables]) for i in levels]
+             for role in ROLES}
     rows = [[role] + [f"{m:.3g} [{lo:.3g}, {hi:.3g}] ({m / var:.2f})" for m, lo, hi in cells[role]]
             for role in ROLES]
     rows += [[f"paper Table 1: {role}"] + [f"{v:.4g}" for v in values]
@@ -250,8 +246,8 @@ def _details(design: Fig4Design, tables: list, j: int, target: str, training: st
     x = list(design.flops)
     curves = []
     for numerator, denominator in RATIOS:
-        m, lo, hi = zip(*[_geo([t["mse"][numerator][i][j] / t["mse"][denominator][i][j] for t in tables])
-                          for i in levels])
+        ratios = [[t["mse"][numerator][i][j] / t["mse"][denominator][i][j] for t in tables] for i in levels]
+        m, lo, hi = zip(*[geometric_interval(r) for r in ratios])
         curves.append(series(f"ours: {numerator} / {denominator}", x, list(m), list(lo), list(hi),
                              group=f"{numerator}/{denominator}"))
     curves += [series("equal MSE", [x[0], x[-1]], [1.0, 1.0], style="predicted", group="equal"),
