@@ -66,7 +66,8 @@ from theory_checks.framework import figure_spec, replicate_seed, series
 from theory_checks.paper import cases
 from theory_checks.paper.table1 import _targets as table1_targets  # the check's targets, not a copy
 
-from .decision import FAMILY_CONF, below, seed_interval
+from .decision import below
+from .lsh_common import geometric_interval
 from .registry import Component, Reading, Scale, register_finding
 
 SOURCE = "Baykal et al. 2022, §3 and §5 (docs/THEORY.md §A, §D)"
@@ -251,12 +252,6 @@ def _seed_table(seed: int, design: Design, training: str, permuted: str | None) 
     return dict(mse=mse, diagnostics=diagnostics, seconds=seconds, var=data.y_test.var(dim=0).tolist())
 
 
-def _geo(values) -> tuple:
-    """Geometric mean over seeds and its 95% t interval (on logs)."""
-    mean, low, high = seed_interval([math.log(v) for v in values], FAMILY_CONF)
-    return math.exp(mean), math.exp(low), math.exp(high)
-
-
 def _level_label(design: Design, i: int) -> str:
     return f"{design.flops[i]:,} FLOPs"
 
@@ -265,7 +260,8 @@ def _details(design: Design, tables: list, j: int, target: str, training: str) -
     """Our table (geometric mean MSE [95% interval], MSE / Var f), FLOPs, Switch diagnostics and a figure."""
     var = float(np.mean([t["var"][j] for t in tables]))
     levels = range(len(design.active))
-    cells = {role: [_geo([t["mse"][role][i][j] for t in tables]) for i in levels] for role in ROLES}
+    cells = {role: [geometric_interval([t["mse"][role][i][j] for t in tables]) for i in levels]
+             for role in ROLES}
     rows = [[role] + [f"{m:.3g} [{lo:.3g}, {hi:.3g}] ({m / var:.2f})" for m, lo, hi in cells[role]]
             for role in ROLES]
     rows += [[f"paper Table 1: {role} at {PAPER_FLOPS[0]:,} FLOPs", f"{values[0]:.4g}"]
