@@ -1,21 +1,33 @@
-"""Dispatch strategies: move tokens to experts and back. Every one is ``(x, plan, bank) -> y``.
+"""Dispatch strategies: move tokens to experts and back. Every one is an object ``strategy(x, plan, bank) -> y``.
 
 x: (T, d_model); plan: a RoutingPlan over those T tokens; bank: an ExpertBank. Returns y: (T, d_model) with
 ``y[t] = sum over assignments a of token t of weight[a] * expert_{expert_index[a]}(x[t])`` (0 for a token with no
 assignment). All strategies compute the same function; they differ in speed and memory only. Each checks that
-x, plan and bank match before it starts, and refuses an output that is not finite (``checked_strategy``).
+x, plan and bank match before it starts, and refuses an output that is not finite (``Strategy``).
+
+Every strategy gathers rows and combines them without atomics: outputs and gradients have the same bits on
+every run, CUDA included (``gather.gather_rows``: the backward of a gather is a gather). On the device path
+(``sparse_bench.device_path``; CUDA) nothing reads a value on the host, except where a strategy needs a size:
+"sorted" and "loop" (per-expert counts), "padded" and "einsum" on a dropless plan (the largest count), and any
+strategy on a plan whose router does not record its token cells (expert choice: the most assignments of one
+token). On the host path (CPU), "sorted" and "padded" run CPU-tuned kernels that add into y with ``index_add_``
+(a serial loop on CPU, hence deterministic too).
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
+from .device_path import host_path
 from .experts import ExpertBank
+from .gather import gather_rows, inverse_permutation, take
 from .kernels import expert_chunks, sorted_swiglu
-from .routing.plan import RoutingPlan, rank_in_group
+from .routing.plan import RoutingPlan, counts_from_ends, group_ends
 from .validation import check_finite_image, check_tokens
 
 
@@ -24,7 +36,7 @@ def check_plan_matches(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> 
     does not describe x and bank."""
     if not isinstance(bank, ExpertBank):
         raise TypeError(f"bank must be an ExpertBank, got {type(bank).__name__}")
-    check_tokens(x, bank.d_model)  # one sum over x: an Inf that relu turns into 0 would pass the output check
+    check_tokens(x, bank.d_model)  # one scan of x: an Inf that relu turns into 0 would pass the output check
     if not isinstance(plan, RoutingPlan):
         raise TypeError(f"plan must be a RoutingPlan, got {type(plan).__name__}")
     if plan.num_tokens != x.shape[0]:
@@ -34,38 +46,141 @@ def check_plan_matches(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> 
     bank.check_input(x, "x")
 
 
-Strategy = Callable[[torch.Tensor, RoutingPlan, ExpertBank], torch.Tensor]
+Body = Callable[[torch.Tensor, RoutingPlan, ExpertBank], torch.Tensor]
 
 
-def checked_strategy(strategy: Strategy) -> Strategy:
-    """The public form of a strategy: x, plan and bank checked against each other first (x finite), and an
-    output holding NaN/Inf refused, naming x (a finite x whose expert outputs overflow the dtype), instead of
-    returned. The checks are one sum over x and one over y; the undecorated strategy is ``.__wrapped__``."""
-    @functools.wraps(strategy)
-    def dispatch(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
+class Strategy:
+    """A local dispatch strategy as an object: ``strategy(x, plan, bank) -> y`` with x, plan and bank checked
+    against each other first (x finite), and an output holding NaN/Inf refused, naming x (a finite x whose
+    expert outputs overflow the dtype), instead of returned. ``name``: its key in ``DISPATCHERS``;
+    ``__wrapped__``: the unchecked body. ``MoELayer`` calls ``check_layer`` once when it is built."""
+
+    def __init__(self, name: str, body: Body):
+        self.name = name
+        functools.update_wrapper(self, body)
+
+    def __call__(self, x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
         check_plan_matches(x, plan, bank)
-        y = strategy(x, plan, bank)
+        y = self.__wrapped__(x, plan, bank)
         check_finite_image(y, x, "x", "the experts' combined output")
         return y
-    return dispatch
+
+    def check_layer(self, num_experts: int, bank: ExpertBank) -> None:
+        """ValueError unless ``bank`` holds the router's ``num_experts`` experts (a local strategy runs all)."""
+        if num_experts != bank.num_experts:
+            raise ValueError(f"router has {num_experts} experts but the bank holds {bank.num_experts}")
+
+    def __repr__(self) -> str:
+        return f"Strategy({self.name!r})"
+
+    def __reduce__(self):
+        """Pickled by name: the registry's instance on the other side."""
+        return get_dispatcher, (self.name,)
 
 
-def combine_by_token(rows: torch.Tensor, plan: RoutingPlan) -> torch.Tensor:
-    """Sum weighted expert outputs per token without atomics (same bits on every run, CPU and CUDA).
+def strategy(name: str) -> Callable[[Body], Strategy]:
+    """Decorator: the body as a checked ``Strategy`` named ``name``."""
+    return lambda body: Strategy(name, body)
 
-    rows: (A, d_model), already multiplied by their weights, in plan order. Returns (T, d_model). Each row is
-    written to its own (token, slot) cell of a (T, K, d_model) buffer, K = most assignments of any token, which
-    is then summed over slots in a fixed order.
+
+@dataclass
+class TokenLayout:
+    """Where each token's assignments sit among the N rows a strategy computes, both ways; built without a
+    scatter.
+
+    cells: (T, K) int64, the row of each token's j-th assignment (K: the most assignments of one token); a
+    cell a token does not fill, or whose choice capacity dropped, points at row 0 and is marked in cell_valid.
+    cell_valid: (T, K) bool, or None when every cell is filled.
+    row_cell: (N,) int64, the cell ``t * K + j`` each row feeds; rows that feed none (padding, a dropped
+    tail) are marked in row_valid. row_valid: (N,) bool, or None when every row feeds its cell.
     """
-    T, A = plan.num_tokens, plan.num_assignments
-    if A == 0:
-        return rows.new_zeros(T, rows.shape[1])
-    with torch.no_grad():
-        slot = rank_in_group(plan.token_index, T)  # (A,) in plan order within each token
-        width = int(slot.max()) + 1
-    buffer = rows.new_zeros(T, width, rows.shape[1])  # (T, K, d_model)
-    buffer = buffer.index_put((plan.token_index, slot), rows)
-    return buffer.sum(dim=1)
+
+    cells: torch.Tensor
+    cell_valid: torch.Tensor | None
+    row_cell: torch.Tensor
+    row_valid: torch.Tensor | None
+
+
+def _inverse_map(f: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """f: (N,) int64, distinct values in [0, size). Returns ((size,) int64 g with g[f[i]] = i and 0 where no
+    i maps, (size,) bool: whether one does): one sort and a binary search per value."""
+    sorted_f, order = torch.sort(f)
+    values = torch.arange(size, device=f.device)
+    at = torch.searchsorted(sorted_f, values).clamp_(max=max(f.numel() - 1, 0))
+    found = take(sorted_f, at) == values
+    return torch.where(found, take(order, at), 0), found
+
+
+def token_layout(plan: RoutingPlan) -> TokenLayout:
+    """The plan's ``TokenLayout`` over its N entries (rows in plan order). Needs N >= 1.
+
+    From ``plan.token_cells`` when the router recorded them (a permutation of the cells when dropless or with a
+    static tail: one sort); otherwise from token_index, with one host read of K.
+    """
+    T, N = plan.num_tokens, plan.num_entries
+    K = plan.cells_per_token
+    if plan.token_cells is not None and T * K == N:  # every cell holds an entry
+        cells = inverse_permutation(plan.token_cells).view(T, K)
+        if plan.kept is None:
+            return TokenLayout(cells, None, plan.token_cells, None)
+        valid = cells < plan.kept  # dropped choices feed nothing
+        rows_kept = torch.arange(N, device=cells.device) < plan.kept
+        return TokenLayout(torch.where(valid, cells, 0), valid, plan.token_cells, rows_kept)
+    if plan.token_cells is not None:  # a compacted plan: dropped cells hold no entry
+        cells, valid = _inverse_map(plan.token_cells, T * K)
+        return TokenLayout(cells.view(T, K), valid.view(T, K), plan.token_cells, None)
+    sorted_tokens, order = torch.sort(plan.token_index, stable=True)  # (N,) entries grouped by token
+    ends = group_ends(sorted_tokens, T)
+    counts = counts_from_ends(ends)
+    starts = ends - counts  # (T,)
+    K = int(counts.max())  # the one host read
+    slot = torch.arange(K, device=counts.device)
+    valid = slot < counts.unsqueeze(1)  # (T, K)
+    cells = torch.where(valid, take(order, (starts.unsqueeze(1) + slot).clamp_(max=N - 1)), 0)
+    rank = torch.arange(N, device=counts.device) - take(starts, sorted_tokens)  # within its token
+    row_cell = take(sorted_tokens * K + rank, inverse_permutation(order))
+    return TokenLayout(cells, None if T * K == N else valid, row_cell, None)
+
+
+def gather_tokens(x: torch.Tensor, row_token: torch.Tensor, cells: torch.Tensor,
+                  cell_valid: torch.Tensor | None) -> torch.Tensor:
+    """x: (T, d). Returns (R, d) rows ``x[row_token]``; cells (T, K): the rows that read each token (the
+    backward sums their gradients in a fixed order), cell_valid marking the real ones."""
+    return gather_rows(x, row_token, cells, cell_valid)
+
+
+def cell_weights(plan: RoutingPlan, layout: TokenLayout) -> torch.Tensor:
+    """(T, K) combine weight of each cell of ``token_layout(plan)`` (0 for unfilled cells), differentiable in
+    plan.weight."""
+    T, K = layout.cells.shape
+    weight = gather_rows(plan.weight, layout.cells.reshape(-1), layout.row_cell.unsqueeze(1),
+                         None if layout.row_valid is None else layout.row_valid.unsqueeze(1))
+    weight = weight.view(T, K)
+    if layout.cell_valid is None:
+        return weight
+    return torch.where(layout.cell_valid, weight, torch.zeros((), dtype=weight.dtype, device=weight.device))
+
+
+def combine(rows: torch.Tensor, layout: TokenLayout, weights: torch.Tensor) -> torch.Tensor:
+    """``y[t] = sum_j weights[t, j] * rows[cells[t, j]]`` in the order j = 0, 1, ...: one gather into token
+    order and a (T, 1, K) @ (T, K, d) batched matmul (K = 1: a scaled gather). rows: (N, d); weights: (T, K).
+    Returns (T, d); no atomics in either direction."""
+    T, K = layout.cells.shape
+    row_valid = None if layout.row_valid is None else layout.row_valid.unsqueeze(1)
+    picked = gather_rows(rows, layout.cells.reshape(-1), layout.row_cell.unsqueeze(1), row_valid)  # (T*K, d)
+    weights = weights.to(rows.dtype)
+    if K == 1:
+        return picked * weights
+    return torch.bmm(weights.unsqueeze(1), picked.view(T, K, rows.shape[1])).squeeze(1)
+
+
+def combine_rows(rows: torch.Tensor, plan: RoutingPlan, layout: TokenLayout | None = None) -> torch.Tensor:
+    """rows: (N, d) unweighted expert outputs in plan order. Returns y (T, d), the plan's weighted sum per
+    token, without atomics (``combine``)."""
+    if plan.num_entries == 0:
+        return rows.new_zeros(plan.num_tokens, rows.shape[1])
+    layout = token_layout(plan) if layout is None else layout
+    return combine(rows, layout, cell_weights(plan, layout))
 
 
 def weighted(rows: torch.Tensor, plan: RoutingPlan) -> torch.Tensor:
@@ -73,148 +188,108 @@ def weighted(rows: torch.Tensor, plan: RoutingPlan) -> torch.Tensor:
     return rows * plan.weight.to(rows.dtype).unsqueeze(1)
 
 
-def uniform_token_order(plan: RoutingPlan) -> tuple[torch.Tensor, int] | None:
-    """(order, k) when every token has the same number k >= 1 of assignments (dropless top-k), else None.
-
-    order: (A,) int64, the assignments listed token by token (by expert within a token), so that
-    ``rows[order].view(T, k, d)`` holds each token's k rows.
-    """
-    T, A = plan.num_tokens, plan.num_assignments
-    if T == 0 or A == 0 or A % T:
-        return None
-    with torch.no_grad():
-        if not bool((plan.token_counts() == A // T).all()):
-            return None
-        order = torch.argsort(plan.token_index, stable=True)  # (A,)
-    return order, A // T
+def _entry_rows(x: torch.Tensor, plan: RoutingPlan) -> tuple[torch.Tensor, TokenLayout]:
+    """(the plan's N rows of x in plan order, its ``TokenLayout``)."""
+    layout = token_layout(plan)
+    return gather_tokens(x, plan.token_index, layout.cells, layout.cell_valid), layout
 
 
-def combine_rows(
-    source: torch.Tensor,
-    row_of_assignment: torch.Tensor,
-    plan: RoutingPlan,
-    uniform: tuple[torch.Tensor, int] | None | str = "compute",
-) -> torch.Tensor:
-    """``y[t] = sum of weight[a] * source[row_of_assignment[a]]`` over t's assignments, fixed order, no atomics.
-
-    source: (R, d_model) unweighted expert outputs; row_of_assignment: (A,) int64, each assignment's row in source.
-    uniform: ``uniform_token_order(plan)`` when the caller has it. Returns (T, d_model). Uniform k: one gather in token order and a (T, 1, k) @ (T, k, d) batched matmul, so no
-    (T, K, d) zero buffer and no separate weighting pass. Otherwise: ``index_add`` on CPU (a serial loop over
-    rows there, hence deterministic) and the atomics-free ``combine_by_token`` elsewhere.
-    """
-    T, d = plan.num_tokens, source.shape[1]
-    if plan.num_assignments == 0:
-        return source.new_zeros(T, d)
-    if isinstance(uniform, str):  # not given: compute it (callers that already have it pass it, or None)
-        uniform = uniform_token_order(plan)
-    if uniform is not None:
-        order, k = uniform
-        if k == 1:  # one row per token: a scaled gather (a (T, 1, 1) @ (T, 1, d) bmm is slower)
-            return source.index_select(0, row_of_assignment[order]) * plan.weight[order].to(source.dtype)[:, None]
-        rows = source.index_select(0, row_of_assignment[order]).view(T, k, d)  # (T, k, d)
-        weights = plan.weight[order].to(source.dtype).view(T, 1, k)  # (T, 1, k)
-        return torch.bmm(weights, rows).squeeze(1)
-    rows = weighted(source.index_select(0, row_of_assignment), plan)  # (A, d)
-    if source.device.type == "cpu":
-        return rows.new_zeros(T, d).index_add(0, plan.token_index, rows)
-    return combine_by_token(rows, plan)
+def _with_tail(out: torch.Tensor, plan: RoutingPlan) -> torch.Tensor:
+    """out: (A, d) outputs of the kept rows; zero rows appended for a dropped tail (never combined)."""
+    missing = plan.num_entries - out.shape[0]
+    return torch.cat([out, out.new_zeros(missing, out.shape[1])]) if missing else out
 
 
-class _GatherTokens(torch.autograd.Function):
-    """``rows = x_ext[source]`` (x_ext = x plus a zero row at index T), whose backward sums each token's k copies
-    in token order: ``grad_x[t] = sum_j grad_rows[copies[t, j]]``. No scatter, so no atomics and the same bits on
-    every run on CUDA too (autograd's own index_select backward is an index_add, atomic on CUDA)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, source: torch.Tensor, copies: torch.Tensor) -> torch.Tensor:
-        """x: (T, d); source: (R,) int64 in [0, T] (T = zero row); copies: (T, k) rows of ``rows`` per token."""
-        ctx.save_for_backward(copies)
-        x_ext = torch.cat([x, x.new_zeros(1, x.shape[1])])  # (T + 1, d)
-        return x_ext.index_select(0, source)  # (R, d)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_rows: torch.Tensor):
-        (copies,) = ctx.saved_tensors
-        T, k = copies.shape
-        grad_x = grad_rows.index_select(0, copies.reshape(-1)).view(T, k, grad_rows.shape[1]).sum(dim=1)
-        return grad_x, None, None
-
-
-def gather_tokens(x: torch.Tensor, source: torch.Tensor, row_of_assignment: torch.Tensor, uniform) -> torch.Tensor:
-    """Rows ``x[source]`` (source == T reads zeros), differentiable in x.
-
-    row_of_assignment: (A,) row of each plan assignment among the gathered rows; uniform: the plan's
-    ``uniform_token_order`` or None. Uniform plans get the atomics-free backward of ``_GatherTokens``.
-    """
-    if uniform is not None:
-        order, k = uniform
-        return _GatherTokens.apply(x, source, row_of_assignment[order].view(x.shape[0], k))
-    x_ext = torch.cat([x, x.new_zeros(1, x.shape[1])])  # (T + 1, d)
-    return x_ext.index_select(0, source)
-
-
-@checked_strategy
+@strategy("loop")
 def dispatch_loop(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
-    """The simple reference: one boolean mask per expert, gather, expert FFN, index_add into y."""
-    y = x.new_zeros(x.shape)
+    """The simple reference: gather the plan's rows, run each expert on its segment with its own products,
+    combine."""
+    if plan.num_entries == 0:
+        return x.new_zeros(x.shape)
+    rows, layout = _entry_rows(x, plan)
+    counts = plan.expert_counts.tolist()
     weights = bank.per_expert_weights()
-    for expert in range(bank.num_experts):
-        mask = plan.expert_index == expert  # (A,)
-        if not bool(mask.any()):
-            continue
-        tokens = plan.token_index[mask]
-        out = bank.apply_expert(x[tokens], weights[expert]) * plan.weight[mask].to(x.dtype).unsqueeze(1)
-        y = y.index_add(0, tokens, out)
-    return y
+    kept = rows.narrow(0, 0, sum(counts))
+    pieces = [bank.apply_expert(part, weights[e]) for e, part in enumerate(kept.split(counts)) if part.shape[0]]
+    return combine(_with_tail(torch.cat(pieces), plan), layout, cell_weights(plan, layout))
 
 
-@checked_strategy
+def slab_capacity(plan: RoutingPlan) -> int:
+    """C of the (E, C, d) slabs of "padded" and "einsum": the largest expert count (a host read on the device
+    path, so there the router's static capacity where it has one)."""
+    capacity = plan.aux.get("capacity")
+    if not host_path(plan.expert_counts) and isinstance(capacity, int):
+        return max(1, min(capacity, plan.num_entries))
+    return int(plan.expert_counts.max())
+
+
+def _slab_layout(plan: RoutingPlan, layout: TokenLayout, capacity: int) -> tuple[torch.Tensor, TokenLayout]:
+    """For (E, C) slabs of rows: ((E * C,) token each slab row reads, the ``TokenLayout`` over slab rows).
+    Slab rows past an expert's count are padding: they read token ``row_token`` of entry 0 and feed no cell."""
+    ends = plan.expert_counts.cumsum(0)
+    slot = torch.arange(capacity, device=ends.device)
+    slab_valid = slot < plan.expert_counts.unsqueeze(1)  # (E, C)
+    entry = torch.where(slab_valid, (ends - plan.expert_counts).unsqueeze(1) + slot, 0).reshape(-1)  # (E*C,)
+    slab_of_entry = plan.expert_index * capacity + plan.slot_in_expert  # (N,); the tail's never read
+    cells = take(slab_of_entry, layout.cells)  # (T, K)
+    if layout.cell_valid is not None:
+        cells = torch.where(layout.cell_valid, cells, 0)
+    row_valid = slab_valid.reshape(-1)
+    slab = TokenLayout(cells, layout.cell_valid, take(layout.row_cell, entry), row_valid)
+    return take(plan.token_index, entry), slab
+
+
+@strategy("einsum")
 def dispatch_einsum(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
-    """GShard-style: one-hot (T, E, C) dispatch and combine tensors, einsum in and out of (E, C, d) slabs."""
-    if plan.num_assignments == 0:
+    """GShard-style: one-hot (T, E * C) dispatch and combine matrices built by comparison, matrix products in
+    and out of (E, C, d) slabs."""
+    if plan.num_entries == 0:
         return x.new_zeros(x.shape)
     T, E = plan.num_tokens, plan.num_experts
-    capacity = int(plan.expert_counts.max())
-    slot = plan.slot_in_expert  # (A,)
-    index = (plan.token_index, plan.expert_index, slot)
-    dispatch = x.new_zeros(T, E, capacity).index_put(index, x.new_ones(plan.num_assignments))  # (T, E, C)
-    combine = x.new_zeros(T, E, capacity).index_put(index, plan.weight.to(x.dtype))  # (T, E, C)
-    expert_in = torch.einsum("tec,td->ecd", dispatch, x)  # (E, C, d)
-    expert_out = bank.forward_batched(expert_in)  # (E, C, d)
-    return torch.einsum("tec,ecd->td", combine, expert_out)
+    capacity = slab_capacity(plan)
+    layout = token_layout(plan)
+    _, slab = _slab_layout(plan, layout, capacity)
+    weights = cell_weights(plan, layout)  # (T, K)
+    cells = slab.cells if slab.cell_valid is None else torch.where(slab.cell_valid, slab.cells, -1)
+    columns = torch.arange(E * capacity, device=x.device)
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    dispatch = x.new_zeros(T, E * capacity)
+    combine_matrix = x.new_zeros(T, E * capacity)
+    for j in range(cells.shape[1]):  # a token's cells are distinct slab rows: each (t, row) is hit once
+        hit = cells.narrow(1, j, 1) == columns  # (T, E * C)
+        dispatch = dispatch + hit.to(x.dtype)
+        combine_matrix = combine_matrix + torch.where(hit, weights.narrow(1, j, 1).to(x.dtype), zero)
+    expert_in = (dispatch.t() @ x).view(E, capacity, -1)  # (E, C, d)
+    expert_out = bank.forward_batched(expert_in).view(E * capacity, -1)
+    return combine_matrix @ expert_out
 
 
-# CPU chunking of "sorted": glibc serves every allocation above 32 MiB with a fresh mmap, so a full-size (A, d)
-# temporary is page-faulted in again on every call. Measured here (1 thread, 2026-11-24): gathering 32,768 rows
-# of 512 floats (64 MiB) took 41.2 ms into a new tensor vs 13.1 ms into a reused one. Chunks are recycled by the
-# heap instead. Forward medians (2 threads, d=512, torch.utils.benchmark, alternating runs) by chunk size:
-#   E=8 k=8 T=4096 h=256:  1024 rows 289/286/303/337 ms, 2048 rows 311/307/341/302, unchunked 422 (HF 336-363)
-#   E=8 k=2 T=4096 h=1024:  256 rows 313/307, 512 rows 299/301, 1024 rows 297, unchunked 320 (HF 300-306)
-#   E=8 k=8 T=4096 h=1024:  256 rows 1170, 512 rows 1130, 1024 rows 1147, unchunked 1360 (HF 1271)
-# So chunks of SORTED_CHUNK_ROWS rows (the floor's block), fewer if a row's widest temporary would push a chunk
-# past SORTED_CHUNK_BYTES (large d or h).
+# "sorted" on the host path: chunks of at most SORTED_CHUNK_ROWS rows (the floor's block), fewer where a row's
+# widest temporary would push a chunk past SORTED_CHUNK_BYTES: chunk-sized temporaries are recycled by glibc's
+# heap instead of mapped afresh (docs/performance-notes.md, "sorted" chunks).
 SORTED_CHUNK_ROWS = 1024
 SORTED_CHUNK_BYTES = 16 * 2**20
 
 
-@checked_strategy
+@strategy("sorted")
 def dispatch_sorted(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
     """Rows in expert order, one GEMM pair per expert segment, weighted sum per token.
 
-    CPU: chunk by chunk (``expert_chunks``), each chunk's outputs added into y with ``index_add_`` (a serial,
-    hence deterministic, loop on CPU), so temporaries stay small and are reused; with autograd, bias-free SwiGLU
-    runs the same chunks inside one Function (``sorted_swiglu``: one buffer per weight gradient). Other
-    devices: one gather of all A rows, one grouped call and the atomics-free ``combine_rows``.
+    Host path: chunk by chunk (``expert_chunks``), each chunk's outputs added into y with ``index_add_`` (a
+    serial, hence deterministic, loop on CPU), so temporaries stay small and are reused; with autograd,
+    bias-free SwiGLU runs the same chunks inside one Function (``kernels.sorted_swiglu``). Device path: one
+    gather of all rows, ``ExpertBank.forward_grouped`` on the per-expert counts (read on the host) and
+    ``combine``.
     """
     T, d = x.shape
-    if plan.num_assignments == 0:
+    if plan.num_entries == 0:
         return x.new_zeros(T, d)
-    if x.device.type != "cpu":
-        uniform = uniform_token_order(plan)
-        row = torch.arange(plan.num_assignments, device=x.device)  # (A,) assignment a is row a
-        rows = bank.forward_grouped(gather_tokens(x, plan.token_index, row, uniform), plan.expert_counts)
-        return combine_rows(rows, row, plan, uniform)
+    if not host_path(x):
+        rows, layout = _entry_rows(x, plan)
+        counts = plan.expert_counts.tolist()
+        out = bank.forward_grouped(rows.narrow(0, 0, sum(counts)), counts)
+        return combine(_with_tail(out, plan), layout, cell_weights(plan, layout))
+    plan = plan.compact()
     row_bytes = max(d, bank.w_in.shape[2]) * x.element_size()  # the widest temporary per row
     max_rows = max(1, min(SORTED_CHUNK_ROWS, SORTED_CHUNK_BYTES // row_bytes))
     if torch.is_grad_enabled() and bank.activation == "swiglu" and not bank.has_bias:
@@ -231,19 +306,58 @@ def dispatch_sorted(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> tor
     return y
 
 
-@checked_strategy
+def _grouped_mm_takes(*operands: torch.Tensor) -> bool:
+    """Whether ``F.grouped_mm`` takes these operands: a dtype it has, row-major, every other stride a multiple
+    of 16 bytes (read from strides alone, so the same under FakeTensorMode and torch.compile; the gathered rows
+    and the bank's parameters start their storage, which allocators align)."""
+    if not hasattr(F, "grouped_mm"):
+        return False
+    for t in operands:
+        size = t.element_size()
+        *outer, inner = t.stride()
+        if t.dtype not in (torch.float32, torch.bfloat16, torch.float16) or inner != 1 or any(
+                s * size % 16 for s in outer):
+            return False
+    return True
+
+
+def _per_row(bias: torch.Tensor, expert_of_row: torch.Tensor) -> torch.Tensor:
+    """bias: (E, m); expert_of_row: (N,). Returns (N, m) ``bias[expert_of_row]`` as a one-hot matrix product,
+    whose backward is a product too (a gather's is a scatter)."""
+    one_hot = expert_of_row.unsqueeze(1) == torch.arange(bias.shape[0], device=bias.device)  # (N, E)
+    return one_hot.to(bias.dtype) @ bias
+
+
+def grouped_experts(rows: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
+    """rows: (N, d) in plan order. Returns the experts' outputs (N, d), differentiable: each projection one
+    ``torch.nn.functional.grouped_mm`` over all experts with its offsets on the device (rows of a dropped tail
+    are not computed: their outputs are unspecified and never combined); where the op does not take the
+    operands (float64, unaligned widths), ``ExpertBank.forward_grouped`` on counts read on the host."""
+    d_hidden = bank.w_out.shape[1]
+    width_ok = all(n * rows.element_size() % 16 == 0 for n in (bank.w_in.shape[2], d_hidden, bank.d_model))
+    if not (width_ok and _grouped_mm_takes(rows, bank.w_in, bank.w_out)):
+        counts = plan.expert_counts.tolist()
+        return _with_tail(bank.forward_grouped(rows.narrow(0, 0, sum(counts)), counts), plan)
+    offsets = plan.expert_counts.cumsum(0).to(torch.int32)  # (E,) group ends, on the device
+    pre = F.grouped_mm(rows, bank.w_in, offs=offsets)  # (N, in_width)
+    if bank.has_bias:
+        pre = pre + _per_row(bank.b_in, plan.expert_index)
+    out = F.grouped_mm(bank.activate(pre), bank.w_out, offs=offsets)  # (N, d)
+    if bank.has_bias:
+        out = out + _per_row(bank.b_out, plan.expert_index)
+    return out
+
+
+@strategy("grouped")
 def dispatch_grouped(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
-    """Rows in expert order, each projection one grouped GEMM over all experts
-    (``ExpertBank.forward_grouped_mm``: ``torch.nn.functional.grouped_mm``, a single CUTLASS kernel on CUDA
-    bf16 at sm90/sm100, where "sorted" launches two products per expert), autograd through its own derivative,
-    combined like "sorted" off the CPU (the atomics-free ``combine_rows``). Opt-in: "auto" does not take it
-    before its crossover is measured."""
-    if plan.num_assignments == 0:
+    """Rows in expert order, each projection one grouped GEMM over all experts (``grouped_experts``: a single
+    CUTLASS kernel on CUDA bf16 at sm90/sm100, where "sorted" launches two products per expert), autograd
+    through its own derivative, ``combine``. Nothing is read on the host, on any plan a token-choice router
+    makes: the default of "auto" on CUDA."""
+    if plan.num_entries == 0:
         return x.new_zeros(x.shape)
-    uniform = uniform_token_order(plan)
-    row = torch.arange(plan.num_assignments, device=x.device)  # (A,) assignment a is row a
-    rows = bank.forward_grouped_mm(gather_tokens(x, plan.token_index, row, uniform), plan.expert_counts)
-    return combine_rows(rows, row, plan, uniform)
+    rows, layout = _entry_rows(x, plan)
+    return combine(grouped_experts(rows, plan, bank), layout, cell_weights(plan, layout))
 
 
 def padded_slots(plan: RoutingPlan) -> tuple[torch.Tensor, int]:
@@ -252,47 +366,43 @@ def padded_slots(plan: RoutingPlan) -> tuple[torch.Tensor, int]:
     return plan.expert_index * capacity + plan.slot_in_expert, capacity
 
 
-@checked_strategy
+@strategy("padded")
 def dispatch_padded(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
-    """Gather rows into (E, C_max, d) slabs, two batched matmuls per slab, combine straight from the slab.
+    """Gather rows into (E, C, d) slabs, two batched matmuls per slab, combine straight from the slab.
 
-    C_max is the largest realised expert count, so padding never drops an assignment. Pad slots read an
-    appended zero row (on CPU, token T - 1): their outputs are never combined and their gradients are exactly
-    zero. CPU without autograd: the experts go in several slabs (``_padded_by_expert_groups``), each group's
-    outputs added into y with ``index_add_``. With autograd (where every slab's activations are kept for backward
-    anyway, and split weights would get their gradients concatenated, a second copy) and on other devices: one
-    slab for all experts and the atomics-free ``combine_rows``.
+    C (``slab_capacity``) never drops an assignment. Pad slots read a real token: their outputs are never
+    combined and their gradients are exactly zero. Host path without autograd: the experts go in several
+    slabs (``_padded_by_expert_groups``), each group's outputs added into y with ``index_add_``. With autograd
+    (where every slab's activations are kept for backward anyway, and split weights would get their gradients
+    concatenated, a second copy) and on the device path: one slab for all experts and ``combine``.
     """
-    if plan.num_assignments == 0:
+    if plan.num_entries == 0:
         return x.new_zeros(x.shape)
-    T, d = x.shape  # tokens, d_model
-    in_slabs = x.device.type == "cpu" and not torch.is_grad_enabled()
-    with torch.no_grad():
-        slab_row, capacity = padded_slots(plan)  # (A,)
-        pad_token = T - 1 if in_slabs else T  # T: the appended zero row
-        source = torch.full((bank.num_experts * capacity,), pad_token, dtype=torch.int64, device=x.device)
-        source[slab_row] = plan.token_index  # (E * C,) token read by each slab row
-    if in_slabs:
-        return _padded_by_expert_groups(x, plan, bank, source, slab_row, capacity)
-    uniform = uniform_token_order(plan)
-    slab = gather_tokens(x, source, slab_row, uniform).view(bank.num_experts, capacity, d)  # (E, C, d)
-    out = bank.forward_batched(slab).view(-1, d)  # (E * C, d)
-    return combine_rows(out, slab_row, plan, uniform)
+    if host_path(x) and not torch.is_grad_enabled():
+        return _padded_by_expert_groups(x, plan.compact(), bank)
+    capacity = slab_capacity(plan)
+    layout = token_layout(plan)
+    row_token, slab = _slab_layout(plan, layout, capacity)
+    rows = gather_tokens(x, row_token, slab.cells, slab.cell_valid)  # (E * C, d)
+    out = bank.forward_batched(rows.view(bank.num_experts, capacity, -1)).view(-1, x.shape[1])  # (E * C, d)
+    return combine(out, slab, cell_weights(plan, layout))
 
 
-PADDED_MIN_GROUPS = 4  # CPU "padded" cuts the experts into at least this many slabs (peak memory, see below)
+PADDED_MIN_GROUPS = 4  # host-path "padded" cuts the experts into at least this many slabs (peak memory)
 
 
-def _padded_by_expert_groups(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank, source: torch.Tensor,
-                             slab_row: torch.Tensor, capacity: int) -> torch.Tensor:
-    """The CPU inference body of ``dispatch_padded``: source (E * C,) and slab_row (A,) as built there.
+def _padded_by_expert_groups(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
+    """The host-path inference body of ``dispatch_padded``.
 
     At least PADDED_MIN_GROUPS slabs, each under SORTED_CHUNK_BYTES: one slab for all experts held the padded
     input, pre-activation and output of every slot at once, 1.4-2.0x the layer's activation budget at E=64,
-    T=512 (waste up to 2.4). Pad slots read token T - 1 instead of an appended zero row (no copy of x): their
-    outputs are never combined, so their values do not matter.
+    T=512 (waste up to 2.4). Pad slots read token T - 1 (no copy of x): their outputs are never combined, so
+    their values do not matter.
     """
     T, d = x.shape
+    slab_row, capacity = padded_slots(plan)  # (A,)
+    source = torch.full((bank.num_experts * capacity,), T - 1, dtype=torch.int64, device=x.device)
+    source[slab_row] = plan.token_index  # (E * C,) token read by each slab row
     row_bytes = max(d, bank.w_in.shape[2]) * x.element_size()  # the widest temporary per slab row
     group = -(-bank.num_experts // PADDED_MIN_GROUPS)  # experts per slab
     group = max(1, min(group, SORTED_CHUNK_BYTES // (capacity * row_bytes)))
@@ -311,43 +421,9 @@ def _padded_by_expert_groups(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBan
     return y
 
 
-# Crossover for dispatch="auto" (CPU fp32, d_model=512, SwiGLU, top-k router): `python -m sparse_bench.bench.calibrate
-# --threads 2 --min-run-time 0.3`, 2026-11-24, after "sorted" moved its products to oneDNN (``gemm.mm``) and
-# "padded" went to expert-group slabs. sorted / padded forward time (> 1: padded faster):
-#   E=8, all 12 points: 0.62-0.97 (sorted wins everywhere)
-#   E=64, h=256 (1.5 MiB of weights per expert):  T=512: 1.10 (k=1, waste 2.38), 1.18 (k=2), 1.17 (k=8, 64 rows/expert);
-#         T=4096 (64-512 rows/expert): 0.78-0.85
-#   E=64, h=1024 (6 MiB per expert): 0.69-0.88 at all 6 points, T=512 included
-# One batched matmul (MKL) beats many separate products only when there are many experts with few rows each
-# *and* each expert's product is small; for larger experts oneDNN's per-expert products win despite the
-# barriers. Padding waste stays <= 2.4 on the grid; the waste bound caps the FLOPs and memory padding may add on
-# skewed plans. Before the oneDNN move, padded also won at h=1024 (1.17-1.31); with 1 thread "sorted" won at all
-# 7 points measured (CPU time, sorted/padded 0.80-0.92). Re-measure with the command above.
-# With prepacked expert weights (``ExpertBank.prepack``): `python -m sparse_bench.bench.calibrate --threads 2
-# --min-run-time 0.3 --prepack`, 2026-11-24, sorted (packed) / padded forward time: 0.50-0.99 at 22 of the 24
-# grid points (E=64: 0.50-0.99; h=1024: 0.50-0.79); E=8 T=512 h=256 k=1 and k=2 read 1.10 and 1.53 in that run,
-# which overlapped other work, and 0.76-0.96 and 0.76-0.80 re-measured alone (two runs each). Packing speeds up
-# only the per-expert products, so "sorted" wins everywhere and auto always takes it on packed weights.
-# Re-measured 2026-11-25 under the benchmarks' default host allocator ("retain", ``bench/allocator.py``), same
-# command: the same decisions. E=8: 0.74-0.93 (1.03 at k=8 T=512 h=256); E=64 h=1024: 0.65-0.87; E=64 h=256:
-# T=512 1.07, 1.11, 1.02 (padded, as chosen), T=4096 0.95-0.99 (k=1, where auto takes padded: 0.96).
-# Forward+backward (the layer's weights require grad, autograd on), same build and allocator: `python -m
-# sparse_bench.bench.calibrate --threads 2 --min-run-time 0.3 --backward`, 2026-11-25, sorted / padded fwd+bwd
-# time, two runs (a script doing the same, then that command). E=64, h=1024, T=512: 1.45 / 1.14 (k=1), 1.27 /
-# 1.07 (k=2), 1.05 / 0.96 (k=8): padded wins with 6 MiB experts too, where the forward alone favours sorted,
-# at 8 and 16 rows per expert; at 64 (k=8 here, and k=1 T=4096: 0.92 / 0.84, where the full ratio table read
-# fwd+bwd R 1.94 with padded against 1.71 with sorted) it does not. So with autograd,
-# experts up to AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD take padded at <= AUTO_PADDED_MAX_ROWS_PER_LARGE_EXPERT
-# rows per expert (between the 16 where padded won and the 64 where it did not).
-# E=64 h=256 T=512: 1.10-1.38 (padded, as chosen); E=64 T=4096: 0.84-1.05 (k=1 h=256: 1.05 / 1.04, padded as
-# chosen; k=2 and k=8 h=256: 0.94-1.03 with 128-512 rows per expert, sorted as chosen); E=8: 0.79-1.10 (sorted;
-# 1.10 / 0.95 and 1.05 / 1.02 at k=8 T=512, where every token goes to every expert: noise).
-# Re-measured 2026-12-03 with the opt-in "grouped" strategy beside them (same command, --threads 2, forward
-# and --backward): the same decisions (forward E=64 h=256 T=512: 1.12 / 1.24 / 1.03; h=1024 and E=8:
-# 0.64-1.01). grouped / sorted: forward 0.90-1.44 (1.0-1.2 at 19 of 24 points), forward+backward 0.84-1.25;
-# where auto takes padded, grouped came within 0.94-1.02 of it. So auto does not take grouped on CPU; its CUDA
-# crossover (one CUTLASS kernel for all experts in bf16) is for a GPU run to measure
-# (scripts/device_check.sh).
+# Crossovers of dispatch="auto", per device, each set by the measurements in docs/performance-notes.md
+# ("auto" crossovers); re-measure with `sparse-bench calibrate` (and `--device cuda` on a GPU).
+# CPU: "padded" for many small experts with few rows each (one batched matmul beats many small products).
 AUTO_PADDED_MIN_THREADS = 2
 AUTO_PADDED_MIN_EXPERTS = 16
 AUTO_PADDED_MAX_ROWS_PER_EXPERT = 64
@@ -355,6 +431,8 @@ AUTO_PADDED_MAX_EXPERT_BYTES = 3 * 2**20  # between the 1.5 MiB (padded wins) an
 AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD = 6 * 2**20  # the largest measured; padded won there at <= 16 rows
 AUTO_PADDED_MAX_ROWS_PER_LARGE_EXPERT = 32
 AUTO_PADDED_MAX_WASTE = 3.0
+# CUDA (and any device other than the CPU): "grouped" was the fastest strategy at every point measured.
+AUTO_DEVICE_STRATEGY = "grouped"
 
 
 def padding_waste(plan: RoutingPlan) -> float:
@@ -366,22 +444,24 @@ def padding_waste(plan: RoutingPlan) -> float:
 
 def choose_dispatch(plan: RoutingPlan, bank: ExpertBank, device: torch.device, num_threads: int | None = None,
                     backward: bool | None = None) -> str:
-    """The strategy "auto" runs for this plan and bank: "padded" or "sorted" (see the crossover notes above).
+    """The strategy "auto" runs for this plan and bank on ``device``.
 
-    "padded" when there are >= 2 threads (or a GPU), at least AUTO_PADDED_MIN_EXPERTS experts, at most
-    AUTO_PADDED_MAX_ROWS_PER_EXPERT rows per expert on average, at most AUTO_PADDED_MAX_EXPERT_BYTES of weights
-    per expert (when a backward follows: up to AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD, with at most
-    AUTO_PADDED_MAX_ROWS_PER_LARGE_EXPERT rows per expert above the forward's cap) and padding waste <=
-    AUTO_PADDED_MAX_WASTE; "sorted" otherwise, and always "sorted" for a forward without autograd on prepacked
-    weights. backward: whether the call is recorded for a backward through the expert weights (None: grad mode
-    is on and the bank's weights require grad). The CUDA crossover is not measured yet.
+    Any device but the CPU: AUTO_DEVICE_STRATEGY, read nothing. CPU: "padded" when there are >= 2 threads, at
+    least AUTO_PADDED_MIN_EXPERTS experts, at most AUTO_PADDED_MAX_ROWS_PER_EXPERT rows per expert on average,
+    at most AUTO_PADDED_MAX_EXPERT_BYTES of weights per expert (when a backward follows: up to
+    AUTO_PADDED_MAX_EXPERT_BYTES_WITH_GRAD, with at most AUTO_PADDED_MAX_ROWS_PER_LARGE_EXPERT rows per expert
+    above the forward's cap) and padding waste <= AUTO_PADDED_MAX_WASTE; "sorted" otherwise, and always
+    "sorted" for a forward without autograd on prepacked weights. backward: whether the call is recorded for a
+    backward through the expert weights (None: grad mode is on and the bank's weights require grad).
     """
+    if device.type != "cpu":
+        return AUTO_DEVICE_STRATEGY
     threads = torch.get_num_threads() if num_threads is None else num_threads
     if backward is None:
         backward = torch.is_grad_enabled() and (bank.w_in.requires_grad or bank.w_out.requires_grad)
     if bank.prepack_applies() and not torch.is_grad_enabled():
         return "sorted"
-    if device.type == "cpu" and threads < AUTO_PADDED_MIN_THREADS or plan.num_experts < AUTO_PADDED_MIN_EXPERTS:
+    if threads < AUTO_PADDED_MIN_THREADS or plan.num_experts < AUTO_PADDED_MIN_EXPERTS:
         return "sorted"
     expert_bytes = (bank.w_in[0].numel() + bank.w_out[0].numel()) * bank.w_in.element_size()
     if expert_bytes <= AUTO_PADDED_MAX_EXPERT_BYTES:
@@ -394,24 +474,21 @@ def choose_dispatch(plan: RoutingPlan, bank: ExpertBank, device: torch.device, n
     return "padded" if small and padding_waste(plan) <= AUTO_PADDED_MAX_WASTE else "sorted"
 
 
-@checked_strategy
+@strategy("auto")
 def dispatch_auto(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
     """Runs the strategy ``choose_dispatch`` picks for this plan, device and thread count (same results)."""
     return DISPATCHERS[choose_dispatch(plan, bank, x.device)].__wrapped__(x, plan, bank)  # checked here
 
 
 DISPATCHERS: dict[str, Strategy] = {
-    "loop": dispatch_loop,
-    "einsum": dispatch_einsum,
-    "sorted": dispatch_sorted,
-    "padded": dispatch_padded,
-    "grouped": dispatch_grouped,
-    "auto": dispatch_auto,
+    s.name: s for s in (dispatch_loop, dispatch_einsum, dispatch_sorted, dispatch_padded, dispatch_grouped,
+                        dispatch_auto)
 }
 
 
 def get_dispatcher(name: str) -> Strategy:
-    """The dispatch function registered under ``name``."""
+    """The dispatch strategy registered under ``name``."""
     if name not in DISPATCHERS:
-        raise ValueError(f"dispatch must be one of {sorted(DISPATCHERS)}, got {name!r}")
+        raise ValueError(f"dispatch must be one of {sorted(DISPATCHERS)} or a dispatcher object (expert "
+                         f"parallelism: sparse_bench.distributed.ExpertParallelDispatch), got {name!r}")
     return DISPATCHERS[name]

@@ -49,6 +49,13 @@ def gather_rows(src: torch.Tensor, index: torch.Tensor, readers: torch.Tensor,
     return src.index_select(0, index)
 
 
+def take(src: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``src[index]`` for an int64 index of any shape, without autograd's scatter in mind (use gather_rows
+    for that): one index_select. Python indexing enters a device guard that a CPU-only build lacks for fake
+    CUDA tensors, so the device path indexes through this (FakeTensorMode tests run it)."""
+    return src.index_select(0, index.reshape(-1)).view(*index.shape, *src.shape[1:])
+
+
 def inverse_permutation(order: torch.Tensor) -> torch.Tensor:
     """order: (N,) a permutation of 0..N-1. Returns (N,) int64 with ``inverse[order[i]] = i``; a sort, not a
     scatter (a scatter's writes are unordered on CUDA; here every index is written once, but the sort keeps the

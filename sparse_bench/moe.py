@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import nn
 
@@ -41,38 +43,33 @@ class SharedExpert(nn.Module):
 class MoELayer(nn.Module):
     """A mixture-of-experts FFN: ``y = sum_a weight[a] * expert[e_a](x[t_a])`` (+ shared expert).
 
-    router: any sparse_bench router; experts: an ExpertBank with the router's number of experts;
-    dispatch: a name from ``sparse_bench.dispatch.DISPATCHERS`` ("loop", "einsum", "sorted", "padded",
-    "grouped", "auto"), or
-    "expert_parallel": then ``experts`` holds only this rank's E/W experts of the router's E (see
-    ``sparse_bench.distributed.shard_experts``) and every rank of ``process_group`` (None: the default group)
-    runs the layer together.
+    router: any sparse_bench router; experts: an ExpertBank; dispatch: a dispatcher object, any callable
+    ``dispatch(x, plan, bank) -> y`` (``sparse_bench.dispatch.Strategy``, or
+    ``sparse_bench.distributed.ExpertParallelDispatch``, whose bank holds only this rank's experts), or the
+    name of one of ``sparse_bench.dispatch.DISPATCHERS`` ("loop", "einsum", "sorted", "padded", "grouped",
+    "auto"). A dispatcher's ``check_layer(num_experts, bank)``, where it has one, says whether the bank suits
+    the router's experts (else the bank must hold them all); its ``name`` becomes ``dispatch_name``.
     """
 
     def __init__(
         self,
         router: Router,
         experts: ExpertBank,
-        dispatch: str = "sorted",
+        dispatch: str | Callable = "sorted",
         shared_expert: SharedExpert | None = None,
-        process_group=None,
     ):
         super().__init__()
-        if dispatch == "expert_parallel":
-            from .distributed import ExpertParallelDispatch
-
-            dispatcher = ExpertParallelDispatch(router.num_experts, process_group)
-            dispatcher.check_bank(experts)
-        elif process_group is not None:
-            raise ValueError(
-                f"process_group is only used by dispatch='expert_parallel', got dispatch={dispatch!r}"
-            )
+        dispatcher = get_dispatcher(dispatch) if isinstance(dispatch, str) else dispatch
+        if not callable(dispatcher):
+            raise TypeError(f"dispatch must be a strategy name or a callable (x, plan, bank) -> y, got "
+                            f"{type(dispatch).__name__}")
+        check_layer = getattr(dispatcher, "check_layer", None)
+        if check_layer is not None:
+            check_layer(router.num_experts, experts)
         elif router.num_experts != experts.num_experts:
             raise ValueError(
                 f"router has {router.num_experts} experts but the bank holds {experts.num_experts}"
             )
-        else:
-            dispatcher = get_dispatcher(dispatch)
         d_router = getattr(router, "d_model", experts.d_model)
         if d_router != experts.d_model:
             raise ValueError(f"router expects d_model={d_router} but experts use {experts.d_model}")
@@ -86,7 +83,7 @@ class MoELayer(nn.Module):
                                 f"{experts.w_in.dtype}; cast one of them")
         self.router = router
         self.experts = experts
-        self.dispatch_name = dispatch
+        self.dispatch_name = getattr(dispatcher, "name", type(dispatcher).__name__)
         self.dispatcher = dispatcher
         self.shared_expert = shared_expert
 

@@ -69,6 +69,7 @@ class TokensReversedWithinExpert(TopKRouter):
         plan = super().plan_from_logits(logits)
         order = torch.argsort(plan.expert_index * plan.num_tokens - plan.token_index, stable=True)
         plan.token_index, plan.weight = plan.token_index[order], plan.weight[order]
+        plan.token_cells = plan.token_cells[order]  # consistent: the order within an expert is the one bug
         return plan
 
 

@@ -15,7 +15,13 @@ import pytest
 import torch
 
 from sparse_bench import ExpertBank, MoELayer
-from sparse_bench.distributed import WorkerFailure, all_to_all_rows, run_workers, shard_experts
+from sparse_bench.distributed import (
+    ExpertParallelDispatch,
+    WorkerFailure,
+    all_to_all_rows,
+    run_workers,
+    shard_experts,
+)
 from sparse_bench.routing import ExpertChoiceRouter, TopKRouter
 
 pytestmark = pytest.mark.timeout(120)  # outer guard; run_workers has its own deadline below it
@@ -80,7 +86,7 @@ def equivalence_worker(rank: int, world_size: int) -> dict:
     for name in CASES:
         router, bank, xs, gs = build_case(name, world_size)
         local = shard_experts(bank, rank, world_size)
-        layer = MoELayer(router, local, dispatch="expert_parallel")
+        layer = MoELayer(router, local, dispatch=ExpertParallelDispatch(router.num_experts))
         x = xs[rank].clone().requires_grad_()
         y, plan = layer(x, return_plan=True)
         (y * gs[rank]).sum().backward()

@@ -27,7 +27,7 @@ FAULT_BOUND_S = 25.0  # a fault must be reported well before the deadline (gloo 
 def make_layer(rank: int, world_size: int, num_experts: int = NUM_EXPERTS, d_hidden: int = D_HIDDEN) -> MoELayer:
     router = TopKRouter(D_MODEL, num_experts, k=2, generator=torch.Generator().manual_seed(1))
     bank = ExpertBank(num_experts, D_MODEL, d_hidden, generator=torch.Generator().manual_seed(2))
-    return MoELayer(router, shard_experts(bank, rank, world_size), dispatch="expert_parallel")
+    return MoELayer(router, shard_experts(bank, rank, world_size), dispatch=ExpertParallelDispatch(num_experts))
 
 
 def tokens(rank: int, count: int = 5) -> torch.Tensor:
@@ -107,9 +107,9 @@ def bad_input_worker(rank: int, world_size: int) -> dict:
     local2 = ExpertBank(2, D_MODEL, D_HIDDEN)
     router5, bank5, bank6 = TopKRouter(D_MODEL, 5, k=1), ExpertBank(5, D_MODEL, D_HIDDEN), ExpertBank(6, D_MODEL, D_HIDDEN)
     errors = {
-        "indivisible_layer": error_of(lambda: MoELayer(router5, local2, dispatch="expert_parallel")),
+        "indivisible_layer": error_of(lambda: MoELayer(router5, local2, dispatch=ExpertParallelDispatch(5))),
         "indivisible_shard": error_of(lambda: shard_experts(bank5, rank, world_size)),
-        "wrong_local_count": error_of(lambda: MoELayer(router6, bank6, dispatch="expert_parallel")),
+        "wrong_local_count": error_of(lambda: MoELayer(router6, bank6, dispatch=ExpertParallelDispatch(6))),
         "plan_expert_count": error_of(lambda: ExpertParallelDispatch(NUM_EXPERTS)(tokens(rank), router6(tokens(rank)), local2)),
     }
     uneven = make_layer(rank, world_size, d_hidden=D_HIDDEN + rank)  # rank 1's experts are wider
@@ -162,7 +162,7 @@ def test_uninitialised_process_group_is_a_clear_error():
     assert not torch.distributed.is_initialized()
     router = TopKRouter(D_MODEL, NUM_EXPERTS, k=1)
     bank = ExpertBank(NUM_EXPERTS, D_MODEL, D_HIDDEN)
-    with pytest.raises(ValueError, match="torch.distributed is not initialised"):
+    with pytest.raises(ValueError, match="ExpertParallelDispatch"):  # a dispatcher object, not a name
         MoELayer(router, bank, dispatch="expert_parallel")
     with pytest.raises(ValueError, match="torch.distributed is not initialised"):
         ExpertParallelDispatch(NUM_EXPERTS)
@@ -173,8 +173,8 @@ def test_process_group_argument_checked():
     bank = ExpertBank(NUM_EXPERTS, D_MODEL, D_HIDDEN)
     with pytest.raises(TypeError, match="process_group must be a torch.distributed.ProcessGroup"):
         ExpertParallelDispatch(NUM_EXPERTS, process_group="world")
-    with pytest.raises(ValueError, match="process_group is only used by dispatch='expert_parallel'"):
-        MoELayer(router, bank, dispatch="sorted", process_group=object())
+    with pytest.raises(TypeError, match="dispatch must be a strategy name or a callable"):
+        MoELayer(router, bank, dispatch=object())
 
 
 @pytest.mark.parametrize("rank,world_size", [(2, 2), (-1, 2), (0, 0)])

@@ -1,7 +1,7 @@
 """Expert parallelism over torch.distributed: the MoE layer's experts split across processes and machines.
 
 Public API: ``ExpertParallelDispatch`` (the ``(x, plan, bank) -> y`` dispatch over a process group; what
-``MoELayer(..., dispatch="expert_parallel", process_group=pg)`` uses), ``shard_experts`` (a rank's slice of a full
+pass ``MoELayer(..., dispatch=ExpertParallelDispatch(E, pg))``), ``shard_experts`` (a rank's slice of a full
 ExpertBank), ``ExchangeStats`` (rows and bytes a call sent, per-phase times), ``resolve_group`` / ``init_from_env``
 (process groups), ``run_workers`` (local multi-process runs with a deadline). Benchmark entry point:
 ``torchrun --nproc_per_node=N -m sparse_bench.distributed.bench``.

@@ -28,7 +28,7 @@ import torch.distributed as dist
 from ..experts import ExpertBank
 from ..moe import MoELayer
 from ..routing import TopKRouter
-from .expert_parallel import PHASES
+from .expert_parallel import PHASES, ExpertParallelDispatch
 from .group import DEFAULT_TIMEOUT_S, device_for_backend, free_port, init_from_env
 
 TIMED = ("route",) + PHASES + ("forward", "backward")
@@ -76,7 +76,7 @@ def run_rank(args, rank: int, world_size: int, device: torch.device) -> dict:
     router = TopKRouter(args.d_model, args.experts, k=args.k, generator=torch.Generator().manual_seed(args.seed))
     bank = ExpertBank(args.experts // world_size, args.d_model, args.d_hidden, activation=args.activation,
                       generator=torch.Generator().manual_seed(args.seed * 1_000 + rank + 1))
-    layer = MoELayer(router, bank, dispatch="expert_parallel").to(device)
+    layer = MoELayer(router, bank, dispatch=ExpertParallelDispatch(args.experts)).to(device)
     layer.dispatcher.timed = True
     gen = torch.Generator().manual_seed(args.seed * 1_000 + 500 + rank)
     x = torch.randn(args.tokens, args.d_model, generator=gen).to(device).requires_grad_()

@@ -16,7 +16,7 @@ the same backward collectives; every rank must therefore call backward on its ou
 How to build the layer: give every rank the full router (same weights, E experts) and an ExpertBank of its own
 E/W experts, either sliced from a full bank with ``shard_experts(bank, rank, world_size)`` (when all ranks can
 build the full bank, as in tests) or built directly as ``ExpertBank(E // W, ...)`` (when the full bank would not
-fit one process). Then ``MoELayer(router, local_bank, dispatch="expert_parallel", process_group=pg)``.
+fit one process). Then ``MoELayer(router, local_bank, dispatch=ExpertParallelDispatch(E, pg))``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..dispatch import combine_by_token, weighted
+from ..dispatch import combine_rows, gather_tokens, token_layout
 from ..experts import ExpertBank
 from ..routing.plan import RoutingPlan
 from .exchange import (
@@ -110,6 +110,8 @@ class ExpertParallelDispatch:
     before any collective; its peers then fail when the group's timeout expires (or at once if that rank exits).
     """
 
+    name = "expert_parallel"
+
     def __init__(self, num_experts: int, process_group=None, timed: bool = False):
         self.info = resolve_group(process_group)
         self.num_experts = int(num_experts)
@@ -141,6 +143,13 @@ class ExpertParallelDispatch:
                 f"world size {self.world_size} gives {self.local_experts} per rank (use shard_experts)"
             )
 
+    def check_layer(self, num_experts: int, bank: ExpertBank) -> None:
+        """ValueError unless the router routes over this dispatch's E experts and ``bank`` holds this rank's E/W
+        (``MoELayer`` calls it when it is built)."""
+        if num_experts != self.num_experts:
+            raise ValueError(f"router has {num_experts} experts but the dispatch splits {self.num_experts}")
+        self.check_bank(bank)
+
     def check_call(self, x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> None:
         """ValueError/TypeError when x, plan and bank do not fit each other (checked before any collective)."""
         if not isinstance(x, torch.Tensor) or x.dim() != 2:
@@ -154,6 +163,7 @@ class ExpertParallelDispatch:
 
     def __call__(self, x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
         self.check_call(x, plan, bank)
+        plan = plan.compact()  # the splits are read on the host anyway: no dropped tail to send
         group, rank, world = self.info.group, self.rank, self.world_size
         clock = _PhaseClock(x.device, self.timed)
 
@@ -162,7 +172,9 @@ class ExpertParallelDispatch:
         check_headers_agree(headers, rank)
         send_splits = rows_per_owner(plan.expert_counts, world).tolist()  # rows to each owner
         recv_splits = recv_counts.sum(dim=1).tolist()  # rows from each source
-        rows = x[plan.token_index]  # (A, d): owner segments are contiguous because the plan is sorted by expert
+        layout = token_layout(plan) if plan.num_entries else None
+        # (A, d): owner segments are contiguous because the plan is sorted by expert
+        rows = gather_tokens(x, plan.token_index, layout.cells, layout.cell_valid) if layout else x[:0]
         if torch.is_grad_enabled() and not rows.requires_grad:
             rows = rows.detach().requires_grad_()  # keeps the dispatch all-to-all in every rank's backward
         received = all_to_all_rows(rows, send_splits, recv_splits, group)  # (R, d), source-major
@@ -176,7 +188,7 @@ class ExpertParallelDispatch:
         returned = all_to_all_rows(out, recv_splits, send_splits, group)  # (A, d), plan order
         clock.lap("exchange")
 
-        y = _keep_in_graph(combine_by_token(weighted(returned, plan), plan), returned)  # (T, d)
+        y = _keep_in_graph(combine_rows(returned, plan, layout), returned)  # (T, d)
         clock.lap("combine")
 
         element = x.element_size()

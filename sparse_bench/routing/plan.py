@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..device_path import host_path
-from ..gather import inverse_permutation, permute
+from ..gather import inverse_permutation, permute, take
 
 
 @dataclass
@@ -71,8 +71,8 @@ class RoutingPlan:
     def slot_in_expert(self) -> torch.Tensor:
         """(N,) int64: the position of each kept assignment inside its expert's segment (0-based; meaningless
         for a dropped tail)."""
-        starts = self.expert_offsets[:-1]
-        return torch.arange(self.num_entries, device=self.token_index.device) - starts[self.expert_index]
+        starts = self.expert_counts.cumsum(0) - self.expert_counts
+        return torch.arange(self.num_entries, device=self.token_index.device) - take(starts, self.expert_index)
 
     def token_counts(self) -> torch.Tensor:
         """(T,) int64: kept assignments per token."""
@@ -167,19 +167,6 @@ def counts_from_ends(ends: torch.Tensor) -> torch.Tensor:
     return torch.diff(ends, prepend=ends.new_zeros(1))
 
 
-def rank_in_group(groups: torch.Tensor, num_groups: int) -> torch.Tensor:
-    """Each element's 0-based rank among the elements of the same group, in the order given.
-
-    groups: (N,) int64 in [0, num_groups). Returns (N,) int64. Counting runs through a stable sort and binary
-    searches, never a (N, num_groups) one-hot nor a scatter.
-    """
-    sorted_groups, order = torch.sort(groups, stable=True)  # grouped, original order kept within a group
-    ends = group_ends(sorted_groups, num_groups)
-    starts = ends - counts_from_ends(ends)  # (num_groups,)
-    ranks_sorted = torch.arange(groups.numel(), device=groups.device) - starts[sorted_groups]
-    return ranks_sorted[inverse_permutation(order)]
-
-
 def plan_from_token_choices(
     experts: torch.Tensor,
     weight: torch.Tensor,
@@ -201,14 +188,14 @@ def plan_from_token_choices(
         sorted_key, order = torch.sort(key, stable=True)  # (N,)
         ends = group_ends(sorted_key, num_experts)  # (E,)
         counts = counts_from_ends(ends)
-        expert_index = sorted_key if keep is None else flat[order]
+        expert_index = sorted_key if keep is None else take(flat, order)
         token_index = torch.div(order, k, rounding_mode="floor")
     entry_weight = permute(weight.reshape(-1), order)  # (N,)
     plan = RoutingPlan(token_index, expert_index, entry_weight, counts, T, num_experts, aux=dict(aux or {}),
                        token_cells=order, cells_per_token=k)
     if keep is None:
         return plan
-    kept = ends[-1] if num_experts else ends.new_zeros(())
+    kept = ends.select(0, -1)
     if host_path(experts):
         plan.kept, plan.dropped = kept, T * k - kept
         return plan.compact()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..gather import inverse_permutation, select_columns
+from ..gather import inverse_permutation, select_columns, take
 from ..validation import check_bool, check_int_in_range
 from .base import (
     LearnedRouter,
@@ -83,7 +83,7 @@ class TopKRouter(LearnedRouter):
                 keep, expert_load = None, None
             else:
                 keep, expert_load = self._keep(top_expert, top_weight.detach(), capacity)
-        aux = {"z_loss": z_loss(logits, probs, top_expert[:, 0]), "capacity": capacity}  # topk sorts: 0 is argmax
+        aux = {"z_loss": z_loss(logits, probs, top_expert.select(1, 0)), "capacity": capacity}  # topk sorts: 0 is argmax
         plan = plan_from_token_choices(top_expert, top_weight, E, keep=keep, aux=aux)
         if expert_load is None:
             expert_load = plan.expert_counts  # dropless: the plan's counts are the load
@@ -104,7 +104,7 @@ class TopKRouter(LearnedRouter):
         sorted_key, order = torch.sort(key)
         ends = group_ends(torch.div(sorted_key, T * k, rounding_mode="floor"), self.num_experts)  # (E,)
         load = counts_from_ends(ends)
-        rank = inverse_permutation(order) - (ends - load)[flat]  # (T*k,) rank within the expert
+        rank = inverse_permutation(order) - take(ends - load, flat)  # (T*k,) rank within the expert
         # C >= T * k drops nothing; comparing with a larger C (from a factor of 1e20) overflows int64
         return (rank < min(capacity, T * k)).view(T, k), load
 
