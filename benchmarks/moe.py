@@ -14,6 +14,9 @@ with safe_import():
     from sparse_bench.dispatch import DISPATCHERS
 with safe_import():
     from sparse_bench.bench.timing import peak_bytes
+count_ops = None
+with safe_import():
+    from sparse_bench.bench.op_count import count_ops
 
 SMALL = {"num_tokens": 512, "d_model": 512, "d_hidden": 256}
 STRATEGIES = ["auto", "sorted", "padded", "einsum", "loop"]
@@ -68,6 +71,23 @@ class DispatchStrategies(Benchmark):
         return _peak_bytes(self.forward_backward, self.device)
 
     track_peak_bytes_forward.unit = track_peak_bytes_forward_backward.unit = "bytes"
+
+    def track_ops_per_forward(self, num_experts, k, dispatch):
+        """ATen calls of one forward without autograd: a cost model for launch-bound shapes (on a GPU each
+        is at least one kernel launch)."""
+        return self._op_counts().total
+
+    def track_host_syncs_per_forward(self, num_experts, k, dispatch):
+        """Calls of one forward that read a value on the host (on CUDA, each waits for the device)."""
+        return self._op_counts().host_syncs
+
+    def _op_counts(self):
+        if count_ops is None:
+            skip("sparse_bench.bench.op_count is not available at this commit")
+        return count_ops(self.forward)
+
+    track_ops_per_forward.unit = "ops"
+    track_host_syncs_per_forward.unit = "syncs"
 
 
 class PrepackedWeights(Benchmark):

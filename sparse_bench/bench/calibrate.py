@@ -6,8 +6,9 @@ count, and of the opt-in "grouped" (PyTorch's grouped GEMM) over "sorted".
 waste (E * C_max / A), ``sorted / padded`` (> 1: padded is faster) and ``grouped / sorted``, for the forward
 without autograd;
 ``--prepack`` runs "sorted" on prepacked expert weights (``ExpertBank.prepack``, CPU float32); ``--backward``
-times forward+backward into x and every weight instead. The ``AUTO_PADDED_*`` constants in
-``sparse_bench/dispatch.py`` quote its output.
+times forward+backward into x and every weight instead; ``--device cuda`` measures the CUDA crossover. The
+measurements behind the crossover constants in ``sparse_bench/dispatch.py`` (``AUTO_PADDED_*`` on CPU,
+``AUTO_DEVICE_STRATEGY`` elsewhere) are kept in docs/performance-notes.md.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ R and each speedup over a peer also get a 95% confidence interval from the per-r
 (``timing.paired_ratio_interval``), which the speed targets' verdicts read (``speed_targets``).
 Each record also gives absolute figures: microseconds per call of our layer (a forward, or a
 forward+backward), tokens per second, achieved GFLOP/s (expert FLOPs over that time) and the grouped floor's
-microseconds.
+microseconds; and the ATen calls of one forward and how many of them read a value on the host
+(``op_count``: on a GPU every call is at least one kernel launch, and every host read a synchronisation).
 A shared expert (of width n h, on every token) counts as n more rows per token in every floor.
 Records go to the results store as ``bench`` measurements (``sparse_bench.results``).
 """
@@ -41,6 +42,7 @@ from .floor import (
 from .grid import PROFILES, GridPoint, grid_for
 from .peers import ALL_PEERS, FORWARD_ONLY_PEERS, Case, build_case, forward_backward_fn, forward_fn
 from .speed_targets import format_target_summary, record_targets, targets_apply
+from .op_count import count_ops
 from .timing import Timing, paired_ratio_interval, peak_bytes, time_call, time_interleaved
 
 FLOOR_ONE_THREAD = "floor on one thread"
@@ -111,6 +113,7 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
         peers[name] = timing
     R = ours["median_s"] / t_floor
     flops = routed_flops(rows, point.d_model, point.d_hidden, backward)
+    ops = count_ops(forward_fn(layer, case.x))  # one forward without autograd, outside the timed rounds
     record = {
         "kind": "moe_ratio_table",
         "name": record_name(direction, point, case.x.device, case.x.dtype),
@@ -148,6 +151,9 @@ def measure_point(case: Case, direction: str, num_threads: int, min_run_time: fl
         "tokens_per_s": point.num_tokens / ours["median_s"],
         "achieved_gflop_per_s": flops / ours["median_s"] * 1e-9,
         "grouped_floor_us": grouped["median_s"] * 1e6,
+        # a cost model for launch-bound shapes: ATen calls of one forward, and those reading on the host
+        "ops_per_forward": ops.total,
+        "host_syncs_per_forward": ops.host_syncs,
     }
     if scaling:
         record["thread_scaling"] = thread_scaling(measured[FLOOR_ONE_THREAD], measured["floor"], num_threads,
@@ -289,8 +295,9 @@ def write_records(records: list[dict], results_dir: str | Path | Recorder) -> No
 
 def format_row(record: dict) -> str:
     """One table line: shape, direction, R = shape x overhead (with R's 95% interval), chosen strategy, our
-    layer's us per call, tokens/s and GFLOP/s and the grouped floor's us, peers' ratios, memory, and the
-    floor's speedup from one thread to all (flagged when the machine was contended)."""
+    layer's us per call, tokens/s and GFLOP/s and the grouped floor's us, ATen calls and host reads per
+    forward, peers' ratios, memory, and the floor's speedup from one thread to all (flagged when the machine
+    was contended)."""
     p = record["point"]
     arrow = "fwd" if record["direction"] == "forward" else "fwd+bwd"
     head = f"E={p['num_experts']:<3d} k={p['k']} T={p['num_tokens']:<5d} h={p['d_hidden']:<5d} {arrow:7s}"
@@ -317,6 +324,8 @@ def format_row(record: dict) -> str:
         body += (f" {record['time_us']:.0f}us {record['tokens_per_s']:.3g} tok/s "
                  f"{record['achieved_gflop_per_s']:.1f} GFLOP/s "
                  f"grouped floor {record['grouped_floor_us']:.0f}us")
+    if "ops_per_forward" in record:
+        body += f" ops={record['ops_per_forward']} syncs={record['host_syncs_per_forward']}"
     return f"{head} {body} | {' '.join(peers)}{tail}"
 
 
