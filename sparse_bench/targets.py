@@ -191,6 +191,12 @@ def hypercube_function(d: int, seed: int = 0) -> HypercubeFunction:
     return HypercubeFunction(d, seed)
 
 
+def paper_targets(d: int, seed: int = 0) -> dict[str, nn.Module]:
+    """The two targets of the paper's experiments (docs/THEORY.md §A) in d variables, by name: "polynomial", a
+    random degree-4 polynomial (sum |coefficients| < 1), and "hypercube", the random hypercube function."""
+    return {"polynomial": random_polynomial(d, 4, seed=seed), "hypercube": hypercube_function(d, seed=seed)}
+
+
 def bump_family(k: int, spacing: float, seed: int = 0) -> BumpFamily:
     """Random ±cones of radius spacing/2 on a grid in [-1, 1]^k; Lipschitz constant exactly 1."""
     return BumpFamily(k, spacing, seed)

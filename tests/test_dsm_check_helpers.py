@@ -1,5 +1,5 @@
-"""Tests of the closed forms and geometry helpers the paper checks rely on, against independent computations
-(numerical integration, brute-force geometry, Monte Carlo)."""
+"""Tests of the closed forms and geometry helpers the paper checks and findings rely on, against independent
+computations (numerical integration, brute-force geometry, Monte Carlo)."""
 
 import math
 
@@ -10,8 +10,9 @@ from scipy import integrate, spatial, stats
 from sparse_bench.hashing import PStableHash
 from theory_checks.paper.approx import farthest_in_bucket
 from theory_checks.paper.common import RandomBucketHash, pair_at_angle
-from theory_checks.paper.geometry import (cell_diameters, exact_disk_regions, expected_disk_count,
-                                          interval_buckets, unit_ball_points)
+from theory_checks.findings.lemma42_geometry import cell_diameters
+from theory_checks.paper.geometry import (exact_disk_regions, expected_disk_count, interval_buckets,
+                                          unit_ball_points)
 from theory_checks.paper.hashing import cover_count, pstable_collision_probability
 
 

@@ -8,8 +8,9 @@ import pytest
 import torch
 from scipy import stats
 
-from sparse_bench.targets import (bump_family, hypercube_function, lipschitz_constant, random_polynomial,
-                                  random_subspace, uniform_cube, uniform_sphere, uniform_subspace_cube)
+from sparse_bench.targets import (bump_family, hypercube_function, lipschitz_constant, paper_targets,
+                                  random_polynomial, random_subspace, uniform_cube, uniform_sphere,
+                                  uniform_subspace_cube)
 
 
 def _gen(seed=0):
@@ -40,6 +41,15 @@ def test_hypercube_function_interpolates_corners():
            for row in x.tolist()]
     np.testing.assert_allclose(f(x).numpy(), ref, rtol=1e-12, atol=1e-14)
     assert lipschitz_constant(f, uniform_cube(2000, 4, _gen(4))) <= f.lipschitz_bound
+
+
+def test_paper_targets_are_the_degree_4_polynomial_and_the_hypercube_function():
+    targets = paper_targets(8, seed=5)
+    assert list(targets) == ["polynomial", "hypercube"]
+    x = uniform_cube(100, 8, _gen(5))
+    assert torch.equal(targets["polynomial"](x), random_polynomial(8, 4, seed=5)(x))
+    assert torch.equal(targets["hypercube"](x), hypercube_function(8, seed=5)(x))
+    assert not torch.equal(targets["hypercube"](x), paper_targets(8, seed=6)["hypercube"](x))
 
 
 def test_bump_family_height_lipschitz_and_signs():

@@ -45,6 +45,7 @@ combination the D = Ck hashes take over the ball (the product of each hash's lev
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -56,7 +57,7 @@ from sparse_bench.hashing import PStableHash
 from sparse_bench.targets import random_subspace
 from theory_checks.framework import replicate_seed
 from theory_checks.paper.common import unit_direction_pstable
-from theory_checks.paper.geometry import cell_diameters, unit_ball_points
+from theory_checks.paper.geometry import unit_ball_points
 
 from .decision import below, inside
 from .lsh_common import (C_HASHES, RESOLUTION_BANDS, exponent_figure, geometric_interval, lifted_pstable,
@@ -112,6 +113,31 @@ def _scales(designs: dict, text) -> dict:
                            "own: the paper profile is the largest sweep that fits its time budget)", design,
                            ("none",))
             for profile, design in designs.items()}
+
+
+def cell_diameters(z: torch.Tensor, proj: torch.Tensor, offsets: torch.Tensor, width: float) -> torch.Tensor:
+    """Exact diameter of the hash cell (restricted to Gamma) containing each point z.
+
+    z: (M, k) subspace coordinates; proj: (k, D) projected directions g_i; offsets: (D,). A cell is
+    {z' : l_i w - b_i <= g_i . z' < (l_i + 1) w - b_i}; its vertices are the feasible solutions of k of the
+    boundary equations taken from k distinct hashes. Returns (M,) float64.
+    """
+    k, D = proj.shape
+    level = torch.floor((z @ proj + offsets) / width)  # (M, D) codes l_i
+    lower, upper = level * width - offsets, (level + 1) * width - offsets  # (M, D) bounds on g_i . z'
+    subsets = [(hs, sides) for hs in itertools.combinations(range(D), k)
+               for sides in itertools.product((0, 1), repeat=k)]
+    hs = torch.tensor([s[0] for s in subsets])  # (S, k)
+    sides = torch.tensor([s[1] for s in subsets], dtype=torch.bool)  # (S, k)
+    normals = proj.T[hs]  # (S, k, k): rows g_i of the chosen hashes
+    rhs = torch.where(sides, upper[:, hs], lower[:, hs])  # (M, S, k)
+    verts = torch.linalg.solve(normals.unsqueeze(0), rhs.unsqueeze(-1)).squeeze(-1)  # (M, S, k)
+    vals = verts @ proj  # (M, S, D)
+    tol = 1e-9 * width
+    ok = ((vals >= lower.unsqueeze(1) - tol) & (vals <= upper.unsqueeze(1) + tol)).all(dim=2)  # (M, S)
+    dist = torch.cdist(verts, verts)  # (M, S, S)
+    both = ok.unsqueeze(2) & ok.unsqueeze(1)
+    return torch.where(both, dist, torch.zeros_like(dist)).amax(dim=(1, 2))
 
 
 def _diameters(z: torch.Tensor, basis: torch.Tensor, h: PStableHash) -> tuple[float, float]:

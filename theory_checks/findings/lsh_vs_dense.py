@@ -5,7 +5,7 @@ improves monotonically with more buckets" (Fig 2b / §5; the degree-4 polynomial
 
 Models, per seed (the seed draws the target, the data, the hash directions and the dense units):
 - the LSH model of Theorem 4.1: one table of D = 12 p-stable hashes (the theorems' family, C k with C = 1.5 at
-  k = 8; the hash count of the check ``paper_lsh_vs_dense_buckets``) and one constant per bucket. Its buckets
+  k = 8) and one constant per bucket. Its buckets
   are set by the width w: for each bucket count 2^j of the sweep, w is solved for (secant and bisection on
   log w) until the training inputs fill 2^j buckets to within 5% (``BUCKET_TOLERANCE``).
 - the dense model at matched FLOPs. Convention: one multiply-add = one FLOP, the paper's Table 1 convention
@@ -20,8 +20,8 @@ Where the source is vague, the reading chosen:
 - The dense comparator's size is not stated in our copy of the source; matched FLOPs per input is the reading
   (it is the trade-off the paper's theorems are about: Theorem 4.3 compares per-input compute). The verdict
   hinges on it: against a dense model of 2,048 units (18,432 FLOPs, Table 1's smallest level, 190 times the
-  LSH model's), the check ``paper_lsh_vs_dense_buckets`` measured the LSH model's best MSE at 8.5-12.8 times
-  the dense model's up to 5.7k buckets.
+  LSH model's), the LSH model's best MSE measured 8.5-12.8 times the dense model's up to 5.7k buckets (ridge
+  readouts, 8 seeds).
 - "Monotonically" is read on slopes: per seed, the slope of log MSE on log2(buckets) over the whole sweep (the
   MSE factor per doubling, 2^slope) and over its top half (from its middle to its end, where too few samples
   per bucket, or a plateau, would first stop the improvement). One doubling's change alone is within the

@@ -21,10 +21,10 @@ multiply-adds, the random hash none in floating point).
 
 Where the source is vague, the reading chosen: our copy of the source gives Fig 4's claim, not its setup. We
 use Table 1's (the paper's DSM experiment): 8-dimensional inputs uniform on [-1, 1]^8, both targets (the
-random degree-4 polynomial and the random hypercube function, the check ``paper_table1_shape``'s
-construction), the three FLOP levels 18,432 / 36,864 / 73,728 (2,048 / 4,096 / 8,192 active units), 25% of the
-units active (the paper's best DSM in Table 1), and Table 1's samples (1,024 training, 256 validation, 2,048
-test; the paper states none). Each finding is a conjunction over the three levels, one reading per target. Fig
+random degree-4 polynomial and the random hypercube function, ``sparse_bench.targets.paper_targets``), the
+three FLOP levels 18,432 / 36,864 / 73,728 (2,048 / 4,096 / 8,192 active units), 25% of the units active (the
+paper's best DSM in Table 1), and Table 1's samples (1,024 training, 256 validation, 2,048 test; the paper
+states none). Each finding is a conjunction over the three levels, one reading per target. Fig
 4's values are not available to us: the source's number beside ours is the direction alone; the figure draws
 our three MSE ratios against FLOPs beside Table 1's top-K DSM-25 / dense ratio at the same FLOPs (labelled as
 Table 1's, not Fig 4's: the one published ratio of a 25%-active DSM to dense at this scale). Targets are as
@@ -56,10 +56,9 @@ from sparse_bench.dsm import RandomFeaturesDense, select_ridge
 from sparse_bench.dsm.masked import RIDGE_GRID
 from sparse_bench.dsm.random_hash import lsh_routed_dsm, random_hash_dsm, select_routed_ridge
 from sparse_bench.dsm.training import ReadoutTraining, train_readout
-from sparse_bench.targets import uniform_cube
+from sparse_bench.targets import paper_targets, uniform_cube
 from theory_checks.framework import figure_spec, replicate_seed, series
 from theory_checks.paper import cases
-from theory_checks.paper.table1 import _targets as table1_targets  # the check's targets, not a copy
 
 from .decision import above, below
 from .lsh_common import geometric_interval
@@ -137,7 +136,7 @@ def _data(seed: int, design: Fig4Design) -> _Data:
     if key not in _DATA:
         gen = torch.Generator().manual_seed(seed)
         x, x_val, x_test = (uniform_cube(n, DIM, gen) for n in (design.n_train, design.n_val, design.n_test))
-        functions = table1_targets(seed)
+        functions = paper_targets(DIM, seed)
         label = lambda z: torch.stack([f(z) for f in functions.values()], dim=1)  # noqa: E731
         _DATA[key] = _Data(x, x_val, x_test, label(x), label(x_val), label(x_test), tuple(functions),
                            tuple(functions.values()))

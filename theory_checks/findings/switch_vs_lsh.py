@@ -16,7 +16,7 @@ source's own terms. Per seed, log(MSE_LSH / MSE_Switch); the claim holds when th
 log 1.357. One reading per target and training; a conjunction over the FLOP levels measured.
 
 Setup: Table 1's (the paper's DSM experiment): 8-dimensional inputs uniform on [-1, 1]^8, the random degree-4
-polynomial and the random hypercube function (the check ``paper_table1_shape``'s construction), 1,024
+polynomial and the random hypercube function (``sparse_bench.targets.paper_targets``), 1,024
 training / 256 validation / 2,048 test samples; targets standardised on the training set for every model
 (predictions mapped back). Models at s active units, all at (d + 1) s active FLOPs per input (routing not
 counted, the DSM convention; the Switch router costs d E = 32 more, the LSH model's hashes are inside its
@@ -61,10 +61,9 @@ from sparse_bench.dsm.masked import RIDGE_GRID
 from sparse_bench.dsm.random_hash import random_hash_dsm
 from sparse_bench.dsm.switch import SwitchRegressor, train_switch
 from sparse_bench.dsm.training import ReadoutTraining, train_readout
-from sparse_bench.targets import uniform_cube
+from sparse_bench.targets import paper_targets, uniform_cube
 from theory_checks.framework import figure_spec, replicate_seed, series
 from theory_checks.paper import cases
-from theory_checks.paper.table1 import _targets as table1_targets  # the check's targets, not a copy
 
 from .decision import below
 from .lsh_common import geometric_interval
@@ -156,7 +155,7 @@ def _data(seed: int, design: Design) -> _Data:
     if key not in _DATA:
         gen = torch.Generator().manual_seed(seed)
         x, x_val, x_test = (uniform_cube(n, D, gen) for n in (design.n_train, design.n_val, design.n_test))
-        functions = table1_targets(seed)
+        functions = paper_targets(D, seed)
         label = lambda z: torch.stack([f(z) for f in functions.values()], dim=1)  # noqa: E731
         y = label(x)
         mean, std = y.mean(dim=0), y.std(dim=0)

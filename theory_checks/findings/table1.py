@@ -11,10 +11,10 @@ inputs), first layer frozen and random, readout trained. Its distinctive claims,
 
 Models per level of s active units (same seed, so a replicate's models share their first units' directions):
 dense of width s, DSM-50 (2s units, s active), DSM-25 (4s, s active), and, beside them, dense models with the
-TOTAL units (so the total parameters) of each DSM: 2s and 4s. Targets are the check ``paper_table1_shape``'s
-(its own construction, imported): a random degree-4 polynomial and the random hypercube function. Every model
-of a replicate is fitted on the same training sample and scored on the same test sample, so per-seed MSE
-ratios are paired; seeds are the replication unit.
+TOTAL units (so the total parameters) of each DSM: 2s and 4s. Targets: the paper's two
+(``sparse_bench.targets.paper_targets``), a random degree-4 polynomial and the random hypercube function.
+Every model of a replicate is fitted on the same training sample and scored on the same test sample, so
+per-seed MSE ratios are paired; seeds are the replication unit.
 
 Two readouts over the same frozen features: ``ridge`` (closed form, the ridge chosen per model and target on a
 validation set) and ``adam`` (minibatch Adam from zero; learning rate and stopping epoch chosen per model and
@@ -39,10 +39,9 @@ import torch
 from sparse_bench.dsm import RandomFeaturesDense, TopKDSM, select_ridge
 from sparse_bench.dsm.masked import RIDGE_GRID
 from sparse_bench.dsm.training import ReadoutTraining, train_readout
-from sparse_bench.targets import uniform_cube
+from sparse_bench.targets import paper_targets, uniform_cube
 from theory_checks.framework import figure_spec, replicate_seed, series
 from theory_checks.paper import cases
-from theory_checks.paper.table1 import _targets as table1_targets  # the check's targets, not a copy
 
 from .decision import FAMILY_CONF, below, inside, seed_interval
 from .registry import Component, Reading, Scale, register_finding
@@ -136,7 +135,7 @@ def _data(seed: int, design: Table1Design) -> _Data:
     if key not in _DATA:
         gen = torch.Generator().manual_seed(seed)
         x, x_val, x_test = (uniform_cube(n, D, gen) for n in (design.n_train, design.n_val, design.n_test))
-        functions = table1_targets(seed)
+        functions = paper_targets(D, seed)
         label = lambda z: torch.stack([f(z) for f in functions.values()], dim=1)  # noqa: E731
         noise = torch.randn(design.n_test, len(functions), generator=gen, dtype=torch.float64)
         _DATA[key] = _Data(x, x_val, x_test, label(x), label(x_val), label(x_test), noise, tuple(functions),
