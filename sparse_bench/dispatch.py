@@ -1,4 +1,4 @@
-"""Dispatch strategies: move tokens to experts and back. Every one is an object ``strategy(x, plan, bank) -> y``.
+"""Dispatch strategies: move tokens to experts and back. Each is an object ``strategy(x, plan, bank) -> y``.
 
 x: (T, d_model); plan: a RoutingPlan over those T tokens; bank: an ExpertBank. Returns y: (T, d_model) with
 ``y[t] = sum over assignments a of token t of weight[a] * expert_{expert_index[a]}(x[t])`` (0 for a token with no
@@ -10,8 +10,8 @@ every run, CUDA included (``gather.gather_rows``: the backward of a gather is a 
 (``sparse_bench.device_path``; CUDA) nothing reads a value on the host, except where a strategy needs a size:
 "sorted" and "loop" (per-expert counts), "padded" and "einsum" on a dropless plan (the largest count), and any
 strategy on a plan whose router does not record its token cells (expert choice: the most assignments of one
-token). On the host path (CPU), "sorted" and "padded" run CPU-tuned kernels that add into y with ``index_add_``
-(a serial loop on CPU, hence deterministic too).
+token). On the host path (CPU), "sorted" and "padded" run CPU-tuned kernels that add into y with
+``index_add_`` (a serial loop on CPU, hence deterministic too).
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ class Strategy:
         return y
 
     def check_layer(self, num_experts: int, bank: ExpertBank) -> None:
-        """ValueError unless ``bank`` holds the router's ``num_experts`` experts (a local strategy runs all)."""
+        """ValueError unless ``bank`` holds the router's ``num_experts`` experts (a local strategy runs
+        all)."""
         if num_experts != bank.num_experts:
             raise ValueError(f"router has {num_experts} experts but the bank holds {bank.num_experts}")
 
@@ -114,8 +115,8 @@ def _inverse_map(f: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor
 def token_layout(plan: RoutingPlan) -> TokenLayout:
     """The plan's ``TokenLayout`` over its N entries (rows in plan order). Needs N >= 1.
 
-    From ``plan.token_cells`` when the router recorded them (a permutation of the cells when dropless or with a
-    static tail: one sort); otherwise from token_index, with one host read of K.
+    From ``plan.token_cells`` when the router recorded them (a permutation of the cells when dropless or with
+    a static tail: one sort); otherwise from token_index, with one host read of K.
     """
     T, N = plan.num_tokens, plan.num_entries
     K = plan.cells_per_token
@@ -183,11 +184,6 @@ def combine_rows(rows: torch.Tensor, plan: RoutingPlan, layout: TokenLayout | No
     return combine(rows, layout, cell_weights(plan, layout))
 
 
-def weighted(rows: torch.Tensor, plan: RoutingPlan) -> torch.Tensor:
-    """rows: (A, d_model) expert outputs in plan order, scaled by the plan's combine weights."""
-    return rows * plan.weight.to(rows.dtype).unsqueeze(1)
-
-
 def _entry_rows(x: torch.Tensor, plan: RoutingPlan) -> tuple[torch.Tensor, TokenLayout]:
     """(the plan's N rows of x in plan order, its ``TokenLayout``)."""
     layout = token_layout(plan)
@@ -210,7 +206,8 @@ def dispatch_loop(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch
     counts = plan.expert_counts.tolist()
     weights = bank.per_expert_weights()
     kept = rows.narrow(0, 0, sum(counts))
-    pieces = [bank.apply_expert(part, weights[e]) for e, part in enumerate(kept.split(counts)) if part.shape[0]]
+    pieces = [bank.apply_expert(part, weights[e]) for e, part in enumerate(kept.split(counts))
+              if part.shape[0]]
     return combine(_with_tail(torch.cat(pieces), plan), layout, cell_weights(plan, layout))
 
 
@@ -225,7 +222,7 @@ def slab_capacity(plan: RoutingPlan) -> int:
 
 def _slab_layout(plan: RoutingPlan, layout: TokenLayout, capacity: int) -> tuple[torch.Tensor, TokenLayout]:
     """For (E, C) slabs of rows: ((E * C,) token each slab row reads, the ``TokenLayout`` over slab rows).
-    Slab rows past an expert's count are padding: they read token ``row_token`` of entry 0 and feed no cell."""
+    Slab rows past an expert's count are padding: they read the token of entry 0 and feed no cell."""
     ends = plan.expert_counts.cumsum(0)
     slot = torch.arange(capacity, device=ends.device)
     slab_valid = slot < plan.expert_counts.unsqueeze(1)  # (E, C)
@@ -307,9 +304,9 @@ def dispatch_sorted(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> tor
 
 
 def _grouped_mm_takes(*operands: torch.Tensor) -> bool:
-    """Whether ``F.grouped_mm`` takes these operands: a dtype it has, row-major, every other stride a multiple
-    of 16 bytes (read from strides alone, so the same under FakeTensorMode and torch.compile; the gathered rows
-    and the bank's parameters start their storage, which allocators align)."""
+    """Whether ``F.grouped_mm`` takes these operands: a dtype it has, row-major, every other stride a
+    multiple of 16 bytes (read from strides alone, so the same under FakeTensorMode and torch.compile; the
+    gathered rows and the bank's parameters start their storage, which allocators align)."""
     if not hasattr(F, "grouped_mm"):
         return False
     for t in operands:

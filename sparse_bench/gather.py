@@ -13,7 +13,7 @@ from torch.autograd.function import once_differentiable
 
 
 class _GatherRows(torch.autograd.Function):
-    """``src.index_select(0, index)`` with the backward ``grad_src[s] = sum_j w[s, j] * grad[readers[s, j]]``."""
+    """``src.index_select(0, index)``; backward: ``grad_src[s] = sum_j w[s, j] * grad[readers[s, j]]``."""
 
     @staticmethod
     def forward(ctx, src: torch.Tensor, index: torch.Tensor, readers: torch.Tensor,
@@ -57,15 +57,15 @@ def take(src: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 def inverse_permutation(order: torch.Tensor) -> torch.Tensor:
-    """order: (N,) a permutation of 0..N-1. Returns (N,) int64 with ``inverse[order[i]] = i``; a sort, not a
-    scatter (a scatter's writes are unordered on CUDA; here every index is written once, but the sort keeps the
-    whole path free of scatters)."""
+    """order: (N,) a permutation of 0..N-1. Returns (N,) int64 with ``inverse[order[i]] = i``; a sort, not
+    a scatter (a scatter's writes are unordered on CUDA; here every index is written once, but the sort keeps
+    the whole path free of scatters)."""
     return torch.argsort(order)
 
 
 def permute(src: torch.Tensor, order: torch.Tensor, inverse: torch.Tensor | None = None) -> torch.Tensor:
-    """``src[order]`` for a permutation ``order`` (N,) of src's first dimension, differentiable in src with the
-    backward ``grad[inverse]``; inverse is computed (a sort) only when a backward will need it."""
+    """``src[order]`` for a permutation ``order`` (N,) of src's first dimension, differentiable in src with
+    the backward ``grad[inverse]``; inverse is computed (a sort) only when a backward will need it."""
     if torch.is_grad_enabled() and src.requires_grad:
         inverse = inverse_permutation(order) if inverse is None else inverse
         return _GatherRows.apply(src, order, inverse.unsqueeze(1), None)

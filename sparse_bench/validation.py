@@ -78,16 +78,16 @@ def check_finite_image(image: torch.Tensor, x: torch.Tensor, name: str = "x",
 
     IEEE arithmetic carries any NaN or Inf of a row of x into every entry of that row of the image (NaN
     propagates; Inf times a weight is +-Inf, or NaN when the weight is 0), so a finite image means a finite x.
-    Host path: only when the image is not finite is x scanned, to say which of the two is at fault: a finite x
-    whose image is not finite overflowed (or met NaN/Inf weights), a ValueError naming x and image_name. Device
-    path: one asynchronous device assertion on the image whose message names both causes.
+    Host path: only when the image is not finite is x scanned, to say which of the two is at fault: a finite
+    x whose image is not finite overflowed (or met NaN/Inf weights), a ValueError naming x and image_name.
+    Device path: one asynchronous device assertion on the image whose message names both causes.
     """
     if not image.numel():
         return
     if not host_path(image):
         torch._assert_async(torch.isfinite(image).all(),
-                            f"{image_name} holds NaN or Inf: {name} does, or the weights do, or it overflowed "
-                            f"{image.dtype}")
+                            f"{image_name} holds NaN or Inf: {name} does, or the weights do, or it "
+                            f"overflowed {image.dtype}")
         return
     if bool(torch.isfinite(image.detach().sum())) or bool(torch.isfinite(image).all()):
         return  # a finite sum proves every entry finite (the full scan only settles a sum that overflowed)

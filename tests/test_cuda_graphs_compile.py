@@ -26,7 +26,8 @@ def build(router_name: str, device: str) -> tuple[MoELayer, torch.Tensor, torch.
     """(layer with bf16 experts on device, two bf16 inputs). Dispatch "auto" on CUDA; "grouped", what it
     runs there, on CPU (where "auto" reads the plan's counts for the CPU crossover)."""
     router = make_router(router_name, d_model=D_MODEL, num_experts=NUM_EXPERTS)
-    bank = ExpertBank(NUM_EXPERTS, D_MODEL, D_HIDDEN, activation="swiglu", generator=torch.Generator().manual_seed(1))
+    bank = ExpertBank(NUM_EXPERTS, D_MODEL, D_HIDDEN, activation="swiglu",
+                      generator=torch.Generator().manual_seed(1))
     layer = MoELayer(router, bank.to(torch.bfloat16), "auto" if device == "cuda" else "grouped").to(device)
     gen = torch.Generator().manual_seed(2)
     x, other = (torch.randn(NUM_TOKENS, D_MODEL, generator=gen).to(device, torch.bfloat16) for _ in range(2))

@@ -1,6 +1,6 @@
-"""The device path (what CUDA runs), run on CPU tensors (``device_path_on_cpu``): it computes what the host path
-computes, gives the same bits twice, and calls no ATen operation that PyTorch documents as nondeterministic on
-CUDA, in the forward or the backward, for every router and dispatch strategy."""
+"""The device path (what CUDA runs), run on CPU tensors (``device_path_on_cpu``): it computes what the host
+path computes, gives the same bits twice, and calls no ATen operation that PyTorch documents as
+nondeterministic on CUDA, in the forward or the backward, for every router and dispatch strategy."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from moe_cases import ROUTERS, make_router, numpy_seed_tokens, relative_error
 from sparse_bench import ExpertBank, MoELayer
-from sparse_bench.dispatch import DISPATCHERS, Strategy, dispatch_grouped, weighted
+from sparse_bench.dispatch import DISPATCHERS, Strategy, dispatch_grouped
 from sparse_bench.device_path import device_path_on_cpu, host_path
 
 NUM_TOKENS = 64
@@ -20,10 +20,10 @@ REL_TOL = 1e-5
 
 aten = torch.ops.aten
 
-# The operations PyTorch lists as nondeterministic on CUDA: the two lists (used deterministically in
-# deterministic mode / raising in deterministic mode) in the docstring of ``torch.use_deterministic_algorithms``
-# (torch 2.13), as the ATen calls they issue; autograd's backward of gather, index_select, indexing,
-# repeat_interleave and embedding shows up as the scatter_add / index_add / index_put it calls.
+# The operations PyTorch lists as nondeterministic on CUDA: both lists (made deterministic / raising in
+# deterministic mode) in the docstring of ``torch.use_deterministic_algorithms`` (torch 2.13), as the ATen
+# calls they issue; autograd's backward of gather, index_select, indexing, repeat_interleave and embedding
+# shows up as the scatter_add / index_add / index_put it calls.
 ALWAYS_DENIED = {
     aten.index_add, aten.index_add_, aten.scatter_add, aten.scatter_add_, aten.scatter_reduce,
     aten.scatter_reduce_, aten.index_put, aten.index_put_, aten._index_put_impl_, aten.put, aten.put_,
@@ -49,7 +49,8 @@ def nondeterministic_on_cuda(func, args, kwargs) -> str | None:
         return "scatter with a tensor src"
     if packet in (aten.cumsum, aten.cumsum_) and (args[0].is_floating_point() or args[0].is_complex()):
         return "floating-point cumsum"
-    if packet is aten.bincount and (len(args) > 1 and args[1] is not None or kwargs.get("weights") is not None):
+    weights = args[1] if len(args) > 1 else kwargs.get("weights")
+    if packet is aten.bincount and weights is not None:
         return "bincount with weights"
     if packet in (aten.median, aten.nanmedian) and func._overloadname != "default":  # with indices
         return "median with indices"
@@ -132,7 +133,7 @@ def _combine_by_index_add(x, plan, bank):
     rows = x.index_select(0, plan.token_index)
     counts = plan.expert_counts.tolist()
     out = bank.forward_grouped(rows, counts)
-    return x.new_zeros(x.shape).index_add(0, plan.token_index, weighted(out, plan))
+    return x.new_zeros(x.shape).index_add(0, plan.token_index, out * plan.weight.unsqueeze(1))
 
 
 def test_negative_control_a_planted_index_add_is_caught():

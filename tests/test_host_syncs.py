@@ -43,8 +43,8 @@ def on_fake_cuda(layer: MoELayer) -> MoELayer:
     return layer
 
 
-GPU_QUERIES = ("is_available", "device_count", "get_device_properties", "get_device_capability", "current_device",
-               "synchronize")
+GPU_QUERIES = ("is_available", "device_count", "get_device_properties", "get_device_capability",
+               "current_device", "synchronize")
 
 
 @contextlib.contextmanager
@@ -127,7 +127,8 @@ def test_host_reads_per_strategy_on_the_device_path(strategy):
 
 def test_expert_choice_reads_one_size_on_the_host():
     """Its plan does not say how many experts pick a token: the combine reads the largest such count once."""
-    router = ExpertChoiceRouter(D_MODEL, NUM_EXPERTS, capacity_factor=2.0, generator=torch.Generator().manual_seed(3))
+    router = ExpertChoiceRouter(D_MODEL, NUM_EXPERTS, capacity_factor=2.0,
+                                generator=torch.Generator().manual_seed(3))
     layer = layer_for(router, "grouped")
     x = numpy_seed_tokens(NUM_TOKENS, d_model=D_MODEL)
     with device_path_on_cpu(), torch.no_grad():

@@ -1,5 +1,5 @@
-"""Count the ATen operations a call issues: a cost model for launch-bound shapes (on a GPU each one is at least
-one kernel launch), and the count of those that read a value on the host (a host synchronisation on CUDA).
+"""Count the ATen operations a call issues: a cost model for launch-bound shapes (on a GPU each one is at
+least one kernel launch), and the count of those that read a value on the host (a synchronisation on CUDA).
 
 ``count_ops(fn)`` runs fn once under a ``TorchDispatchMode`` that sees every ATen call below autograd (views
 and factory functions included, the inner calls of a composite operation too where ATen dispatches them).

@@ -5,8 +5,8 @@ assignment ``a`` sends token ``token_index[a]`` to expert ``expert_index[a]`` wi
 Token-choice, expert-choice, capacity dropping, hashing and pooling all produce this one structure.
 
 On the device path (``sparse_bench.device_path``) a router that drops assignments keeps static shapes: its
-arrays hold all N = T k choices, the A kept ones first (as above) and the dropped ones after them with weight 0,
-and ``kept`` holds A on the device; ``compact()`` cuts the tail off (reading A on the host).
+arrays hold all N = T k choices, the A kept ones first (as above) and the dropped ones after them with weight
+0, and ``kept`` holds A on the device; ``compact()`` cuts the tail off (reading A on the host).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..device_path import host_path
-from ..gather import inverse_permutation, permute, take
+from ..gather import permute, take
 
 
 @dataclass
@@ -72,7 +72,8 @@ class RoutingPlan:
         """(N,) int64: the position of each kept assignment inside its expert's segment (0-based; meaningless
         for a dropped tail)."""
         starts = self.expert_counts.cumsum(0) - self.expert_counts
-        return torch.arange(self.num_entries, device=self.token_index.device) - take(starts, self.expert_index)
+        positions = torch.arange(self.num_entries, device=self.token_index.device)
+        return positions - take(starts, self.expert_index)
 
     def token_counts(self) -> torch.Tensor:
         """(T,) int64: kept assignments per token."""
@@ -176,10 +177,10 @@ def plan_from_token_choices(
 ) -> RoutingPlan:
     """The plan of token-choice routing: token t sends itself to ``experts[t, j]`` with ``weight[t, j]``.
 
-    experts: (T, k) int64; weight: (T, k) float (its graph is kept); keep: (T, k) bool, False for a choice that
-    capacity drops (None: keep all). One stable sort by expert, so within an expert the order is by token,
-    then by j. Dropped choices: cut off on the host path (``dropped`` an int), kept as a tail of weight 0 on the
-    device path (``dropped`` and ``kept`` 0-dim device tensors).
+    experts: (T, k) int64; weight: (T, k) float (its graph is kept); keep: (T, k) bool, False for a choice
+    that capacity drops (None: keep all). One stable sort by expert, so within an expert the order is by
+    token, then by j. Dropped choices: cut off on the host path (``dropped`` an int), kept as a tail of weight
+    0 on the device path (``dropped`` and ``kept`` 0-dim device tensors).
     """
     T, k = experts.shape
     flat = experts.reshape(-1)  # (N,), cell t * k + j

@@ -83,7 +83,8 @@ class TopKRouter(LearnedRouter):
                 keep, expert_load = None, None
             else:
                 keep, expert_load = self._keep(top_expert, top_weight.detach(), capacity)
-        aux = {"z_loss": z_loss(logits, probs, top_expert.select(1, 0)), "capacity": capacity}  # topk sorts: 0 is argmax
+        top = top_expert.select(1, 0)  # topk sorts: column 0 is the argmax
+        aux = {"z_loss": z_loss(logits, probs, top), "capacity": capacity}
         plan = plan_from_token_choices(top_expert, top_weight, E, keep=keep, aux=aux)
         if expert_load is None:
             expert_load = plan.expert_counts  # dropless: the plan's counts are the load
