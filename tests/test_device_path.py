@@ -154,3 +154,23 @@ def test_negative_control_a_gather_backward_is_caught():
     with NondeterministicCalls() as calls:
         probs.gather(1, index).sum().backward()
     assert calls.found == ["scatter_add"] or calls.found == ["scatter_add_"]
+
+
+@pytest.mark.parametrize("router_name", ["top3_capacity", "top2_capacity_probability"])
+def test_capacity_keeps_static_shapes_on_the_device_path(router_name):
+    """All T k choices stay in the plan, the dropped ones as a weight-0 tail; cut off, it is the host path's
+    plan."""
+    x = numpy_seed_tokens(NUM_TOKENS)
+    host = make_router(router_name)(x)
+    with device_path_on_cpu():
+        static = make_router(router_name)(x)
+    k = make_router(router_name).k
+    assert isinstance(static.kept, torch.Tensor) and isinstance(static.dropped, torch.Tensor)
+    assert static.num_entries == NUM_TOKENS * k and int(static.kept) == host.num_assignments
+    assert int(static.dropped) == host.dropped > 0
+    assert bool((static.weight[int(static.kept):] == 0).all())
+    static.validate()
+    compact = static.compact()
+    for field in ("token_index", "expert_index", "expert_counts", "token_cells"):
+        assert torch.equal(getattr(compact, field), getattr(host, field)), field
+    assert relative_error(compact.weight, host.weight) < REL_TOL  # the router's GEMM kernels differ
