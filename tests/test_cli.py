@@ -173,7 +173,10 @@ def test_audit_one_cheap_check(run_cli, tmp_path):
     (["run", "--only", "checks", "--device", "cuda"], "run", "--device: --only checks runs no benchmarks"),
     (["run", "--profile", "medium"], "run", "--profile 'medium': the theory checks take quick, full"),
     (["audit", "--profile", "medium"], "audit", "--profile 'medium': the theory checks take quick, full"),
-    (["run", "--profile", "paper"], "run", "--profile 'paper': the benchmarks take quick, full (give --only"),
+    (["run", "--profile", "paper", "--only", "bench"], "run",
+     "--profile 'paper': the benchmarks take quick, full (give --only"),
+    (["run", "--profile", "paper", "--device", "cpu"], "run",
+     "--profile 'paper': the benchmarks take quick, full (give --only"),
     (["run", "--bogus"], "run", "No such option '--bogus'"),
     (["no_such_command"], "", "No such command 'no_such_command'"),
 ])

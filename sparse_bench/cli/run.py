@@ -102,10 +102,15 @@ def run(profile: str, only: str, check: tuple[str, ...], finding: tuple[str, ...
             out.say(f"{NO_SUITE}: running the benchmarks only")
     checks.check_profile(profile, names, finding_names)
     where = torch_dt = None
-    if only in ("bench", "all"):
-        if profile not in BENCH_PROFILES:
+    bench = only in ("bench", "all")
+    if bench and profile not in BENCH_PROFILES:
+        if only == "bench" or given(ctx, *BENCH_OPTIONS):
             raise UserError(f"--profile {profile!r}: the benchmarks take {', '.join(BENCH_PROFILES)} "
                             f"(give --only checks)")
+        bench = False  # a profile of the findings' source scale: the benchmarks have none
+        out.say(f"--profile {profile}: checks and findings only (the benchmarks take "
+                f"{', '.join(BENCH_PROFILES)})")
+    if bench:
         where, torch_dt = resolve_where(device, dtype)
     usable_store(results)
     started = time.perf_counter()
@@ -125,7 +130,7 @@ def run(profile: str, only: str, check: tuple[str, ...], finding: tuple[str, ...
                 findings, findings_uncaught, findings_raised = run_findings(
                     checks, finding_names, profile, recorder, controls=not no_controls, out=out,
                     jobs=default_jobs() if jobs is None else jobs)
-            if only in ("bench", "all"):
+            if bench:
                 use_allocator(allocator)  # after the checks, which run on glibc's default
                 bench_seed = 0 if seed is None else seed
                 bench_records = run_bench(profile, recorder, where, torch_dt, bench_seed, out)
