@@ -27,7 +27,7 @@ from .device_path import host_path
 from .experts import ExpertBank
 from .gather import gather_rows, inverse_permutation, take
 from .kernels import expert_chunks, sorted_swiglu
-from .routing.plan import RoutingPlan, counts_from_ends, group_ends
+from .routing.plan import RoutingPlan, group_offsets
 from .validation import check_finite_image, check_tokens
 
 
@@ -131,9 +131,8 @@ def token_layout(plan: RoutingPlan) -> TokenLayout:
         cells, valid = _inverse_map(plan.token_cells, T * K)
         return TokenLayout(cells.view(T, K), valid.view(T, K), plan.token_cells, None)
     sorted_tokens, order = torch.sort(plan.token_index, stable=True)  # (N,) entries grouped by token
-    ends = group_ends(sorted_tokens, T)
-    counts = counts_from_ends(ends)
-    starts = ends - counts  # (T,)
+    offsets = group_offsets(sorted_tokens, T)
+    counts, starts = offsets.diff(), offsets.narrow(0, 0, T)  # (T,) each
     K = int(counts.max())  # the one host read
     slot = torch.arange(K, device=counts.device)
     valid = slot < counts.unsqueeze(1)  # (T, K)

@@ -12,6 +12,7 @@ from .. import kernels
 from ..device_path import host_path
 from ..gather import select_columns
 from ..validation import (
+    all_finite,
     check_finite,
     check_finite_image,
     check_int_in_range,
@@ -152,7 +153,7 @@ def z_loss(logits: torch.Tensor, probs: torch.Tensor | None = None, top: torch.T
     overflow = (f"the router logits are so large that their z-loss (logsumexp squared) overflows {loss.dtype}; "
                 f"scale down x or the router weights")
     if not host_path(loss):
-        torch._assert_async(torch.isfinite(loss), overflow)
+        torch._assert_async(all_finite(loss), overflow)
     elif not bool(torch.isfinite(loss)):  # finite logits above sqrt(the dtype's max): the square overflows
         largest = float(logits.detach().abs().max())
         raise ValueError(f"{overflow} (they reach {largest:.3g} in magnitude)")

@@ -156,16 +156,13 @@ class RoutingPlan:
         )
 
 
-def group_ends(sorted_groups: torch.Tensor, num_groups: int) -> torch.Tensor:
-    """sorted_groups: (N,) int64, non-decreasing. Returns (num_groups,) int64: ``ends[g]`` = how many elements
-    are <= g (a binary search per group: no bincount, whose output size is read on the host on CUDA)."""
-    groups = torch.arange(num_groups, device=sorted_groups.device, dtype=sorted_groups.dtype)
-    return torch.searchsorted(sorted_groups, groups, right=True)
-
-
-def counts_from_ends(ends: torch.Tensor) -> torch.Tensor:
-    """ends: (G,) int64 cumulative group ends. Returns (G,) int64 group sizes."""
-    return torch.diff(ends, prepend=ends.new_zeros(1))
+def group_offsets(sorted_groups: torch.Tensor, num_groups: int) -> torch.Tensor:
+    """sorted_groups: (N,) int64, non-decreasing. Returns (num_groups + 1,) int64: group g runs from
+    ``offsets[g]`` to ``offsets[g + 1]``, and ``offsets[num_groups]`` counts the elements below num_groups (a
+    binary search per group: no bincount, whose output size is read on the host on CUDA). Sizes:
+    ``offsets.diff()``."""
+    groups = torch.arange(num_groups + 1, device=sorted_groups.device, dtype=sorted_groups.dtype)
+    return torch.searchsorted(sorted_groups, groups)
 
 
 def plan_from_token_choices(
@@ -187,8 +184,8 @@ def plan_from_token_choices(
     with torch.no_grad():
         key = flat if keep is None else torch.where(keep.reshape(-1), flat, num_experts)  # dropped sort last
         sorted_key, order = torch.sort(key, stable=True)  # (N,)
-        ends = group_ends(sorted_key, num_experts)  # (E,)
-        counts = counts_from_ends(ends)
+        offsets = group_offsets(sorted_key, num_experts)  # (E + 1,); dropped choices (key E) are past the end
+        counts = offsets.diff()
         expert_index = sorted_key if keep is None else take(flat, order)
         token_index = torch.div(order, k, rounding_mode="floor")
     entry_weight = permute(weight.reshape(-1), order)  # (N,)
@@ -196,7 +193,7 @@ def plan_from_token_choices(
                        token_cells=order, cells_per_token=k)
     if keep is None:
         return plan
-    kept = ends.select(0, -1)
+    kept = offsets.select(0, -1)
     if host_path(experts):
         plan.kept, plan.dropped = kept, T * k - kept
         return plan.compact()
@@ -225,7 +222,7 @@ def plan_from_assignments(
         key = expert_index * max(num_tokens, 1) + token_index  # (A,) unique per (expert, token) up to duplicates
         order = torch.argsort(key, stable=True)  # (A,)
         sorted_experts = expert_index[order]
-        counts = counts_from_ends(group_ends(sorted_experts, num_experts))
+        counts = group_offsets(sorted_experts, num_experts).diff()
     return plan_from_sorted_assignments(token_index[order], sorted_experts, permute(weight, order), num_tokens,
                                         num_experts, aux=aux, expert_counts=counts, dropped=dropped)
 
@@ -248,7 +245,6 @@ def plan_from_sorted_assignments(
     tests).
     """
     with torch.no_grad():
-        counts = (counts_from_ends(group_ends(expert_index, num_experts)) if expert_counts is None
-                  else expert_counts)
+        counts = group_offsets(expert_index, num_experts).diff() if expert_counts is None else expert_counts
     return RoutingPlan(token_index, expert_index, weight, counts, num_tokens, num_experts, dropped=int(dropped),
                        aux=dict(aux or {}))

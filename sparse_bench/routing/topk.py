@@ -15,7 +15,7 @@ from .base import (
     switch_load_balancing_loss,
     z_loss,
 )
-from .plan import RoutingPlan, counts_from_ends, group_ends, plan_from_token_choices
+from .plan import RoutingPlan, group_offsets, plan_from_token_choices
 
 DROP_POLICIES = ("position", "probability")
 
@@ -103,11 +103,10 @@ class TopKRouter(LearnedRouter):
         flat = top_expert.reshape(-1)  # (T*k,), cell t * k + j
         key = flat * (T * k) + self._priority(top_weight).reshape(-1)  # unique: priorities are 0..T*k-1
         sorted_key, order = torch.sort(key)
-        ends = group_ends(torch.div(sorted_key, T * k, rounding_mode="floor"), self.num_experts)  # (E,)
-        load = counts_from_ends(ends)
-        rank = inverse_permutation(order) - take(ends - load, flat)  # (T*k,) rank within the expert
+        offsets = group_offsets(torch.div(sorted_key, T * k, rounding_mode="floor"), self.num_experts)
+        rank = inverse_permutation(order) - take(offsets, flat)  # (T*k,) rank within the expert
         # C >= T * k drops nothing; comparing with a larger C (from a factor of 1e20) overflows int64
-        return (rank < min(capacity, T * k)).view(T, k), load
+        return (rank < min(capacity, T * k)).view(T, k), offsets.diff()
 
     def _priority(self, top_weight: torch.Tensor) -> torch.Tensor:
         """(T, k) int64: each choice's place in the dropping order, 0 first (rank-major: every first choice
