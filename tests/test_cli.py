@@ -55,6 +55,8 @@ class FakeSuite:
 
 @pytest.fixture
 def fake_suite(monkeypatch):
+    """A suite in this process only: runs using it take --jobs 1 (a worker process loads the installed
+    suites)."""
     monkeypatch.setattr(suites, "load_suites", lambda: {"fake": FakeSuite()})
     return FakeSuite.NAME
 
@@ -140,7 +142,7 @@ def test_run_json_parses_and_keeps_progress_off_stdout(run_cli, tmp_path):
 
 def test_a_failing_check_exits_one_names_it_and_still_writes_the_report(run_cli, fake_suite, tmp_path):
     results, site = tmp_path / "results", tmp_path / "site"
-    code, out, _ = run_cli("run", "--only", "checks", "--results", results, "--report-dir", site)
+    code, out, _ = run_cli("run", "--only", "checks", "--results", results, "--report-dir", site, "--jobs", 1)
     assert code == cli.EXIT_FAILED and (site / "index.html").exists()
     assert f"FAIL       {fake_suite}: measured 2 [1.5, 2.5] vs predicted 1 widgets, p=1e-09" in out
     assert f"  FAIL {fake_suite}: always fails" in out and f"caught     {fake_suite} / same" in out
@@ -242,13 +244,13 @@ def test_export_csv_and_json(run_cli, tmp_path):
 
 
 def test_catalogue_of_a_run_is_every_suite_check(run_cli, fake_suite, tmp_path):
-    run_cli("run", "--only", "checks", "--no-controls", "--results", tmp_path)
+    run_cli("run", "--only", "checks", "--no-controls", "--results", tmp_path, "--jobs", 1)
     from sparse_bench.results import open_store
 
     with open_store(tmp_path, create=False) as store:
         (run,) = store.runs()
     assert run.extra["catalogue"] == FakeSuite().catalogue() and run.profile == "quick"
-    assert run.command == f"sparse-bench run --only checks --no-controls --results {tmp_path}"
+    assert run.command == f"sparse-bench run --only checks --no-controls --results {tmp_path} --jobs 1"
 
 
 def test_a_crashing_theory_check_is_a_failing_record():

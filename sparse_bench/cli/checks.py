@@ -99,18 +99,48 @@ def format_check(record) -> str:
             f"{_number(record.predicted)}{unit}, p={_number(record.p_value)} ({record.wall_time_s:.1f} s)")
 
 
+def _in_suite(method: str, suite_name: str, name: str, **kwargs):
+    """``suite.method(name, **kwargs)`` of an installed suite loaded afresh, in a worker process: on one
+    thread, since the workers share the machine (a check or finding that pins its own threads still does)."""
+    from ..threads import pinned_threads
+
+    with pinned_threads(1):
+        return getattr(Checks.load().suites[suite_name], method)(name, **kwargs)
+
+
+def measured_in_order(checks: Checks, calls: list[tuple], jobs: int):
+    """Results of ``calls`` [(method, suite name, name, kwargs)] in order: in this process with ``checks``'
+    suites (jobs 1), or in ``jobs`` spawned worker processes that load the installed suites (a forked child
+    of a process that ran torch ops can deadlock in OpenMP), each yielded once it and those before it are
+    done."""
+    if jobs <= 1 or len(calls) <= 1:
+        for method, suite_name, name, kwargs in calls:
+            yield getattr(checks.suites[suite_name], method)(name, **kwargs)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_in_suite, method, suite_name, name, **kwargs)
+                   for method, suite_name, name, kwargs in calls]
+        for future in futures:
+            yield future.result()
+
+
 def run_checks(checks: Checks, names: list[str], profile: str, seed: int | None, recorder, controls: bool,
-               out: Output) -> tuple[list, list, list]:
-    """Run checks (then their controls), storing each record as soon as it exists and printing its line.
-    Returns (records, failed checks, controls not caught)."""
-    jobs = [(name, None) for name in names]
+               out: Output, jobs: int = 1) -> tuple[list, list, list]:
+    """Run checks (then their controls), storing each record as soon as it exists and printing its line;
+    ``jobs`` > 1: in that many worker processes on one thread each (``measured_in_order``). Returns
+    (records, failed checks, controls not caught)."""
+    work = [(name, None) for name in names]
     if controls:
-        jobs += [(name, control) for name in names for control in checks.index[name][1]["controls"]]
+        work += [(name, control) for name in names for control in checks.index[name][1]["controls"]]
+    calls = [("run", checks.index[name][0], name, dict(control=control, seed=seed, profile=profile))
+             for name, control in work]
     records, failed, uncaught = [], [], []
-    progress = out.progress(len(jobs), f"checks ({profile})")
+    progress = out.progress(len(work), f"checks ({profile})")
     try:
-        for name, control in jobs:
-            record = checks.suite_of(name).run(name, control=control, seed=seed, profile=profile)
+        for (name, control), record in zip(work, measured_in_order(checks, calls, jobs)):
             recorder.add("check", [record])
             records.append(record)
             if control is None and record.verdict == "fail":
@@ -164,50 +194,30 @@ def format_finding(record, expected: dict) -> str:
             f"{scale_share(record.scale_fraction)} of the source's scale ({record.wall_time_s:.1f} s)")
 
 
-def _measure_finding(suite_name: str, name: str, control: str | None, profile: str) -> list:
-    """One finding (or one of its planted settings) in a worker process: the suite loaded there afresh."""
-    return Checks.load().suites[suite_name].run_finding(name, control=control, profile=profile)
-
-
 def run_findings(checks: Checks, names: list[str], profile: str, recorder, controls: bool, out: Output,
                  jobs: int = 1) -> tuple[list, list, list]:
     """Measure findings at ``profile``'s scale (then their planted settings), storing each record of kind
-    "finding" as soon as it exists and printing its line; ``jobs`` > 1: in that many spawned worker
-    processes (a finding pins its own threads; a forked child of a process that ran torch ops can deadlock
-    in OpenMP), records stored and printed in the same order as with one. Returns (records, records of a planted setting
-    that did not read as planted, records of a real finding that raised)."""
+    "finding" as soon as it exists and printing its line; ``jobs`` > 1: in that many worker processes
+    (``measured_in_order``: stored and printed in the same order as with one). Returns (records, records
+    of a planted setting that did not read as planted, records of a real finding that raised)."""
     work = [(name, None) for name in names]
     if controls:
         work += [(name, control) for name in names for control in checks.findings[name][1]["controls"]]
+    calls = [("run_finding", checks.findings[name][0], name, dict(control=control, profile=profile))
+             for name, control in work]
     records, uncaught, raised = [], [], []
     progress = out.progress(len(work), f"findings ({profile})")
-
-    def take(name, control, measured):
-        expected = checks.findings[name][1]["expected"]
-        recorder.add("finding", measured)
-        for record in measured:
-            records.append(record)
-            if control is not None and record.verdict != expected[control]:
-                uncaught.append(record)
-            if control is None and "raised" in record.details:
-                raised.append(record)
-            progress.done(format_finding(record, expected))
-
     try:
-        if jobs <= 1:
-            for name, control in work:
-                suite_name = checks.findings[name][0]
-                take(name, control, checks.suites[suite_name].run_finding(name, control=control,
-                                                                          profile=profile))
-        else:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-                futures = [pool.submit(_measure_finding, checks.findings[name][0], name, control, profile)
-                           for name, control in work]
-                for (name, control), future in zip(work, futures):
-                    take(name, control, future.result())
+        for (name, control), measured in zip(work, measured_in_order(checks, calls, jobs)):
+            expected = checks.findings[name][1]["expected"]
+            recorder.add("finding", measured)
+            for record in measured:
+                records.append(record)
+                if control is not None and record.verdict != expected[control]:
+                    uncaught.append(record)
+                if control is None and "raised" in record.details:
+                    raised.append(record)
+                progress.done(format_finding(record, expected))
     finally:
         progress.close()
     return records, uncaught, raised

@@ -59,8 +59,8 @@ def default_jobs() -> int:
 @click.option("--no-controls", is_flag=True,
               help="skip the negative controls (planted defects) and the findings' planted settings")
 @click.option("--jobs", type=click.IntRange(1), default=None,
-              help="measure the findings in this many worker processes, each on one thread (default: the "
-                   "CPUs this process may use, at most 4)")
+              help="run the checks and findings in this many worker processes, each on one thread (default: "
+                   "the CPUs this process may use, at most 4; 1: in this process)")
 @seed_option("one seed for every check and the benchmarks (default: each check's own; 0 for the benchmarks); "
              "findings keep their own seeds")
 @allocator_option
@@ -72,8 +72,8 @@ def default_jobs() -> int:
                    "run's)")
 @json_option
 def run(profile: str, only: str, check: tuple[str, ...], finding: tuple[str, ...], no_controls: bool,
-        jobs: int | None, seed: int | None, allocator: str, device: str, dtype: str, results: Path, report_dir: Path | None,
-        as_json: bool) -> int:
+        jobs: int | None, seed: int | None, allocator: str, device: str, dtype: str, results: Path,
+        report_dir: Path | None, as_json: bool) -> int:
     """Run the checks, the findings and the speed benchmarks, storing every record as one run; exit 1 naming
     any failing check, uncaught control, finding planted setting that did not read as planted, or finding
     that raised. A finding's own verdict (reproduced or not) never changes the exit status."""
@@ -114,6 +114,7 @@ def run(profile: str, only: str, check: tuple[str, ...], finding: tuple[str, ...
         where, torch_dt = resolve_where(device, dtype)
     usable_store(results)
     started = time.perf_counter()
+    jobs = default_jobs() if jobs is None else jobs
     extra = {"catalogue": checks.catalogue()}
     if checks.findings:
         extra["findings"] = checks.findings_catalogue()
@@ -125,11 +126,10 @@ def run(profile: str, only: str, check: tuple[str, ...], finding: tuple[str, ...
         try:
             if names:
                 records, failed, uncaught = run_checks(checks, names, profile, seed, recorder,
-                                                       controls=not no_controls, out=out)
+                                                       controls=not no_controls, out=out, jobs=jobs)
             if finding_names:
                 findings, findings_uncaught, findings_raised = run_findings(
-                    checks, finding_names, profile, recorder, controls=not no_controls, out=out,
-                    jobs=default_jobs() if jobs is None else jobs)
+                    checks, finding_names, profile, recorder, controls=not no_controls, out=out, jobs=jobs)
             if bench:
                 use_allocator(allocator)  # after the checks, which run on glibc's default
                 bench_seed = 0 if seed is None else seed
