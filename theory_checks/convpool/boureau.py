@@ -11,7 +11,6 @@ error from the per-class sample moments (mean, variance, their covariance from t
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import torch
@@ -85,7 +84,6 @@ def _avg_over_half_window(x):
 )
 def check_boureau_separability(seed: int, profile: str = "quick", max_pool=global_max, avg_pool=global_avg,
                                max_formula=psi_max, avg_formula=psi_avg):
-    started = time.perf_counter()
     samples = by_profile(profile, quick=20_000, full=400_000)
     gen = torch.Generator().manual_seed(seed)
     a1, a2 = ALPHAS
@@ -117,7 +115,7 @@ def check_boureau_separability(seed: int, profile: str = "quick", max_pool=globa
         ci=(head["measured"] - z_crit * head["se"], head["measured"] + z_crit * head["se"]),
         margin=f"family-wise alpha {ALPHA}; CI = Bonferroni-level normal",
         params={"alphas": ALPHAS, "samples_per_class": samples, "optimal_P": best},
-        details={"peak_tests": peak_tests, "figure": _separability_figure(cells)}, started=started)
+        details={"peak_tests": peak_tests, "figure": _separability_figure(cells)})
 
 
 def _separability_figure(cells: list[dict]) -> dict:

@@ -12,8 +12,6 @@ active units, and it falls as t grows (the full profile sweeps t).
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 from scipy import stats
@@ -84,7 +82,6 @@ def _paired_greater(worse: np.ndarray, better: np.ndarray) -> float:
 def check_cnn_topk_dsm_beats_dense(seed: int, profile: str = "quick", dsm_class=TopKDSM):
     """Verdict: the DSM beats dense on every seed. The full profile also sweeps t (64..1024) and reports, without
     a verdict, how the DSM's MSE moves with total width (details: per-seed curves, MSE(t=1024)/MSE(t=64))."""
-    started = time.perf_counter()
     seeds = by_profile(profile, quick=1, full=5)
     samples = by_profile(profile, quick=(2000, 1000), full=(3000, 4000))
     widths = by_profile(profile, quick=[512], full=[64, 128, 256, 512, 1024])
@@ -113,7 +110,7 @@ def check_cnn_topk_dsm_beats_dense(seed: int, profile: str = "quick", dsm_class=
                               f"t-interval over seeds at level {1 - ALPHA}",
                        params={"active_units": ACTIVE, "widths": widths, "seeds": seeds,
                                "train_test": samples},
-                       details=details, started=started)
+                       details=details)
 
 
 def _mse_figure(runs: list[dict], widths: list[int]) -> dict:

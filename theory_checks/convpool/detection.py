@@ -10,7 +10,6 @@ ratio test, so its error is the Bayes error, never above either). Errors at fixe
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 from scipy import optimize, stats
@@ -78,7 +77,6 @@ def _errors(decisions, labels) -> torch.Tensor:
 )
 def check_pooling_detection_error(seed: int, profile: str = "quick", max_pool=global_max, avg_pool=global_avg,
                                   lse_of=global_lse, avg_error=avg_pool_error):
-    started = time.perf_counter()
     trials = by_profile(profile, quick=10_000, full=200_000)
     gen = torch.Generator().manual_seed(seed)
     n = SHAPE[0] * SHAPE[1]
@@ -101,7 +99,7 @@ def check_pooling_detection_error(seed: int, profile: str = "quick", max_pool=gl
         test=f"exact binomial per cell (max, avg two-sided; lse one-sided 'greater' than min), Holm over "
              f"{len(cells)}",
         margin=f"family-wise alpha {ALPHA}", params={"trials_per_class": trials, "n": n},
-        details={"figure": _detection_figure(cells, n)}, started=started)
+        details={"figure": _detection_figure(cells, n)})
 
 
 def _detection_figure(cells: list[dict], n: int) -> dict:
@@ -131,7 +129,6 @@ def _avg_routed_like_max(x):
     controls={"average_routed_like_max": lambda: {"avg_pool": _avg_routed_like_max}},
 )
 def check_detection_ranking_flip(seed: int, profile: str = "quick", max_pool=global_max, avg_pool=global_avg):
-    started = time.perf_counter()
     trials = by_profile(profile, quick=4_000, full=100_000)
     gen = torch.Generator().manual_seed(seed)
     n = SHAPE[0] * SHAPE[1]
@@ -165,7 +162,7 @@ def check_detection_ranking_flip(seed: int, profile: str = "quick", max_pool=glo
                        p_value=max(p_values), margin=f"family-wise alpha {ALPHA}",
                        params={"mu": FLIP_MU, "n": n, "trials_per_class": trials},
                        details={"cells": cells, "closed_form_crossover_K": crossover,
-                                "figure": _flip_figure(cells, n, 2 * trials, crossover)}, started=started)
+                                "figure": _flip_figure(cells, n, 2 * trials, crossover)})
 
 
 def _flip_figure(cells: list[dict], n: int, decisions: int, crossover: int) -> dict:

@@ -7,8 +7,6 @@ value is the worst ratio |difference| / bound over all drawn cases; the check pa
 
 from __future__ import annotations
 
-import time
-
 import torch
 import torch.nn.functional as F
 from hypothesis import strategies as st
@@ -49,10 +47,10 @@ def _ratio(diff, magnitude, terms, dtype) -> float:
     return float((diff.detach().abs().to(torch.float64) / bound).max())
 
 
-def _identity_result(name, worst, cases, seed, profile, started, test, params):
+def _identity_result(name, worst, cases, seed, profile, test, params):
     return make_result(name, passed=worst["ratio"] <= 1.0, seed=seed, profile=profile, n=cases, test=test,
                        predicted=0.0, measured=worst["ratio"], margin=BOUND_MARGIN, params=params,
-                       details={"worst_case": worst, "no_figure": ROUNDING_ONLY}, started=started)
+                       details={"worst_case": worst, "no_figure": ROUNDING_ONLY})
 
 
 def _flattened_column_major(x, w, b=None, **kw):
@@ -68,7 +66,6 @@ def _flattened_column_major(x, w, b=None, **kw):
     controls={"kernel_flattened_transposed": lambda: {"conv": _flattened_column_major}},
 )
 def check_im2col_identity(seed: int, profile: str = "quick", conv=conv2d_im2col):
-    started = time.perf_counter()
     examples = by_profile(profile, quick=20, full=300)
     gen = torch.Generator().manual_seed(seed)
     worst = {"ratio": 0.0}
@@ -98,7 +95,7 @@ def check_im2col_identity(seed: int, profile: str = "quick", conv=conv2d_im2col)
             worst.update(ratio=max(ratios), shape=repr(shape), forward_grad_x_grad_w=ratios)
 
     cases = run_hypothesis_draws(seed, examples, conv_shapes(), body)
-    return _identity_result("im2col_identity", worst, cases, seed, profile, started,
+    return _identity_result("im2col_identity", worst, cases, seed, profile,
                             "max |diff|/rounding bound over hypothesis draws <= 1", {"examples": examples})
 
 
@@ -113,7 +110,6 @@ def _flipped_toeplitz(weight, input_shape, stride, padding, dilation, groups):
     controls={"flipped_kernel": lambda: {"toeplitz": _flipped_toeplitz}},
 )
 def check_toeplitz_identity(seed: int, profile: str = "quick", toeplitz=conv2d_toeplitz_matrix):
-    started = time.perf_counter()
     examples = by_profile(profile, quick=20, full=300)
     gen = torch.Generator().manual_seed(seed)
     worst = {"ratio": 0.0}
@@ -130,7 +126,7 @@ def check_toeplitz_identity(seed: int, profile: str = "quick", toeplitz=conv2d_t
                 worst.update(ratio=ratio, shape=repr(shape))
 
     cases = run_hypothesis_draws(seed, examples, conv_shapes(), body)
-    return _identity_result("toeplitz_identity", worst, cases, seed, profile, started,
+    return _identity_result("toeplitz_identity", worst, cases, seed, profile,
                             "max |diff|/rounding bound over hypothesis draws <= 1", {"examples": examples})
 
 
@@ -148,7 +144,6 @@ def _correlated_composition(first, second, first_stride=1):
               "first_stride_ignored": lambda: {"compose": lambda a, b, s=1: compose_conv_kernels(a, b, 1)}},
 )
 def check_conv_composition(seed: int, profile: str = "quick", compose=compose_conv_kernels):
-    started = time.perf_counter()
     cases = by_profile(profile, quick=30, full=400)
     gen = torch.Generator().manual_seed(seed)
     worst = {"ratio": 0.0}
@@ -178,7 +173,7 @@ def check_conv_composition(seed: int, profile: str = "quick", compose=compose_co
                        test="max |diff|/rounding bound over random chains <= 1", predicted=0.0,
                        measured=worst["ratio"],
                        margin="bound: gamma_{K1+K2} M + 2 gamma_{K+K2} M, M = |w2|*(|w1|*|x|)",
-                       details={"worst_case": worst, "no_figure": ROUNDING_ONLY}, started=started)
+                       details={"worst_case": worst, "no_figure": ROUNDING_ONLY})
 
 
 def _rf_without_strides(kernel_sizes, strides, dilations):
@@ -193,7 +188,6 @@ def _rf_without_strides(kernel_sizes, strides, dilations):
     controls={"strides_ignored": lambda: {"formula": _rf_without_strides}},
 )
 def check_receptive_field_gradient_support(seed: int, profile: str = "quick", formula=receptive_field):
-    started = time.perf_counter()
     chains = by_profile(profile, quick=40, full=500)
     gen = torch.Generator().manual_seed(seed)
     mismatches = []
@@ -222,8 +216,7 @@ def check_receptive_field_gradient_support(seed: int, profile: str = "quick", fo
                        margin="exact (random weights: no cancellation a.s.)",
                        details={"mismatches": mismatches[:5],
                                 "no_figure": "exact equality of integer extents on every chain (the share of "
-                                "chains that match must be 1); mismatching chains are in the details"},
-                       started=started)
+                                "chains that match must be 1); mismatching chains are in the details"})
 
 
 def conv_macs(n: int, c_out: int, out_hw: tuple[int, int], c_in_per_group: int,
@@ -254,7 +247,6 @@ def check_conv_mac_count(seed: int, profile: str = "quick", conv=conv2d_im2col):
     an ATen GEMM the counter sees (without autograd the ungrouped product runs on oneDNN, the same shapes)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    started = time.perf_counter()
     examples = by_profile(profile, quick=30, full=300)
     gen = torch.Generator().manual_seed(seed)
     mismatches = []
@@ -279,5 +271,4 @@ def check_conv_mac_count(seed: int, profile: str = "quick", conv=conv2d_im2col):
                        params={"examples": examples},
                        details={"mismatches": mismatches[:5], "worst": worst,
                                 "no_figure": "exact equality of counted and predicted multiply-accumulates "
-                                "on every draw (a count of mismatches, 0 or the check fails)"},
-                       started=started)
+                                "on every draw (a count of mismatches, 0 or the check fails)"})

@@ -8,7 +8,6 @@ E[max] = int x n phi(x) Phi(x)^(n-1) dx.
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import torch
@@ -50,7 +49,6 @@ def _planted_scores(gen, trials, shape, mu):
     controls={"window_misses_last_row": lambda: {"argmax": crop_last_row(global_argmax)}},
 )
 def check_planted_argmax_probability(seed: int, profile: str = "quick", argmax=global_argmax):
-    started = time.perf_counter()
     trials = by_profile(profile, quick=3000, full=100_000)
     gen = torch.Generator().manual_seed(seed)
     cells = []
@@ -70,8 +68,7 @@ def check_planted_argmax_probability(seed: int, profile: str = "quick", argmax=g
             series("cells (n, mu) = " + ", ".join(f"({c['n']}, {c['mu']:g})" for c in cells),
                    [c["predicted"] for c in cells], [c["measured"] for c in cells],
                    [c["ci"][0] for c in cells], [c["ci"][1] for c in cells]),
-            series("measured = predicted", [0.0, 1.0], [0.0, 1.0], style="predicted"))},
-        started=started)
+            series("measured = predicted", [0.0, 1.0], [0.0, 1.0], style="predicted"))})
 
 
 def _sqrt_two_log_n(n: int) -> float:
@@ -89,7 +86,6 @@ def _sqrt_two_log_n(n: int) -> float:
               "window_misses_last_row": lambda: {"pool": crop_last_row(global_max)}},
 )
 def check_expected_max_gaussian(seed: int, profile: str = "quick", pool=global_max, formula=expected_max):
-    started = time.perf_counter()
     trials = by_profile(profile, quick=6000, full=200_000)
     gen = torch.Generator().manual_seed(seed)
     cells = []
@@ -111,5 +107,4 @@ def check_expected_max_gaussian(seed: int, profile: str = "quick", pool=global_m
                    [c["ci"][0] for c in cells], [c["ci"][1] for c in cells]),
             series("E[max] by quadrature", ns, [c["predicted"] for c in cells], style="predicted"),
             series("sqrt(2 ln n) (upper bound)", ns, [c["sqrt_2_ln_n"] for c in cells], style="predicted"),
-            log_x=True)},
-        started=started)
+            log_x=True)})

@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import torch
@@ -69,7 +68,6 @@ def _column_major_loader(coef, intercept, kernel_size, channels):
 def check_logreg_patch_classifier_is_conv(seed: int, profile: str = "quick", loader=from_linear_classifier):
     from sklearn.linear_model import LogisticRegression
 
-    started = time.perf_counter()
     images = by_profile(profile, quick=40, full=400)
     gen = torch.Generator().manual_seed(seed)
     x, image_labels = planted_images(gen, images, amplitude=3.0)
@@ -91,8 +89,7 @@ def check_logreg_patch_classifier_is_conv(seed: int, profile: str = "quick", loa
                        params={"images": images, "positive_patches": int(patch_labels.sum())},
                        details={"train_accuracy": float(model.score(patches, patch_labels)),
                                 "no_figure": "an identity exact in real arithmetic: the one number is the "
-                                "worst difference over its float64 rounding bound (<= 1 passes)"},
-                       started=started)
+                                "worst difference over its float64 rounding bound (<= 1 passes)"})
 
 
 def plan_global_max(scores: torch.Tensor) -> torch.Tensor:
@@ -148,7 +145,6 @@ def train_max_pool_detector(x, labels, gen, pool, steps: int, restarts: int) -> 
     controls={"pooled_values_detached": lambda: {"pool": detached_global_max}},
 )
 def check_global_maxpool_learns_planted_pattern(seed: int, profile: str = "quick", pool=plan_global_max):
-    started = time.perf_counter()
     images, steps = by_profile(profile, quick=(200, 200), full=(1000, 300))
     restarts = 3  # a restart lands in a local optimum (loss ~0.55) about 2% of the time
     gen = torch.Generator().manual_seed(seed)
@@ -167,7 +163,7 @@ def check_global_maxpool_learns_planted_pattern(seed: int, profile: str = "quick
                        params={"images": images, "steps": steps, "restarts": restarts,
                                "amplitude": AMPLITUDE},
                        details={"final_training_losses": losses,
-                                "figure": _null_cosine_figure(cosine, threshold, dim)}, started=started)
+                                "figure": _null_cosine_figure(cosine, threshold, dim)})
 
 
 def _null_cosine_figure(cosine: float, threshold: float, dim: int) -> dict:

@@ -3,8 +3,6 @@ pooling, and max pooling is sparse routing (its gradient goes exactly where ``ma
 
 from __future__ import annotations
 
-import time
-
 import torch
 import torch.nn.functional as F
 
@@ -38,7 +36,6 @@ def plan_avg_pool(z, kernel, stride=None, padding=0):
     controls={"average_in_place_of_max": lambda: {"pool": plan_avg_pool}},
 )
 def check_maxpool_commutes(seed: int, profile: str = "quick", pool=plan_max_pool):
-    started = time.perf_counter()
     images = by_profile(profile, quick=64, full=2048)
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(images, 3, 12, 12, generator=gen)
@@ -55,8 +52,7 @@ def check_maxpool_commutes(seed: int, profile: str = "quick", pool=plan_max_pool
                        margin="exact: a monotone g maps the selected element, fp rounding is monotone",
                        details={"mismatches_per_case": per_case,
                                 "no_figure": "bitwise equality on every output (a count of mismatches, 0 or "
-                                "the check fails); the count per activation and window is in the details"},
-                       started=started)
+                                "the check fails); the count per activation and window is in the details"})
 
 
 def _shifted_window_avg(z, kernel, stride=None, padding=0):
@@ -73,7 +69,6 @@ def _shifted_window_avg(z, kernel, stride=None, padding=0):
               "max_in_place_of_avg": lambda: {"pool": plan_max_pool}},
 )
 def check_avgpool_jensen(seed: int, profile: str = "quick", pool=plan_avg_pool):
-    started = time.perf_counter()
     images = by_profile(profile, quick=200, full=5000)
     gen = torch.Generator().manual_seed(seed)
     cells, violations = [], 0
@@ -100,8 +95,7 @@ def check_avgpool_jensen(seed: int, profile: str = "quick", pool=plan_avg_pool):
             "window size k (k x k)", "P(avgpool(relu z) > relu(avgpool z))",
             series("measured (Clopper-Pearson, 1 - ALPHA)", ks, [c["measured"] for c in cells],
                    [c["ci"][0] for c in cells], [c["ci"][1] for c in cells]),
-            series("1 - 2^(1 - k^2)", ks, [c["predicted"] for c in cells], style="predicted"))},
-        started=started)
+            series("1 - 2^(1 - k^2)", ks, [c["predicted"] for c in cells], style="predicted"))})
 
 
 def _corner_plan(x, kernel, stride=None, padding=0):
@@ -131,7 +125,6 @@ def _avg_plan_wrong_weight(x, kernel, stride=None, padding=0):
 )
 def check_pooling_gradient_routing(seed: int, profile: str = "quick", max_plan=maxpool_plan,
                                    avg_plan=avgpool_plan):
-    started = time.perf_counter()
     images = by_profile(profile, quick=32, full=1024)
     gen = torch.Generator().manual_seed(seed)
     errors, fractions = {}, {}
@@ -164,5 +157,4 @@ def check_pooling_gradient_routing(seed: int, profile: str = "quick", max_plan=m
                        measured=fractions[2], margin="exact for continuous inputs (no ties a.s.)",
                        details={"per_k": errors, "fraction_nonzero": fractions,
                                 "no_figure": "exact counts: the share of inputs with a gradient equals 1/k^2 "
-                                "and every gradient sits where the plan routes, or the check fails"},
-                       started=started)
+                                "and every gradient sits where the plan routes, or the check fails"})

@@ -9,8 +9,6 @@ A convolution with circular padding followed by global pooling is exactly invari
 
 from __future__ import annotations
 
-import time
-
 import torch
 import torch.nn.functional as F
 
@@ -50,7 +48,6 @@ def shift_cells() -> list[tuple[int, tuple[int, int]]]:
               "overlap_over_window_formula": lambda: {"formula": _overlap_fraction}},
 )
 def check_maxpool_shift_invariance(seed: int, profile: str = "quick", pool=global_max, formula=jaccard):
-    started = time.perf_counter()
     trials = by_profile(profile, quick=2000, full=100_000)
     gen = torch.Generator().manual_seed(seed)
     cells = []
@@ -70,8 +67,7 @@ def check_maxpool_shift_invariance(seed: int, profile: str = "quick", pool=globa
             "predicted P = Jaccard index of old and new windows", "measured P(unchanged)",
             series("measured (k, shift) cells", [c["predicted"] for c in cells],
                    [c["measured"] for c in cells], [c["ci"][0] for c in cells], [c["ci"][1] for c in cells]),
-            series("measured = predicted", [0.0, 1.0], [0.0, 1.0], style="predicted"))},
-        started=started)
+            series("measured = predicted", [0.0, 1.0], [0.0, 1.0], style="predicted"))})
 
 
 def circular_conv(x, weight):
@@ -96,7 +92,6 @@ def zero_padded_conv(x, weight):
     controls={"zero_padding": lambda: {"conv": zero_padded_conv}},
 )
 def check_global_pool_circular_invariance(seed: int, profile: str = "quick", conv=circular_conv):
-    started = time.perf_counter()
     images = by_profile(profile, quick=16, full=512)
     gen = torch.Generator().manual_seed(seed)
     worst = 0.0
@@ -119,5 +114,4 @@ def check_global_pool_circular_invariance(seed: int, profile: str = "quick", con
                        predicted=0.0, measured=worst,
                        margin="bound: 2*gamma_K*max|w||x| (max), 2*gamma_{K+HW}*mean|w||x| (avg)",
                        details={"no_figure": "an invariance exact in real arithmetic: the one number is the "
-                                "worst difference over its fp32 rounding bound (<= 1 passes)"},
-                       started=started)
+                                "worst difference over its fp32 rounding bound (<= 1 passes)"})

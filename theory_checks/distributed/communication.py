@@ -20,8 +20,6 @@ to every rank (ratio W) and one that counts the local copy as communication (rat
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 
@@ -94,7 +92,6 @@ def ratio_test(ratios: np.ndarray) -> tuple[float, float, float, float]:
 def check_expert_parallel_bytes_sent(
     seed: int, profile: str = "quick", split_rule=rows_per_owner, crossing=rows_crossing
 ):
-    started = time.perf_counter()
     draws = by_profile(profile, quick=BYTES_DRAWS[0], full=BYTES_DRAWS[1])
     gen = torch.Generator().manual_seed(int(seed))
     router = TopKRouter(GATE_DIM, BYTES_EXPERTS, k=BYTES_K)
@@ -124,7 +121,6 @@ def check_expert_parallel_bytes_sent(
                 "d_model": BYTES_D_MODEL, "bytes_per_element": BYTES_ELEMENT, "draws": draws},
         details={"worst_cell": {"world_size": worst["world_size"], "rank": worst["rank"]},
                  "figure": _bytes_figure(cells, draws)},
-        started=started,
     )
 
 

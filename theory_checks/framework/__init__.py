@@ -5,7 +5,6 @@ negative control (a planted defect on which the same check must FAIL). How an ar
 
     # theory_checks/myarea/coin.py  (a subpackage per area, with an __init__.py; load_all_checks()
     #                                imports every module of it except test_*.py)
-    import time
     import torch
     from theory_checks.framework import (
         ALPHA, binomial_test, by_profile, clopper_pearson, make_result, register_check)
@@ -22,13 +21,12 @@ negative control (a planted defect on which the same check must FAIL). How an ar
         controls={"biased_coin": lambda: {"flip": _biased}},   # kwargs overrides that plant the defect
     )
     def check_coin_is_fair(seed: int, profile: str = "quick", flip=_fair):
-        started = time.perf_counter()
         n = by_profile(profile, quick=2_000, full=50_000)
         heads = int(flip(torch.Generator().manual_seed(seed), n).sum())
         p = binomial_test(heads, n, 0.5)
         return make_result("coin_is_fair", passed=p > ALPHA, seed=seed, profile=profile, n=n,
                            test="exact binomial, two-sided", predicted=0.5, measured=heads / n,
-                           ci=clopper_pearson(heads, n), p_value=p, started=started)
+                           ci=clopper_pearson(heads, n), p_value=p)
 
 No test file is needed: ``theory_checks/test_checks.py`` parametrizes every check ``load_all_checks`` finds
 (``pytest -k myarea/coin_is_fair``), and its controls (``-k coin_is_fair-biased_coin``).

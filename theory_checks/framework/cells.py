@@ -24,7 +24,7 @@ def result_from_cells(name: str, cells: list[dict], *, seed: int, profile: str, 
     and optionally "ci" (low, high); stored as ``details["cells"]`` beside ``details``.
     head: the cell whose predicted, measured and ci headline the record (default: the smallest p-value).
     The record's p_value is the smallest Holm-adjusted p-value, so it is <= alpha exactly when a cell is
-    rejected. fields: the rest of ``make_result``'s arguments (margin, params, started), or values that
+    rejected. fields: the rest of ``make_result``'s arguments (margin, params), or values that
     replace the head's (predicted, measured, ci).
     """
     if not cells:

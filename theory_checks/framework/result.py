@@ -6,8 +6,6 @@ so the store and the report read records without importing the checks.
 
 from __future__ import annotations
 
-import time
-
 from sparse_bench.results.records import VERDICTS, CheckResult, RunSpec, library_versions, to_jsonable
 
 __all__ = ["ALPHA", "VERDICTS", "CheckResult", "RunSpec", "library_versions", "make_result", "to_jsonable"]
@@ -35,7 +33,6 @@ def make_result(
     alpha: float = ALPHA,
     params: dict | None = None,
     details: dict | None = None,
-    started: float | None = None,
     source: str | None = None,
     prediction: str | None = None,
     unit: str | None = None,
@@ -43,8 +40,7 @@ def make_result(
     """Build a CheckResult; ``source`` and ``prediction`` default to what ``register_check`` declared for
     ``name``.
 
-    passed: the check's verdict (True -> "pass"). started: ``time.perf_counter()`` at the start of the check
-    (``run_check`` overwrites wall_time_s with its own measurement anyway).
+    passed: the check's verdict (True -> "pass"). wall_time_s is left 0: ``run_check`` times every run.
     """
     if source is None or prediction is None or unit is None:
         from .registry import REGISTRY
@@ -73,7 +69,7 @@ def make_result(
         n=int(n),
         seed=int(seed),
         profile=profile,
-        wall_time_s=0.0 if started is None else time.perf_counter() - started,
+        wall_time_s=0.0,
         params=to_jsonable(params or {}),
         details=to_jsonable(details or {}),
         versions=library_versions(),

@@ -25,8 +25,6 @@ rates against the number of non-empty buckets (sup-error ∝ T^(-1/k), MSE ∝ T
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 from scipy import stats
@@ -97,7 +95,6 @@ def check_bucket_constant_error(seed: int, profile: str = "quick", lsh_class=LSH
     """(a) every covered test point obeys the bound (exact, L = 1); (b) per k in {1, 2}: alpha of the
     boundary-layer model log A = log c + alpha log w - b w fitted per replicate; the t-interval of the mean
     alpha (1 - ALPHA, Bonferroni over k) must contain 2 and exclude 1 and 3 (module docstring)."""
-    started = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     n_train = by_profile(profile, quick=cases.APPROX_TRAIN[0], full=cases.APPROX_TRAIN[1])
     n_test = by_profile(profile, quick=cases.APPROX_TEST[0], full=cases.APPROX_TEST[1])
@@ -156,8 +153,7 @@ def check_bucket_constant_error(seed: int, profile: str = "quick", lsh_class=LSH
         params={"train": n_train, "test": n_test, "replicates": reps,
                 "bump_spacing": cases.APPROX_BUMP_SPACING},
         details={"per_k": per_k, "max_error_over_bound": worst_ratio, "max_error_minus_bound": worst_excess,
-                 "figure": _alpha_figure(per_k, confidence)},
-        started=started)
+                 "figure": _alpha_figure(per_k, confidence)})
 
 
 def _alpha_figure(per_k: list[dict], confidence: float) -> dict:
@@ -190,7 +186,6 @@ def check_random_hash_routing(seed: int, profile: str = "quick", make_hash=Rando
     = Var f (1 + E[1/n_b]) (empty buckets use the training mean: 1/N). Per table size, a two-sided t-test over
     replicates of MSE / Var f - (1 + mean 1/n_b) = 0 (Holm over table sizes; passes when none rejects).
     make_hash(num_buckets, seed): the table's hash."""
-    started = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     n_train = by_profile(profile, quick=cases.ROUTING_TRAIN[0], full=cases.ROUTING_TRAIN[1])
     n_test = by_profile(profile, quick=cases.ROUTING_TEST[0], full=cases.ROUTING_TEST[1])
@@ -224,7 +219,7 @@ def check_random_hash_routing(seed: int, profile: str = "quick", make_hash=Rando
         p_value=min(p_values), margin="gap = MSE/Var f - (1 + mean 1/n_b); none beyond the t-tests",
         params={"train": n_train, "test": n_test, "replicates": reps, "buckets": cases.ROUTING_BUCKETS},
         details={"mse_over_var_minus_prediction": gaps, "p_values": p_values,
-                 "figure": _routing_figure(tests, gaps)}, started=started)
+                 "figure": _routing_figure(tests, gaps)})
 
 
 def _pstable_table(num_buckets: int, seed: int) -> PStableHash:

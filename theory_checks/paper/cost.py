@@ -7,8 +7,6 @@ Wall-clock timing of the same claim belongs to the benchmarks. Both checks are e
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 from sklearn.neighbors import KNeighborsRegressor
@@ -49,7 +47,6 @@ def _counted_multiply_adds(fn, x) -> float:
     controls={"one_hot_lookup": lambda: {"lsh_class": OneHotLSHModel}},
 )
 def check_flops_per_input(seed: int, profile: str = "quick", lsh_class=LSHModel):
-    started = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     d, hashes = cases.FLOPS_D, 4
     f = random_polynomial(d, 4, seed=seed)
@@ -76,8 +73,7 @@ def check_flops_per_input(seed: int, profile: str = "quick", lsh_class=LSHModel)
         predicted=1.0, measured=spread, margin="exact: max/min LSH count over table sizes must be 1",
         params={"d": d, "num_hashes": hashes, "inputs": cases.FLOPS_INPUTS},
         details={"lsh": lsh_rows, "dense": dense_rows, "lsh_flat": lsh_flat, "dense_exact": dense_exact,
-                 "figure": _flops_figure(lsh_rows, dense_rows, d * hashes, d)},
-        started=started)
+                 "figure": _flops_figure(lsh_rows, dense_rows, d * hashes, d)})
 
 
 def _flops_figure(lsh_rows: list[dict], dense_rows: list[dict], lsh_predicted: int, d: int) -> dict:
@@ -121,7 +117,6 @@ def check_knn_is_dsm(seed: int, profile: str = "quick", build=knn_as_dsm):
     bound for an n-term dot product; queries whose k-th and (k+1)-th squared distances lie within twice that
     (one error per implementation) are set aside as ties. The rest must agree to 2 gamma_k max|v|: each side's
     k-term mean of values v rounds by at most gamma_k max|v|."""
-    started = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     queries = by_profile(profile, quick=cases.KNN_QUERIES[0], full=cases.KNN_QUERIES[1])
     rows, mismatches, total = [], 0, 0
@@ -149,5 +144,4 @@ def check_knn_is_dsm(seed: int, profile: str = "quick", build=knn_as_dsm):
         "squared distances within 2 gamma_(d+2) (max|q| + max|p|)^2",
         params={"queries_per_case": queries},
         details={"cases": rows, "no_figure": "exact agreement with scikit-learn on every untied query (a "
-                 "count of mismatches, 0 or the check fails); per-case differences are in the details"},
-        started=started)
+                 "count of mismatches, 0 or the check fails); per-case differences are in the details"})

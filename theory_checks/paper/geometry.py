@@ -10,7 +10,6 @@ flat in d and shrinking with C, the bucket count (sqrt(d) / w)^O(k)) are finding
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import torch
@@ -108,7 +107,6 @@ def check_bucket_count_vs_width(seed: int, profile: str = "quick", make_hash=PSt
     less (the 1/w boundary term). Test: the weighted (Var log count ~ 1/E) slope of log(count / expected) on
     log(1/w) has a t-interval containing 0. Sampled distinct buckets, reported beside the exact counts, must
     never exceed them (dense sampling misses sliver cells)."""
-    started = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     samples = by_profile(profile, quick=cases.COUNT_SAMPLES[0], full=cases.COUNT_SAMPLES[1])
     reps = by_profile(profile, quick=cases.COUNT_REPLICATES[0], full=cases.COUNT_REPLICATES[1])
@@ -140,7 +138,7 @@ def check_bucket_count_vs_width(seed: int, profile: str = "quick", make_hash=PSt
         details={"inv_width": inv_w, "counts": counts, "expected": expected, "sampled_counts": sampled,
                  "ratio_slope": [r_slope, r_lo, r_hi], "codes_disagreeing_with_geometry": disagreements,
                  "asymptotic_slope": k, "finite_width_expected_slope": e_slope,
-                 "figure": _count_figure(inv_w, counts, expected, sampled, slope)}, started=started)
+                 "figure": _count_figure(inv_w, counts, expected, sampled, slope)})
 
 
 def _count_figure(inv_w: list, counts: list, expected: list, sampled: list, slope: float) -> dict:
@@ -185,7 +183,6 @@ def check_uncovered_buckets(seed: int, profile: str = "quick", sample=None):
     hash boundaries, so p_b is exact. For N = factor * B, the mean uncovered count over R independent training
     sets is compared with sum (1 - p_b)^N by a z-test using the exact variance
     sum_b q_b (1 - q_b) + sum_{b != c} [(1 - p_b - p_c)^N - q_b q_c], Holm over the factors."""
-    started = time.perf_counter()
     sample = sample or (lambda n, g: uniform_cube(n, 1, g))
     gen = torch.Generator().manual_seed(seed)
     reps = by_profile(profile, quick=cases.COVERAGE_REPLICATES[0], full=cases.COVERAGE_REPLICATES[1])
@@ -217,7 +214,7 @@ def check_uncovered_buckets(seed: int, profile: str = "quick", sample=None):
         params={"buckets": B, "replicates": reps, "hashes": cases.COVERAGE_HASHES,
                 "width": cases.COVERAGE_WIDTH},
         details={"midpoints_hash_to_distinct_buckets": consistent,
-                 "figure": _uncovered_figure(rows, reps, B)}, started=started)
+                 "figure": _uncovered_figure(rows, reps, B)})
 
 
 def _uncovered_figure(rows: list[dict], reps: int, buckets: int) -> dict:

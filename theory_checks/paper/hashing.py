@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import math
-import time
 
 import numpy as np
 import torch
@@ -34,7 +33,6 @@ def check_simhash_collision_law(seed: int, profile: str = "quick", make_hash=Sim
     independent m-bit hash applied to one pair at that angle, in a random orientation and in the plane of the
     first two axes (the law holds in every orientation; only a rotation-invariant hash obeys it in both);
     collisions ~ Binomial(trials, (1 - theta/pi)^m)."""
-    started = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     instances = by_profile(profile, quick=cases.SIMHASH_INSTANCES[0], full=cases.SIMHASH_INSTANCES[1])
     cells = []
@@ -61,7 +59,7 @@ def check_simhash_collision_law(seed: int, profile: str = "quick", make_hash=Sim
         params={"instances_per_cell": instances},
         details={"worst_cell": worst, "figure": collision_figure(
             cells, "angle_over_pi", "bits", "SimHash: P[all m bits agree] vs angle (every d)", "angle / pi",
-            "(1 - θ/π)^m, m={}")}, started=started)
+            "(1 - θ/π)^m, m={}")})
 
 
 def collision_figure(cells: list[dict], x_key: str, group_key: str, title: str, x_label: str,
@@ -93,7 +91,6 @@ def pstable_collision_probability(r: float) -> float:
 def check_pstable_collision_law(seed: int, profile: str = "quick", make_hash=PStableHash):
     """Each cell (r, d, D, w, anchor): one hash with trials * D independent coordinates applied to the pair
     (x, y), ||x|| = anchor * w, ||x - y|| = w / r; groups of D coordinates are independent D-hash trials."""
-    started = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     trials = by_profile(profile, quick=cases.PSTABLE_TRIALS[0], full=cases.PSTABLE_TRIALS[1])
     cells = []
@@ -121,7 +118,7 @@ def check_pstable_collision_law(seed: int, profile: str = "quick", make_hash=PSt
         details={"worst_cell": worst, "figure": collision_figure(
             cells, "r", "D", "p-stable LSH: P[D hashes agree] vs r = w / distance (every d, w)",
             "r = width / distance",
-            "p(r)^D, D={}")}, started=started)
+            "p(r)^D, D={}")})
 
 
 def cover_count(m: int, d: int) -> int:
@@ -154,7 +151,6 @@ def check_cover_region_count(seed: int, profile: str = "quick", make_hash=SimHas
     """Per case: distinct buckets of Gaussian sample points (must never exceed Cover's count), the LP count of
     feasible sign patterns of the hash's normals (must equal it), and every LP point's bucket equals its
     pattern's code (so all regions are reached). Deterministic given the draws: no tolerance."""
-    started = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     samples = by_profile(profile, quick=cases.COVER_SAMPLES[0], full=cases.COVER_SAMPLES[1])
     rows, passed = [], True
@@ -176,8 +172,7 @@ def check_cover_region_count(seed: int, profile: str = "quick", make_hash=SimHas
         "paper_cover_region_count", passed=passed, seed=seed, profile=profile, n=samples * len(rows),
         test="exact counts: sampled <= Cover, LP-feasible == Cover, LP points bucket to their pattern",
         predicted=worst["cover"], measured=worst["sampled_regions"], margin="exact (no tolerance)",
-        params={"samples_per_case": samples}, details={"cases": rows, "figure": _cover_figure(rows, samples)},
-        started=started)
+        params={"samples_per_case": samples}, details={"cases": rows, "figure": _cover_figure(rows, samples)})
 
 
 def _cover_figure(rows: list[dict], samples: int) -> dict:

@@ -28,8 +28,6 @@ the constants summed over tables instead of averaged.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 
@@ -113,7 +111,6 @@ def _moe_bound(layer: MoELayer, x: torch.Tensor, expert: torch.Tensor, gate: tor
 
 
 def _compare_moe(name: str, make_router, build, seed: int, profile: str):
-    started = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     tokens = by_profile(profile, quick=MOE_TOKENS[0], full=MOE_TOKENS[1])
     rows, bad_values, bad_masks, worst = [], 0, 0, 0.0
@@ -148,8 +145,7 @@ def _compare_moe(name: str, make_router, build, seed: int, profile: str):
         params={"cases": [list(c) for c in MOE_CASES], "tokens_per_case": tokens},
         details={"cases": rows, "rows_over_bound": bad_values, "rows_not_one_block": bad_masks,
                  "no_figure": "an identity: the count of outputs outside the rounding bound (0 or the check "
-                              "fails) and of rows whose mask is not one block; per case in the details"},
-        started=started)
+                              "fails) and of rows whose mask is not one block; per case in the details"})
 
 
 def _switch_router(d: int, experts: int, gen: torch.Generator) -> TopKRouter:
@@ -200,7 +196,6 @@ def _one_unit_per_table(keep: torch.Tensor, starts: torch.Tensor) -> torch.Tenso
               "summed_tables": lambda: {"build": summed_tables_dsm}},
 )
 def check_lsh_model_is_dsm(seed: int, profile: str = "quick", build=lsh_as_dsm):
-    started = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     points = by_profile(profile, quick=LSH_POINTS[0], full=LSH_POINTS[1])
     rows, bad_values, bad_masks, worst = [], 0, 0, 0.0
@@ -236,5 +231,4 @@ def check_lsh_model_is_dsm(seed: int, profile: str = "quick", build=lsh_as_dsm):
         params={"cases": [list(c) for c in LSH_CASES], "d": LSH_D, "points_per_case": points},
         details={"cases": rows, "rows_over_bound": bad_values, "rows_not_one_unit_per_table": bad_masks,
                  "no_figure": "an identity: the count of queries outside the rounding bound (0 or the check "
-                              "fails) and of masks without one unit per table; per case in the details"},
-        started=started)
+                              "fails) and of masks without one unit per table; per case in the details"})

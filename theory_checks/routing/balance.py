@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import torch
@@ -50,7 +49,6 @@ def check_sinkhorn_marginals(seed: int, profile: str = "quick", make_router=_sin
     |E colsum - 1| <= 4 T eps (summing T positive terms after the last column step); scaling structure:
     log P - X / tau must be a_t + b_e, so its double-centred residual <= 4 (iterations + 1) eps max|log P|
     (each log-domain update adds at most eps |log P| of rounding)."""
-    started = time.perf_counter()
     gen = generator(seed)
     draws = by_profile(profile, quick=cases.SINKHORN_DRAWS[0], full=cases.SINKHORN_DRAWS[1])
     rows, ok, worst = [], True, 0.0
@@ -83,7 +81,7 @@ def check_sinkhorn_marginals(seed: int, profile: str = "quick", make_router=_sin
         margin="row error / tol (<= 1 passes); column error <= 4 T eps; structure residual within its bound",
         params={"cases": cases.SINKHORN_CASES, "temperatures": cases.SINKHORN_MARGINAL_TEMPERATURES,
                 "tol": cases.SINKHORN_TOL, "iterations": cases.SINKHORN_ITERATIONS, "draws": draws},
-        details={"cells": rows, "figure": _marginals_figure(rows)}, started=started,
+        details={"cells": rows, "figure": _marginals_figure(rows)},
     )
 
 
@@ -115,7 +113,6 @@ def check_sinkhorn_max_load(seed: int, profile: str = "quick", make_router=_sink
     """Two one-sided exact sign tests on paired batches (ties dropped), both required, Holm over the two:
     (a) Sinkhorn(temperature 1) max load < greedy top-1 max load; (b) Sinkhorn at the lowest temperature <
     Sinkhorn at temperature 1. Logits N(0, 1) plus a per-batch expert bias N(0, 0.5^2)."""
-    started = time.perf_counter()
     gen = generator(seed)
     T, E, k = cases.ROUTING_TOKENS, cases.ROUTING_EXPERTS, 1
     batches = by_profile(profile, quick=cases.SINKHORN_LOAD_BATCHES[0], full=cases.SINKHORN_LOAD_BATCHES[1])
@@ -150,7 +147,6 @@ def check_sinkhorn_max_load(seed: int, profile: str = "quick", make_router=_sink
                                    **{f"sinkhorn_{t}": loads[i + 1].mean() for i, t in enumerate(temps)}},
                  "sign_test_vs_greedy": {"wins": w1, "pairs": n1, "p": p_greedy},
                  "sign_test_trend": {"wins": w2, "pairs": n2, "p": p_trend}},
-        started=started,
     )
 
 
@@ -176,7 +172,6 @@ def check_hash_loads_multinomial(seed: int, profile: str = "quick", make_router=
     (``multinomial_max_pmf``); Holm over the two. Ids are random, not contiguous: a 2-universal hash is not a
     fully random table on arithmetic progressions of keys (contiguous ids come out more balanced than
     multinomial), so the claim is about random keys."""
-    started = time.perf_counter()
     gen = generator(seed)
     T, E = cases.ROUTING_TOKENS, cases.ROUTING_EXPERTS
     tables = by_profile(profile, quick=cases.HASH_TABLES[0], full=cases.HASH_TABLES[1])
@@ -205,7 +200,6 @@ def check_hash_loads_multinomial(seed: int, profile: str = "quick", make_router=
                      series("observed", fit["values"], fit["observed"], style="bar"),
                      series("exact multinomial max x tables", fit["values"], [tables * p for p in fit["pmf"]],
                             style="predicted"))},
-        started=started,
     )
 
 
@@ -231,7 +225,6 @@ def check_hash_balanced_table_zipf(seed: int, profile: str = "quick", make_balan
     """Paired batches: each draws T tokens from Zipf(vocab, exponent) and a table seed; one-sided exact sign
     test (ties dropped) that the balanced max load is lower. The frequencies given to the table are the true
     Zipf probabilities (a large training corpus)."""
-    started = time.perf_counter()
     gen = generator(seed)
     T, E = cases.ROUTING_TOKENS, cases.ROUTING_EXPERTS
     batches = by_profile(profile, quick=cases.ZIPF_BATCHES[0], full=cases.ZIPF_BATCHES[1])
@@ -260,7 +253,7 @@ def check_hash_balanced_table_zipf(seed: int, profile: str = "quick", make_balan
                      series("perfect balance T / E", ["random table", "balanced table"], [T / E, T / E],
                             style="predicted")),
                  "mean_max_random": random_max.mean(), "mean_max_balanced": balanced_max.mean(),
-                 "balanced_limit": T / E}, started=started,
+                 "balanced_limit": T / E},
     )
 
 
@@ -283,7 +276,6 @@ def check_lsh_routing_angle_collision(seed: int, profile: str = "quick", make_ro
     """Each pair gets a freshly drawn router (new seed), so the m hyperplanes are iid Gaussian for that pair
     and the law is exact. Exact binomial test per angle, Holm over the angles. (The hash-level SimHash laws of
     sparse_bench.hashing belong to the paper checks; this one goes through LSHRouter and its RoutingPlan.)"""
-    started = time.perf_counter()
     gen = generator(seed)
     d, E = cases.LSH_D_MODEL, cases.ROUTING_EXPERTS
     bits = int(math.log2(E))
@@ -310,5 +302,4 @@ def check_lsh_routing_angle_collision(seed: int, profile: str = "quick", make_ro
                    [r["ci"][0] for r in rows], [r["ci"][1] for r in rows]),
             series("(1 - θ/π)^m", [r["theta"] for r in rows], [r["predicted"] for r in rows],
                    style="predicted"))},
-        started=started,
     )

@@ -8,7 +8,6 @@ across tokens (exchangeability; ties have probability 0), so one expert's load i
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import torch
@@ -60,7 +59,6 @@ def check_switch_loss_balanced_and_collapsed(seed: int, profile: str = "quick", 
     Collapse onto a set S of k experts: f_i = 1/k on S, so the loss is (E/k) * P(S) with
     1 - P(S) <= (E - k) e^{-(margin - 1)}. Tolerance: that bound plus float64 rounding of the T-term mean
     and E-term sum, 4 (T + E) eps relative (factor 4: slack for the softmax's own rounding)."""
-    started = time.perf_counter()
     gen = generator(seed)
     quick, full = cases.SWITCH_LOSS_RANDOM_DRAWS
     draws = by_profile(profile, quick=quick, full=full)
@@ -91,7 +89,7 @@ def check_switch_loss_balanced_and_collapsed(seed: int, profile: str = "quick", 
         margin="|loss - prediction| / prediction <= 4 (T + E) eps (+ (E - k) e^-(margin-1) for collapse)",
         params={"cases": cases.SWITCH_LOSS_CASES, "draws": draws, "collapse_margin": margin},
         details={"cells": rows, "no_figure": "exact identities: every cell's relative deviation lies within "
-                 "its float64 rounding bound or the check fails (cells in the details)"}, started=started,
+                 "its float64 rounding bound or the check fails (cells in the details)"},
     )
 
 
@@ -109,7 +107,6 @@ def check_switch_loss_random_expectation(seed: int, profile: str = "quick", make
     (k/E)(1/E); t = s gives m_k / E. Hence E[loss] = (T-1)/T + E m_k / (T k). With m̂_b the batch's mean
     top-k mass, D_b = loss_b - 1 - (E m̂_b / k - 1) / T has expectation exactly 0: one-sample t test on D
     per k, Holm over the k values. Logits iid Uniform[0, SPAN)."""
-    started = time.perf_counter()
     gen = generator(seed)
     T, E = cases.SWITCH_LOSS_EXPECTATION_TOKENS, cases.ROUTING_EXPERTS
     batches = by_profile(profile, quick=cases.SWITCH_LOSS_EXPECTATION_BATCHES[0],
@@ -135,7 +132,7 @@ def check_switch_loss_random_expectation(seed: int, profile: str = "quick", make
             series("measured mean (t interval, 1 - ALPHA)", [r["k"] for r in rows],
                    [r["measured"] for r in rows], [r["ci"][0] for r in rows], [r["ci"][1] for r in rows]),
             series("1 + (E m_k / k - 1) / T", [r["k"] for r in rows], [r["predicted"] for r in rows],
-                   style="predicted"))}, started=started,
+                   style="predicted"))},
     )
 
 
@@ -163,7 +160,6 @@ def check_capacity_drops_uniform_random(seed: int, profile: str = "quick", make_
     B-fold convolution (``iid_sum_p_value``; a t test on all experts' drops, which are heavily skewed where
     drops are rare, rejected a correct router ~5x more often than its level); Holm over the cells. The
     capacity contract (every expert_count <= C) is checked exactly on every batch."""
-    started = time.perf_counter()
     gen = generator(seed)
     T, E = cases.ROUTING_TOKENS, cases.ROUTING_EXPERTS
     batches = by_profile(profile, quick=cases.DROP_BATCHES[0], full=cases.DROP_BATCHES[1])
@@ -199,7 +195,7 @@ def check_capacity_drops_uniform_random(seed: int, profile: str = "quick", make_
              f"all drops (shown only)",
         margin=None if within_capacity else "an expert kept more than C",
         params={"T": T, "E": E, "batches_per_cell": batches, "logits": "iid N(0,1)"},
-        details={"within_capacity": within_capacity, "figure": _drops_figure(rows)}, started=started,
+        details={"within_capacity": within_capacity, "figure": _drops_figure(rows)},
     )
 
 
@@ -229,7 +225,6 @@ def _drops_figure(rows: list[dict]) -> dict:
 def check_max_load_uniform_random(seed: int, profile: str = "quick", make_router=lambda E: _topk(E, 1)):
     """Chi-square goodness of fit of the per-batch maximum loads (dropless top-1, iid N(0,1) logits) to
     ``multinomial_max_pmf`` (tail cells pooled to expected >= 5)."""
-    started = time.perf_counter()
     gen = generator(seed)
     T, E = cases.ROUTING_TOKENS, cases.ROUTING_EXPERTS
     batches = by_profile(profile, quick=cases.MAX_LOAD_BATCHES[0], full=cases.MAX_LOAD_BATCHES[1])
@@ -253,7 +248,6 @@ def check_max_load_uniform_random(seed: int, profile: str = "quick", make_router
                             style="predicted")),
                  "values": fit["values"], "exact_pmf": fit["pmf"], "observed": fit["observed"],
                  "chi2": fit["chi2"], "concentration_point": T / E + math.sqrt(2 * T / E * math.log(E))},
-        started=started,
     )
 
 
@@ -298,7 +292,6 @@ def check_expert_choice_exact_capacity(seed: int, profile: str = "quick", make_r
     """Exact identities on random N(0, 4) logit matrices: counts == C; an expert's tokens are distinct; each
     expert's smallest kept probability >= its largest unkept one; total assignments == E C (so the mean
     number of experts per token is C E / T exactly). The histogram of experts per token goes to details."""
-    started = time.perf_counter()
     gen = generator(seed)
     draws = by_profile(profile, quick=cases.EXPERT_CHOICE_DRAWS[0], full=cases.EXPERT_CHOICE_DRAWS[1])
     failures, rows = [], []
@@ -324,5 +317,5 @@ def check_expert_choice_exact_capacity(seed: int, profile: str = "quick", make_r
         params={"cases": cases.EXPERT_CHOICE_CASES, "draws": draws, "logits": "iid N(0, 4)"},
         details={"cells": rows, "failures": failures[:20],
                  "no_figure": "exact identities on integer counts: every expert holds exactly C tokens and "
-                 "the mean experts per token is C E / T, or the check fails"}, started=started,
+                 "the mean experts per token is C E / T, or the check fails"},
     )
