@@ -106,6 +106,30 @@ def test_training_equals_train_readout_on_one_hot_features(training):
                                atol=1e-14)
 
 
+def test_several_tables_train_like_train_readout_on_their_summed_one_hot_features():
+    """(n, L) indices, each table's buckets numbered apart: the prediction sums the L constants, the gradient
+    reaches each; the same run as train_readout on the (n, B) matrix with L ones per row."""
+    index, y, val_index, y_val = _problem()
+    gen = torch.Generator().manual_seed(7)
+    second = torch.randint(-1, 4, (index.numel(),), generator=gen)  # table 2: buckets 7..10, or none
+    second_val = torch.randint(-1, 4, (val_index.numel(),), generator=gen)
+    shift = lambda i: torch.where(i < 0, i, i + BUCKETS)  # noqa: E731
+    tables = torch.stack([index, shift(second)], dim=1)
+    val_tables = torch.stack([val_index, shift(second_val)], dim=1)
+    training = ReadoutTraining("adam", lrs=(0.01, 0.1), epochs=6, batch_size=16)
+    ours = train_bucket_readout(tables, y, BUCKETS + 4, training, torch.Generator().manual_seed(3),
+                                val_tables, y_val, dtype=torch.float64)
+    summed = lambda t: _one_hot(t[:, 0], BUCKETS + 4) + _one_hot(t[:, 1], BUCKETS + 4)  # noqa: E731
+    reference = train_readout(summed(tables), y, training, torch.Generator().manual_seed(3),
+                              summed(val_tables), y_val)
+    torch.testing.assert_close(ours.weights, reference.weights, rtol=1e-12, atol=1e-12)
+    assert (ours.lr, ours.epoch) == (reference.lr, reference.epoch)
+    torch.testing.assert_close(torch.tensor(ours.train_mse), torch.tensor(reference.train_mse), rtol=1e-10,
+                               atol=1e-14)
+    with pytest.raises(ValueError, match="as many tables"):
+        train_bucket_readout(tables, y, BUCKETS + 4, training, gen, val_index, y_val)
+
+
 def test_training_reaches_the_bucket_means():
     """Full-batch Adam for long enough converges to the least-squares constants, the bucket means."""
     index, y, _, _ = _problem(k=1)

@@ -1,11 +1,14 @@
-"""The bucket constants of a one-table LSH model, fitted as a readout over one-hot bucket features.
+"""The bucket constants of LSH tables, fitted as a readout over one-hot bucket features.
 
 A one-table LSH model predicts c[bucket(x)]: a linear readout over the one-hot feature e_{bucket(x)} (a DSM
-whose B units are the buckets, one active per input, indicator activation). ``select_ridge`` and
+whose B units are the buckets, one active per input, indicator activation); with L tables, the sum of the L
+constants of x's buckets (L one-hot features, each table's buckets its own units). ``select_ridge`` and
 ``train_readout`` would fit c from the (n, B) one-hot matrix, which at 2^17 samples and 2^14 buckets is 8 GiB
-of float32. Here the same fits are computed from the bucket indices alone: the one-hot Gram matrix is diagonal
-(the bucket counts), so ridge is closed form per bucket, and a gradient step's F^T r is a scatter-add of the
-residuals. Same objective, same optimizer steps, same validation rule as those two functions.
+of float32. Here the same fits are computed from the bucket indices alone: for one table the one-hot Gram
+matrix is diagonal (the bucket counts), so ridge is closed form per bucket, and for any number of tables a
+gradient step's F^T r is a scatter-add of the residuals. Same objective, same optimizer steps, same
+validation rule as those two functions. (``lsh_readout.LSHReadout`` trains an ``LSHModel``'s tables jointly
+with ``train_bucket_readout``.)
 
 Bucket indices are int64 in [-1, B): -1 marks an input whose bucket holds no training sample (an all-zero
 one-hot row, predicted 0); ``bucket_index`` maps hash ids to such indices.
@@ -13,12 +16,10 @@ one-hot row, predicted 0); ``bucket_index`` maps hash ids to such indices.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from ..validation import check_finite, check_generator, check_int_in_range, check_positive_float
-from .training import ReadoutTraining, TrainedReadout, _Optimizer
+from ..validation import check_generator, check_int_in_range, check_positive_float
+from .training import ReadoutTraining, TrainedReadout, descend, target_columns
 
 
 def bucket_index(train_ids: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -39,9 +40,12 @@ def bucket_index(train_ids: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tens
     return buckets, torch.where(buckets[pos] == ids, pos, torch.full_like(pos, -1))
 
 
-def _check_index(index: torch.Tensor, num_buckets: int, name: str) -> torch.Tensor:
-    if not isinstance(index, torch.Tensor) or index.dim() != 1 or index.dtype != torch.int64:
-        raise ValueError(f"{name} must be a 1-D int64 tensor of bucket indices, got "
+def _check_index(index: torch.Tensor, num_buckets: int, name: str, tables: bool = False) -> torch.Tensor:
+    """index: (n,) int64 in [-1, num_buckets), or (n, L) where ``tables``."""
+    if not isinstance(index, torch.Tensor) or index.dim() not in ((1, 2) if tables else (1,)) \
+            or index.dtype != torch.int64:
+        shape = "a (n,) or (n, tables)" if tables else "a 1-D"
+        raise ValueError(f"{name} must be {shape} int64 tensor of bucket indices, got "
                          f"{getattr(index, 'dtype', type(index))} {tuple(getattr(index, 'shape', ()))}")
     if index.numel() == 0:
         raise ValueError(f"{name} must hold at least one sample")
@@ -49,17 +53,6 @@ def _check_index(index: torch.Tensor, num_buckets: int, name: str) -> torch.Tens
         raise ValueError(f"{name} must lie in [-1, {num_buckets}) (-1: no bucket), got "
                          f"[{int(index.min())}, {int(index.max())}]")
     return index
-
-
-def _check_targets(targets: torch.Tensor, n: int, name: str, rank: tuple = (1, 2)) -> torch.Tensor:
-    """targets: (n,) or, where rank allows, (n, k) float; returned as (n, k)."""
-    if not isinstance(targets, torch.Tensor) or targets.dim() not in rank or targets.shape[0] != n \
-            or not targets.is_floating_point():
-        shape = f"({n},)" if rank == (1,) else f"({n},) or ({n}, k)"
-        raise ValueError(f"{name} must be a floating {shape} tensor, "
-                         f"got {getattr(targets, 'shape', type(targets).__name__)}")
-    check_finite(targets, name)
-    return targets.unsqueeze(1) if targets.dim() == 1 else targets
 
 
 def bucket_predictions(constants: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -93,9 +86,9 @@ def select_bucket_ridge(index: torch.Tensor, targets: torch.Tensor, num_buckets:
     """
     check_int_in_range(num_buckets, "num_buckets", 1)
     n = _check_index(index, num_buckets, "index").shape[0]
-    y = _check_targets(targets, n, "targets", rank=(1,))[:, 0]
+    y = target_columns(targets, n, "targets", columns=False)[:, 0]
     m = _check_index(val_index, num_buckets, "val_index").shape[0]
-    yv = _check_targets(val_targets, m, "val_targets", rank=(1,))[:, 0].to(torch.float64)
+    yv = target_columns(val_targets, m, "val_targets", columns=False)[:, 0].to(torch.float64)
     if not ridges:
         raise ValueError("ridges must name at least one value")
     for r in ridges:
@@ -117,70 +110,52 @@ def train_bucket_readout(index: torch.Tensor, targets: torch.Tensor, num_buckets
     """``train_readout`` over one-hot bucket features: the same steps, batches and choice of learning rate and
     epoch on validation data, from bucket indices instead of the (n, B) one-hot matrix.
 
-    index: (n,) int64 in [-1, B); targets: (n,) or (n, k) float; val_index / val_targets: the same for the
-    validation set (both or neither; several learning rates need them); dtype: the arithmetic's precision.
-    Returns ``TrainedReadout`` with (B,) or (B, k) float64 weights: the bucket constants.
+    index: (n,) int64 in [-1, B), one table; or (n, L), one bucket per table, the prediction the sum of the L
+    constants (the tables' buckets numbered apart within [0, B)). targets: (n,) or (n, k) float; val_index /
+    val_targets: the same for the validation set (both or neither; several learning rates need them); dtype:
+    the arithmetic's precision. Returns ``TrainedReadout`` with (B,) or (B, k) float64 weights: the bucket
+    constants.
     """
     if not isinstance(training, ReadoutTraining):
         raise TypeError(f"training must be a ReadoutTraining, got {type(training).__name__}")
     check_generator(generator)
     check_int_in_range(num_buckets, "num_buckets", 1)
-    n = _check_index(index, num_buckets, "index").shape[0]
-    y = _check_targets(targets, n, "targets").to(dtype)  # (n, k)
-    k, rates = y.shape[1], len(training.lrs)
-    validated = val_index is not None or val_targets is not None
-    if validated:
+    n = _check_index(index, num_buckets, "index", tables=True).shape[0]
+    y = target_columns(targets, n, "targets").to(dtype)  # (n, k)
+    k = y.shape[1]
+    sink = num_buckets  # row of the one-hot matrix's all-zero entries (index -1): its weight stays 0
+    rows_of = lambda i: torch.where(i < 0, sink, i).reshape(i.shape[0], -1)  # noqa: E731  (n, L)
+    val_predict = yv = None
+    if val_index is not None or val_targets is not None:
         if val_index is None or val_targets is None:
             raise ValueError("val_index and val_targets must be given together")
-        m = _check_index(val_index, num_buckets, "val_index").shape[0]
-        yv = _check_targets(val_targets, m, "val_targets").to(dtype)
+        m = _check_index(val_index, num_buckets, "val_index", tables=True).shape[0]
+        yv = target_columns(val_targets, m, "val_targets").to(dtype)
         if yv.shape[1] != k:
             raise ValueError(f"val_targets must have {k} columns like targets, got {yv.shape[1]}")
-    elif rates > 1:
+        if rows_of(val_index).shape[1] != rows_of(index).shape[1]:
+            raise ValueError("val_index must have as many tables as index")
+        val_rows = rows_of(val_index)
+        val_predict = lambda weights: weights[val_rows].sum(dim=1)  # noqa: E731
+    elif len(training.lrs) > 1:
         raise ValueError("several learning rates need val_index and val_targets to choose among them")
-    sink = num_buckets  # row of the one-hot matrix's all-zero rows (index -1): its weight stays 0
-    rows_of = lambda i: torch.where(i < 0, sink, i)  # noqa: E731
-    train_rows = rows_of(index)
-    # every (learning rate, target) pair is one column of a single (B + 1, rates * k) readout, rate-major
-    weights = torch.zeros(num_buckets + 1, rates * k, dtype=dtype)
-    step = _Optimizer(training, torch.tensor(training.lrs, dtype=dtype).repeat_interleave(k), weights)
-    batch = n if training.batch_size is None else min(training.batch_size, n)
-    y_all = y.repeat(1, rates)  # (n, rates * k)
-    best = torch.zeros(num_buckets + 1, k, dtype=dtype)
-    best_err = [math.inf] * k
-    chosen = [(rates - 1, training.epochs)] * k
-    epoch_loss = [[] for _ in training.lrs]
-    val_mse = [[] for _ in training.lrs] if validated else None
-    grad = torch.zeros_like(weights)
-    for epoch in range(1, training.epochs + 1):
-        order = torch.arange(n) if batch == n else torch.randperm(n, generator=generator)
-        epoch_rows, epoch_y = train_rows[order], y_all[order]  # gathered once: each batch is then a view
-        sums = torch.zeros(rates * k, dtype=torch.float64)
-        for start in range(0, n, batch):
-            rows = epoch_rows[start:start + batch]  # (b,)
-            residual = weights.index_select(0, rows).sub_(epoch_y[start:start + batch])  # (b, rates * k)
-            sums += (residual * residual).mean(dim=0).double()
-            grad.zero_().index_add_(0, rows, residual).mul_(2.0 / residual.shape[0])
-            grad[sink] = 0  # an all-zero feature row contributes no gradient
-            step(weights, grad)
-        steps = math.ceil(n / batch)
-        for r, loss in enumerate(sums.reshape(rates, k).mean(dim=1).tolist()):
-            epoch_loss[r].append(loss / steps)
-        if validated:
-            errors = ((weights[rows_of(val_index)] - yv.repeat(1, rates)) ** 2).mean(dim=0)
-            errors = errors.reshape(rates, k).tolist()
-            for r in range(rates):
-                val_mse[r].append(errors[r])
-                for j in range(k):
-                    if math.isfinite(errors[r][j]) and errors[r][j] < best_err[j]:
-                        best_err[j], chosen[j] = errors[r][j], (r, epoch)
-                        best[:, j] = weights[:, r * k + j]
-    if not validated:
-        best = weights.clone()
-    if not bool(torch.isfinite(best).all()):
-        raise ValueError(f"training diverged (non-finite weights) at every learning rate of {training.lrs}")
-    train_mse = ((best[train_rows] - y) ** 2).mean(dim=0).tolist()  # (k,)
-    out = best[:num_buckets].detach().to(torch.float64)
-    return TrainedReadout(out.squeeze(1) if targets.dim() == 1 else out,
-                          [training.lrs[r] for r, _ in chosen], [e for _, e in chosen],
-                          epoch_loss, val_mse, train_mse)
+    train_rows = rows_of(index)  # (n, L)
+    tables = train_rows.shape[1]
+    grad = torch.zeros(num_buckets + 1, len(training.lrs) * k, dtype=dtype)
+
+    def batch_step(weights, batch, target):
+        rows = train_rows if batch is None else train_rows[batch]  # (b, L)
+        if tables == 1:  # gather and scatter the rows themselves: no per-table copies
+            rows = rows[:, 0]
+            residual = weights[rows].sub_(target)  # (b, rates * k)
+            spread = residual
+        else:
+            residual = weights[rows].sum(dim=1).sub_(target)
+            spread, rows = residual.repeat_interleave(tables, dim=0), rows.reshape(-1)  # (b L, rates * k)
+        grad.zero_().index_add_(0, rows, spread).mul_(2.0 / residual.shape[0])
+        grad[sink] = 0  # an all-zero feature row contributes no gradient
+        return residual, grad
+
+    run = descend(training, generator, num_buckets + 1, y, batch_step, val_predict, yv)
+    train_mse = ((run.weights[train_rows].sum(dim=1) - y) ** 2).mean(dim=0).tolist()  # (k,)
+    return run.readout(training, run.weights[:num_buckets].to(torch.float64), train_mse, targets.dim() == 1)

@@ -11,8 +11,8 @@ unit per table), fitted to minimise the squared error of the sum, as a DSM reado
   indices with scipy.sparse instead of the (n, t) one-hot matrix (t is in the hundreds of thousands); the
   ridge is chosen per target on a validation set, as ``select_ridge`` does.
 - ``train``: Adam or SGD steps on the same loss (``training.ReadoutTraining``, learning rate and epoch chosen
-  per target on a validation set, as ``train_readout`` does); a step gathers each input's L constants and
-  scatter-adds the residuals back.
+  per target on a validation set, as ``train_readout`` does): ``bucket_readout.train_bucket_readout`` with
+  every table's units, a step gathering each input's L constants and scatter-adding the residuals back.
 
 The training mean of y is spread over the tables (mean / L added to every unit), so an input whose buckets
 are all unseen is predicted the training mean, as ``LSHModel`` predicts it. FLOPs per input: L (d D + k),
@@ -22,25 +22,17 @@ with k outputs (one addition of a constant per table and output).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import torch
 from scipy import sparse
 
-from ..validation import check_finite, check_generator, check_positive_float
+from ..validation import check_positive_float
+from .bucket_readout import train_bucket_readout
 from .masked import RIDGE_GRID
 from .routed import RoutedDSM, lsh_as_dsm, lsh_units
-from .training import ReadoutTraining, TrainedReadout, _Optimizer
-
-
-def _targets(y: torch.Tensor, n: int, name: str) -> torch.Tensor:
-    """y: (n,) or (n, k) floating and finite; returned as (n, k) float64."""
-    if not isinstance(y, torch.Tensor) or y.dim() not in (1, 2) or y.shape[0] != n \
-            or not y.is_floating_point():
-        raise ValueError(f"{name} must be a floating ({n},) or ({n}, k) tensor, "
-                         f"got {getattr(y, 'shape', type(y).__name__)}")
-    check_finite(y, name)
-    return (y.unsqueeze(1) if y.dim() == 1 else y).to(torch.float64)
+from .training import ReadoutTraining, TrainedReadout, target_columns
 
 
 class LSHReadout:
@@ -94,7 +86,8 @@ class LSHReadout:
             raise ValueError("ridges must name at least one value")
         for r in ridges:
             check_positive_float(r, "ridges")
-        y, yv = _targets(y, units.shape[0], "y"), _targets(y_val, val_units.shape[0], "y_val")
+        y = target_columns(y, units.shape[0], "y").to(torch.float64)
+        yv = target_columns(y_val, val_units.shape[0], "y_val").to(torch.float64)
         if yv.shape[1] != y.shape[1]:
             raise ValueError(f"y_val must have {y.shape[1]} columns like y, got {yv.shape[1]}")
         f, fv = self._sparse(units), self._sparse(val_units)
@@ -122,56 +115,20 @@ class LSHReadout:
               generator: torch.Generator, val_units: torch.Tensor, y_val: torch.Tensor,
               dtype: torch.dtype = torch.float32) -> TrainedReadout:
         """Gradient descent on the joint squared error from zero (centred targets), every learning rate of
-        ``training`` side by side, the (rate, epoch) of least validation MSE kept per target. units,
-        val_units: from ``units(x)``; y, y_val: (n,) or (n, k)."""
-        if not isinstance(training, ReadoutTraining):
-            raise TypeError(f"training must be a ReadoutTraining, got {type(training).__name__}")
-        check_generator(generator)
+        ``training`` side by side, the (rate, epoch) of least validation MSE kept per target
+        (``bucket_readout.train_bucket_readout`` over the units of every table). units, val_units: from
+        ``units(x)``; y, y_val: (n,) or (n, k)."""
         self._check_units(units, "units")
         self._check_units(val_units, "val_units")
-        yc, yv = _targets(y, units.shape[0], "y"), _targets(y_val, val_units.shape[0], "y_val")
+        yc = target_columns(y, units.shape[0], "y").to(torch.float64)
+        yv = target_columns(y_val, val_units.shape[0], "y_val").to(torch.float64)
         if yv.shape[1] != yc.shape[1]:
             raise ValueError(f"y_val must have {yc.shape[1]} columns like y, got {yv.shape[1]}")
         mean = yc.mean(dim=0)
-        k, rates, n, tables = yc.shape[1], len(training.lrs), units.shape[0], units.shape[1]
-        target = (yc - mean).to(dtype).repeat(1, rates)  # (n, rates * k), rate-major columns
-        val_target = (yv - mean).to(dtype)
-        weights = torch.zeros(self.total_units, rates * k, dtype=dtype)
-        step = _Optimizer(training, torch.tensor(training.lrs, dtype=dtype).repeat_interleave(k), weights)
-        batch = n if training.batch_size is None else min(training.batch_size, n)
-        best, best_err = torch.zeros(self.total_units, k, dtype=dtype), [math.inf] * k
-        chosen = [(rates - 1, training.epochs)] * k
-        epoch_loss, val_mse = [[] for _ in training.lrs], [[] for _ in training.lrs]
-        grad = torch.zeros_like(weights)
-        for epoch in range(1, training.epochs + 1):
-            order = torch.arange(n) if batch == n else torch.randperm(n, generator=generator)
-            sums = torch.zeros(rates * k, dtype=torch.float64)
-            for first in range(0, n, batch):
-                index = order[first:first + batch]
-                rows = units[index]  # (b, L)
-                residual = weights[rows].sum(dim=1) - target[index]  # (b, rates * k)
-                sums += (residual * residual).mean(dim=0).double()
-                spread = residual.repeat_interleave(tables, dim=0)  # (b L, rates * k)
-                grad.zero_().index_add_(0, rows.reshape(-1), spread).mul_(2.0 / residual.shape[0])
-                step(weights, grad)
-            for r, loss in enumerate(sums.reshape(rates, k).mean(dim=1).tolist()):
-                epoch_loss[r].append(loss / math.ceil(n / batch))
-            errors = ((weights[val_units].sum(dim=1) - val_target.repeat(1, rates)) ** 2).mean(dim=0)
-            errors = errors.reshape(rates, k).tolist()
-            for r in range(rates):
-                val_mse[r].append(errors[r])
-                for j in range(k):
-                    if math.isfinite(errors[r][j]) and errors[r][j] < best_err[j]:
-                        best_err[j], chosen[j] = errors[r][j], (r, epoch)
-                        best[:, j] = weights[:, r * k + j]
-        if not all(math.isfinite(e) for e in best_err):
-            raise ValueError(f"training diverged (non-finite validation error) at every learning rate of "
-                             f"{training.lrs}")
-        self._set(best.to(torch.float64), mean)
-        train_mse = ((self.readout[units].sum(dim=1) - yc) ** 2).mean(dim=0).tolist()
-        return TrainedReadout(self.readout.squeeze(1) if y.dim() == 1 else self.readout,
-                              [training.lrs[r] for r, _ in chosen], [e for _, e in chosen], epoch_loss,
-                              val_mse, train_mse)
+        run = train_bucket_readout(units, yc - mean, self.total_units, training, generator, val_units,
+                                   yv - mean, dtype)  # (t, k) weights on the centred targets
+        self._set(run.weights, mean)
+        return replace(run, weights=self.readout.squeeze(1) if y.dim() == 1 else self.readout)
 
     def predict_units(self, units: torch.Tensor) -> torch.Tensor:
         """units: (n, L) from ``units(x)``. Returns (n,) for one output, else (n, k), float64: the sum over

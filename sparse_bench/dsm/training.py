@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 
@@ -105,11 +106,14 @@ def _check_features(features: torch.Tensor, name: str) -> int:
     return features.shape[0]
 
 
-def _check_targets(targets: torch.Tensor, n: int, name: str) -> torch.Tensor:
-    """targets: (n,) or (n, k) float, returned as (n, k)."""
-    if not isinstance(targets, torch.Tensor) or targets.dim() not in (1, 2) or targets.shape[0] != n \
+def target_columns(targets: torch.Tensor, n: int, name: str, columns: bool = True) -> torch.Tensor:
+    """targets: (n,) float, or (n, k) where ``columns``, finite; returned as (n, k). ValueError naming
+    ``name`` otherwise."""
+    ranks = (1, 2) if columns else (1,)
+    if not isinstance(targets, torch.Tensor) or targets.dim() not in ranks or targets.shape[0] != n \
             or not targets.is_floating_point():
-        raise ValueError(f"{name} must be a floating ({n},) or ({n}, k) tensor, "
+        shape = f"({n},) or ({n}, k)" if columns else f"({n},)"
+        raise ValueError(f"{name} must be a floating {shape} tensor, "
                          f"got {getattr(targets, 'shape', type(targets).__name__)}")
     check_finite(targets, name)
     return targets.unsqueeze(1) if targets.dim() == 1 else targets
@@ -147,6 +151,88 @@ class _Optimizer:
         weights.sub_(self.first / denom * step_size)
 
 
+@dataclass(frozen=True)
+class Descent:
+    """What ``descend`` returns. weights: (t, k) per target the weights of its chosen (learning rate, epoch),
+    in the arithmetic's dtype; rate, epoch: per target the chosen learning rate's index in ``training.lrs``
+    and the epoch (1-based); epoch_loss, val_mse: as in ``TrainedReadout``."""
+
+    weights: torch.Tensor
+    rate: list
+    epoch: list
+    epoch_loss: list
+    val_mse: list | None
+
+    def readout(self, training: ReadoutTraining, weights: torch.Tensor, train_mse: list,
+                one_target: bool) -> TrainedReadout:
+        """The ``TrainedReadout`` of this run whose final weights are ``weights`` (t, k) float64 ((t,) for
+        ``one_target``) with training MSE ``train_mse`` per target."""
+        return TrainedReadout(weights.squeeze(1) if one_target else weights,
+                              [training.lrs[r] for r in self.rate], self.epoch, self.epoch_loss, self.val_mse,
+                              train_mse)
+
+
+# (weights (t, rates * k), rows (b,) int64 or None for every row in order, targets of the rows (b, rates * k))
+# -> (residual prediction - target (b, rates * k), gradient of the batch loss with respect to weights)
+BatchStep = Callable[[torch.Tensor, torch.Tensor | None, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def descend(training: ReadoutTraining, generator: torch.Generator, units: int, targets: torch.Tensor,
+            batch_step: BatchStep, val_predict: Callable[[torch.Tensor], torch.Tensor] | None = None,
+            val_targets: torch.Tensor | None = None) -> Descent:
+    """The loop of every readout trained here: ``training``'s optimizer on the mean squared error from a zero
+    (t, k) readout, each learning rate side by side as its own k columns of one (t, rates * k) parameter
+    (rate-major), minibatches in a fresh order from ``generator`` each epoch.
+
+    units: t; targets: (n, k), in the arithmetic's dtype; batch_step: the residual and gradient of a batch
+    (``BatchStep``), computed however the features are held. val_predict: weights -> (m, rates * k)
+    predictions on the validation set, val_targets: its (m, k) targets; with them each target keeps its
+    (learning rate, epoch) of least validation MSE, without them the last epoch's weights (one learning rate).
+    ValueError where training diverged at every learning rate.
+    """
+    n, k = targets.shape
+    rates, dtype = len(training.lrs), targets.dtype
+    weights = torch.zeros(units, rates * k, dtype=dtype)
+    step = _Optimizer(training, torch.tensor(training.lrs, dtype=dtype).repeat_interleave(k), weights)
+    batch = n if training.batch_size is None else min(training.batch_size, n)
+    y_all = targets.repeat(1, rates)  # (n, rates * k)
+    validated = val_predict is not None
+    yv_all = val_targets.repeat(1, rates) if validated else None
+    best = torch.zeros(units, k, dtype=dtype)
+    best_err = [math.inf] * k
+    chosen = [(rates - 1, training.epochs)] * k
+    epoch_loss = [[] for _ in training.lrs]
+    val_mse = [[] for _ in training.lrs] if validated else None
+    for epoch in range(1, training.epochs + 1):
+        order = None if batch == n else torch.randperm(n, generator=generator)
+        sums = torch.zeros(rates * k, dtype=torch.float64)
+        for start in range(0, n, batch):
+            index = None if order is None else order[start:start + batch]
+            residual, grad = batch_step(weights, index, y_all if index is None else y_all[index])
+            sums += (residual * residual).mean(dim=0).double()
+            step(weights, grad)
+        steps = math.ceil(n / batch)
+        for r, loss in enumerate(sums.reshape(rates, k).mean(dim=1).tolist()):
+            epoch_loss[r].append(loss / steps)
+        if validated:
+            errors = ((val_predict(weights) - yv_all) ** 2).mean(dim=0).reshape(rates, k).tolist()
+            for r in range(rates):
+                val_mse[r].append(errors[r])
+                for j in range(k):
+                    if math.isfinite(errors[r][j]) and errors[r][j] < best_err[j]:
+                        best_err[j], chosen[j] = errors[r][j], (r, epoch)
+                        best[:, j] = weights[:, r * k + j]
+    if not validated:
+        best = weights.clone()
+        if not bool(torch.isfinite(best).all()):
+            raise ValueError(f"training diverged (non-finite weights) at every learning rate of "
+                             f"{training.lrs}")
+    elif not all(math.isfinite(e) for e in best_err):
+        raise ValueError(f"training diverged (non-finite validation error) at every learning rate of "
+                         f"{training.lrs}")
+    return Descent(best, [r for r, _ in chosen], [e for _, e in chosen], epoch_loss, val_mse)
+
+
 def train_readout(features: torch.Tensor, targets: torch.Tensor, training: ReadoutTraining,
                   generator: torch.Generator, val_features: torch.Tensor | None = None,
                   val_targets: torch.Tensor | None = None) -> TrainedReadout:
@@ -164,60 +250,30 @@ def train_readout(features: torch.Tensor, targets: torch.Tensor, training: Reado
     check_generator(generator)
     n = _check_features(features, "features")
     dtype, units = features.dtype, features.shape[1]
-    y = _check_targets(targets, n, "targets").to(dtype)  # (n, k)
-    k, rates = y.shape[1], len(training.lrs)
-    validated = val_features is not None or val_targets is not None
-    if validated:
+    y = target_columns(targets, n, "targets").to(dtype)  # (n, k)
+    k = y.shape[1]
+    val_predict = yv = None
+    if val_features is not None or val_targets is not None:
         _check_features(val_features, "val_features")
         if val_features.shape[1] != units:
             raise ValueError(f"val_features must have {units} columns like features, "
                              f"got {val_features.shape[1]}")
-        yv = _check_targets(val_targets, val_features.shape[0], "val_targets").to(dtype)
+        yv = target_columns(val_targets, val_features.shape[0], "val_targets").to(dtype)
         if yv.shape[1] != k:
             raise ValueError(f"val_targets must have {k} columns like targets, got {yv.shape[1]}")
         val_features = val_features.to(dtype)
-    elif rates > 1:
+        val_predict = lambda weights: val_features @ weights  # noqa: E731
+    elif len(training.lrs) > 1:
         raise ValueError("several learning rates need val_features and val_targets to choose among them")
-    # every (learning rate, target) pair is one column of a single (t, rates * k) readout, rate-major
-    weights = torch.zeros(units, rates * k, dtype=dtype)
-    step = _Optimizer(training, torch.tensor(training.lrs, dtype=dtype).repeat_interleave(k), weights)
-    batch = n if training.batch_size is None else min(training.batch_size, n)
-    y_all = y.repeat(1, rates)  # (n, rates * k)
-    best = torch.zeros(units, k, dtype=dtype)
-    best_err = [math.inf] * k
-    chosen = [(rates - 1, training.epochs)] * k
-    epoch_loss = [[] for _ in training.lrs]
-    val_mse = [[] for _ in training.lrs] if validated else None
-    for epoch in range(1, training.epochs + 1):
-        order = torch.arange(n) if batch == n else torch.randperm(n, generator=generator)
-        sums = torch.zeros(rates * k, dtype=torch.float64)
-        for start in range(0, n, batch):
-            index = order[start:start + batch]
-            rows = features if batch == n else features[index]  # (b, t)
-            residual = rows @ weights - (y_all if batch == n else y_all[index])  # (b, rates * k)
-            sums += (residual * residual).mean(dim=0).double()
-            step(weights, (rows.T @ residual).mul_(2.0 / residual.shape[0]))  # gradient (t, rates * k)
-        steps = math.ceil(n / batch)
-        for r, loss in enumerate(sums.reshape(rates, k).mean(dim=1).tolist()):
-            epoch_loss[r].append(loss / steps)
-        if validated:
-            errors = ((val_features @ weights - yv.repeat(1, rates)) ** 2).mean(dim=0)
-            errors = errors.reshape(rates, k).tolist()
-            for r in range(rates):
-                val_mse[r].append(errors[r])
-                for j in range(k):
-                    if math.isfinite(errors[r][j]) and errors[r][j] < best_err[j]:
-                        best_err[j], chosen[j] = errors[r][j], (r, epoch)
-                        best[:, j] = weights[:, r * k + j]
-    if not validated:
-        best = weights.clone()
-    if not bool(torch.isfinite(best).all()):
-        raise ValueError(f"training diverged (non-finite weights) at every learning rate of {training.lrs}")
-    train_mse = ((features @ best - y) ** 2).mean(dim=0).tolist()  # (k,)
-    out = best.detach().to(torch.float64)
-    return TrainedReadout(out.squeeze(1) if targets.dim() == 1 else out,
-                          [training.lrs[r] for r, _ in chosen], [e for _, e in chosen],
-                          epoch_loss, val_mse, train_mse)
+
+    def batch_step(weights, index, target):
+        rows = features if index is None else features[index]  # (b, t)
+        residual = rows @ weights - target  # (b, rates * k)
+        return residual, (rows.T @ residual).mul_(2.0 / residual.shape[0])  # gradient (t, rates * k)
+
+    run = descend(training, generator, units, y, batch_step, val_predict, yv)
+    train_mse = ((features @ run.weights - y) ** 2).mean(dim=0).tolist()  # (k,)
+    return run.readout(training, run.weights.to(torch.float64), train_mse, targets.dim() == 1)
 
 
 def train_dsm_readout(model: DSM, x: torch.Tensor, y: torch.Tensor, training: ReadoutTraining,
