@@ -135,24 +135,6 @@ class ExpertBank(nn.Module):
             raise ValueError(f"{len(counts)} counts from expert {first_expert} exceed {self.num_experts} experts")
         return kernels.experts_grouped(self, x_sorted, counts, first_expert, weights)
 
-    def forward_grouped_mm(self, x_sorted: torch.Tensor, expert_counts: torch.Tensor) -> torch.Tensor:
-        """x_sorted: (A, d_model) rows grouped by expert, expert_counts: (E,) rows of each expert. Returns
-        (A, d_model), differentiable: each projection is one ``kernels.grouped_mm`` over all experts
-        (PyTorch's grouped GEMM), biases added per row."""
-        self.check_input(x_sorted)
-        if expert_counts.shape != (self.num_experts,) or int(expert_counts.sum()) != x_sorted.shape[0]:
-            raise ValueError(f"expert_counts must be ({self.num_experts},) summing to {x_sorted.shape[0]} "
-                             f"rows, got shape {tuple(expert_counts.shape)} summing to "
-                             f"{int(expert_counts.sum())}")
-        counts = expert_counts.to(x_sorted.device)
-        pre = kernels.grouped_mm(x_sorted, self.w_in, counts)  # (A, in_width)
-        if self.has_bias:
-            pre = pre + self.b_in.repeat_interleave(counts, dim=0, output_size=x_sorted.shape[0])
-        out = kernels.grouped_mm(self.activate(pre), self.w_out, counts)  # (A, d_model)
-        if self.has_bias:
-            out = out + self.b_out.repeat_interleave(counts, dim=0, output_size=x_sorted.shape[0])
-        return out
-
     def weight_groups(self, group_size: int) -> list[tuple]:
         """Stacked weights of consecutive groups of ``group_size`` experts (the last may be smaller): tuples
         (w_in (G, d, in_width), w_out (G, h, d), b_in (G, in_width) or None, b_out (G, d) or None), views from

@@ -1,12 +1,11 @@
 """The CPU backend's oneDNN products (``kernels.cpu.onednn``) against float64 products, for every operand
-layout they route, and their routing rules; the reference grouped GEMM (``kernels.reference.grouped_mm``)."""
+layout they route, and their routing rules."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from sparse_bench.kernels import reference
 from sparse_bench.kernels.cpu import onednn
 
 needs_onednn = pytest.mark.skipif(not onednn.onednn_available(), reason="this torch build has no oneDNN")
@@ -71,34 +70,3 @@ def test_shape_errors():
         onednn.mm(torch.ones(2, 3), torch.ones(4, 5))
     with pytest.raises(ValueError, match="mm needs"):
         onednn.mm(torch.ones(2, 3, 1), torch.ones(3, 5))
-
-
-@pytest.mark.parametrize("k, m", [(16, 8), (6, 5)])  # 16-byte aligned rows (one grouped call); unaligned
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])  # float64: group by group (no grouped_mm)
-def test_grouped_mm_matches_per_group_products_with_gradients(k, m, dtype, monkeypatch):
-    calls = []
-    if reference._GROUPED_MM is not None:
-        original = reference._GROUPED_MM
-        monkeypatch.setattr(reference, "_GROUPED_MM",
-                            lambda *args, **kwargs: calls.append(1) or original(*args, **kwargs))
-    gen = torch.Generator().manual_seed(0)
-    counts = torch.tensor([3, 0, 5, 1])  # an empty group in the middle
-    a = torch.randn(9, k, generator=gen, dtype=dtype, requires_grad=True)
-    b = torch.randn(4, k, m, generator=gen, dtype=dtype, requires_grad=True)
-    upstream = torch.randn(9, m, generator=gen, dtype=dtype)
-    (reference.grouped_mm(a, b, counts) * upstream).sum().backward()
-    a64, b64 = a.detach().double().requires_grad_(), b.detach().double().requires_grad_()
-    want = torch.cat([a64[:3] @ b64[0], a64[3:8] @ b64[2], a64[8:] @ b64[3]])
-    (want * upstream.double()).sum().backward()
-    for got, ref in ((reference.grouped_mm(a, b, counts), want), (a.grad, a64.grad), (b.grad, b64.grad)):
-        assert (got.double() - ref).abs().max() <= 1e-5 * ref.abs().max()
-    assert not b.grad[1].any()  # the empty group's weights get a zero gradient
-    one_call = reference._GROUPED_MM is not None and dtype == torch.float32 and k == 16
-    assert bool(calls) == one_call  # PyTorch's grouped GEMM exactly where it takes the operands
-
-
-def test_grouped_mm_shape_errors():
-    with pytest.raises(ValueError, match="grouped_mm needs"):
-        reference.grouped_mm(torch.zeros(4, 8), torch.zeros(2, 6, 3), torch.tensor([2, 2]))
-    with pytest.raises(ValueError, match="grouped_mm needs"):
-        reference.grouped_mm(torch.zeros(4, 8), torch.zeros(2, 8, 3), torch.tensor([4]))

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from ..routing.plan import RoutingPlan
 
 __all__ = ["BACKENDS", "Kernels", "MatrixProducts", "backend_for", "expert_chunks", "expert_softmax",
-           "experts_batched", "experts_grouped", "grouped_mm", "linear", "matrix_products", "prepacks",
+           "experts_batched", "experts_grouped", "linear", "matrix_products", "prepacks",
            "sorted_swiglu", "use_backend"]
 
 BACKENDS: dict[str, Kernels] = {kernels.name: kernels for kernels in (reference.KERNELS, cpu.KERNELS,
@@ -67,11 +67,6 @@ def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 def expert_softmax(logits: torch.Tensor) -> torch.Tensor:
     """logits: (T, E). Returns the softmax over the experts, (T, E), differentiable."""
     return backend_for(logits).expert_softmax(logits)
-
-
-def grouped_mm(a: torch.Tensor, b: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """a: (n, k) rows grouped by expert, counts (E,) rows per group; b: (E, k, m). Returns (n, m)."""
-    return backend_for(a).grouped_mm(a, b, counts)
 
 
 def experts_grouped(bank: ExpertBank, rows: torch.Tensor, counts: list[int], first_expert: int,

@@ -26,7 +26,6 @@ class Kernels:
 
     linear(x (n, k), weight (m, k)) -> (n, m): x @ weight.T, like ``F.linear`` without bias.
     expert_softmax(logits (T, E)) -> (T, E): softmax over the experts.
-    grouped_mm(a (n, k), b (E, k, m), counts (E,)) -> (n, m): each group of rows times its b[g].
     experts_grouped(bank, rows (A, d), counts: list[int], first_expert, weights) -> (A, d): expert-sorted
         rows through experts first_expert, first_expert + 1, ... (weights: the bank's ``per_expert_weights()``
         or None).
@@ -43,7 +42,6 @@ class Kernels:
     products: MatrixProducts
     linear: Callable[..., torch.Tensor]
     expert_softmax: Callable[..., torch.Tensor]
-    grouped_mm: Callable[..., torch.Tensor]
     experts_grouped: Callable[..., torch.Tensor]
     experts_batched: Callable[..., torch.Tensor]
     sorted_swiglu: Callable[..., torch.Tensor]

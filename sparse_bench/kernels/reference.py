@@ -18,12 +18,6 @@ if TYPE_CHECKING:
     from ..experts import ExpertBank
     from ..routing.plan import RoutingPlan
 
-# PyTorch's grouped GEMM (torch >= 2.10; one CUTLASS kernel for all groups on CUDA bf16, sm90/sm100), or None.
-_GROUPED_MM = getattr(F, "grouped_mm", None)
-GROUPED_MM_DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # it takes these; float64: group by group
-GROUPED_MM_ALIGN = 16  # bytes: it refuses operands whose strides (or start) are not multiples of this
-
-
 def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """x: (n, k), weight: (m, k). Returns x @ weight.T, (n, m)."""
     return F.linear(x, weight)
@@ -32,31 +26,6 @@ def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 def expert_softmax(logits: torch.Tensor) -> torch.Tensor:
     """logits: (T, E). Returns the softmax over the experts, (T, E)."""
     return torch.softmax(logits, dim=-1)
-
-
-def grouped_mm(a: torch.Tensor, b: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-    """a: (n, k) rows grouped by expert, counts[g] rows for expert g (counts: (E,) int, summing to n); b: (E,
-    k, m). Returns (n, m), each group's rows times its b[g], differentiable in a and b: one
-    ``torch.nn.functional.grouped_mm`` call (offsets on a's device), or group by group where the op is missing
-    or does not take the dtype (float64) or the operands' alignment."""
-    if a.dim() != 2 or b.dim() != 3 or a.shape[1] != b.shape[1] or counts.shape != (b.shape[0],):
-        raise ValueError(f"grouped_mm needs (n, k) rows, (E, k, m) weights and (E,) counts, got "
-                         f"{tuple(a.shape)}, {tuple(b.shape)}, {tuple(counts.shape)}")
-    if _GROUPED_MM is not None and a.dtype in GROUPED_MM_DTYPES and _aligned(a) and _aligned(b) and (
-            b.shape[2] * b.element_size() % GROUPED_MM_ALIGN == 0):  # the output's rows too
-        return _GROUPED_MM(a, b, offs=counts.cumsum(0).to(device=a.device, dtype=torch.int32))
-    pieces = [rows @ b[g] for g, rows in enumerate(a.split(counts.tolist())) if rows.shape[0]]
-    return torch.cat(pieces) if pieces else a.new_zeros(0, b.shape[2])
-
-
-def _aligned(t: torch.Tensor) -> bool:
-    """Whether t is row-major in its last dimension with its start and every other stride a multiple of
-    GROUPED_MM_ALIGN bytes. The op checks the strides of dimensions of size 1 too: a (2, 1) operand, row
-    stride 4 bytes, is refused."""
-    size = t.element_size()
-    *outer, inner = t.stride()
-    return (inner == 1 and t.data_ptr() % GROUPED_MM_ALIGN == 0
-            and all(s * size % GROUPED_MM_ALIGN == 0 for s in outer))
 
 
 def experts_grouped(bank: ExpertBank, rows: torch.Tensor, counts: list[int], first_expert: int,
@@ -99,7 +68,6 @@ KERNELS = Kernels(
     products=TORCH_PRODUCTS,
     linear=linear,
     expert_softmax=expert_softmax,
-    grouped_mm=grouped_mm,
     experts_grouped=experts_grouped,
     experts_batched=experts_batched,
     sorted_swiglu=sorted_swiglu,

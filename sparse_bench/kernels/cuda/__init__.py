@@ -1,6 +1,5 @@
-"""The CUDA backend: the fused SwiGLU kernels on torch.mm products, the reference ops for the rest (PyTorch's
-grouped GEMM among them: ``torch.nn.functional.grouped_mm`` with its offsets on the device). CUDA-only kernels
-go in this package."""
+"""The CUDA backend: the fused SwiGLU kernels on torch.mm products, the reference ops for the rest. CUDA-only
+kernels go in this package."""
 
 from __future__ import annotations
 
