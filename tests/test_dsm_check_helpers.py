@@ -8,9 +8,9 @@ import torch
 from scipy import integrate, spatial, stats
 
 from sparse_bench.hashing import PStableHash
-from theory_checks.paper.approx import farthest_in_bucket
-from theory_checks.paper.common import RandomBucketHash, pair_at_angle
 from theory_checks.findings.lemma42_geometry import cell_diameters
+from theory_checks.paper.approx import farthest_in_bucket
+from theory_checks.paper.common import pair_at_angle
 from theory_checks.paper.geometry import (exact_disk_regions, expected_disk_count, interval_buckets,
                                           unit_ball_points)
 from theory_checks.paper.hashing import cover_count, pstable_collision_probability
@@ -109,10 +109,3 @@ def test_farthest_in_bucket_bounds_the_true_max_distance():
     for j in range(50):
         true = float((z[ids == ids_t[j]] - zt[j]).norm(dim=1).max())
         assert true <= float(bound[j]) + 1e-12
-
-
-def test_random_bucket_hash_is_uniform_and_deterministic():
-    x = torch.rand(40_000, 3, generator=_gen(6), dtype=torch.float64)
-    b = RandomBucketHash(8, seed=1).bucket(x)
-    assert torch.equal(b, RandomBucketHash(8, seed=1).bucket(x))
-    assert stats.chisquare(torch.bincount(b, minlength=8).numpy()).pvalue > 1e-3

@@ -8,7 +8,9 @@ from scipy import stats
 
 from sparse_bench.dsm import RandomFeaturesDense, select_ridge
 from sparse_bench.dsm.masked import RIDGE_GRID
-from sparse_bench.dsm.random_hash import HashRoutedDSM, lsh_routed_dsm, random_hash_dsm, select_routed_ridge
+from sparse_bench.dsm import LSHModel
+from sparse_bench.dsm.random_hash import (HashRoutedDSM, RandomBucketHash, lsh_routed_dsm, random_hash_dsm,
+                                         select_routed_ridge)
 from sparse_bench.routing.hash_router import HashRouter
 from sparse_bench.routing.lsh import LSHRouter
 from sparse_bench.targets import hypercube_function, uniform_cube
@@ -106,6 +108,23 @@ def test_block_ridge_with_an_unused_block_keeps_it_zero():
     assert (ours[1][S:] == 0).all()
     tol = _rounding_bound(feats, ours[0], reference[1])
     torch.testing.assert_close(ours[1], reference[1], rtol=0, atol=tol)
+
+
+def test_random_bucket_hash_is_the_input_hash_router_uniform_and_deterministic():
+    x = uniform_cube(40_000, 3, torch.Generator().manual_seed(6))
+    table = RandomBucketHash(8, seed=1)
+    b = table.bucket(x)
+    assert b.dtype == torch.int64 and b.shape == (40_000,)
+    assert torch.equal(b, RandomBucketHash(8, seed=1).bucket(x))
+    plan = HashRouter(8, key="input", seed=1)(x)
+    assert torch.equal(b[plan.token_index], plan.expert_index)
+    assert stats.chisquare(torch.bincount(b, minlength=8).numpy()).pvalue > 1e-3
+    assert not torch.equal(b, RandomBucketHash(8, seed=2).bucket(x))
+    assert torch.equal(table.bucket(x.float()), table.bucket(x.float().double()))  # the value picks the bucket
+    model = LSHModel.from_hashes(3, [table], num_hashes=1).fit(x, x.sum(dim=1))
+    assert model.num_nonempty_buckets == 8
+    with pytest.raises(ValueError, match="num_buckets"):
+        RandomBucketHash(0)
 
 
 def test_flops():

@@ -17,6 +17,9 @@ block by block, exactly ``select_ridge`` on the (n, E s) masked features, at 1/E
 FLOPs per input: (d + 1) s, the DSM convention (routing not counted); ``routing_flops_per_input`` gives the
 router's own: d log2(E) projection multiply-adds for the LSH, 0 floating-point ones for the random hash (its
 2 d integer multiply-adds mod 2^31 - 1 aside).
+
+``RandomBucketHash`` is the same random hash as a table of bucket constants (``LSHModel.from_hashes``): a
+locality-free partition to set beside an LSH.
 """
 
 from __future__ import annotations
@@ -95,6 +98,21 @@ class HashRoutedDSM(DSM):
     def routing_flops_per_input(self) -> int:
         """Floating-point multiply-adds of the router: d * bits projections (LSH), 0 (random hash)."""
         return self.d * self.router.num_hashes if isinstance(self.router, LSHRouter) else 0
+
+
+class RandomBucketHash:
+    """A table for ``LSHModel.from_hashes`` whose bucket of x is the expert that
+    ``HashRouter(num_buckets, key="input", seed=seed)`` routes x to: every distinct input lands in a uniformly
+    random bucket, wherever it lies. x is read in float64, so its value, not its dtype, picks the bucket."""
+
+    def __init__(self, num_buckets: int, seed: int = 0):
+        self.num_buckets = check_int_in_range(num_buckets, "num_buckets", 1)
+        self.router = HashRouter(num_buckets, key="input", seed=seed)
+
+    def bucket(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (n, d) float. Returns (n,) int64 bucket ids in [0, num_buckets)."""
+        plan = self.router(x.to(torch.float64))
+        return torch.empty(x.shape[0], dtype=torch.int64).index_copy_(0, plan.token_index, plan.expert_index)
 
 
 def random_hash_dsm(d: int, total_units: int, active_units: int, seed: int = 0) -> HashRoutedDSM:
@@ -182,4 +200,4 @@ def select_routed_ridge(features: torch.Tensor, block: torch.Tensor, targets: to
     return float(ridges[best]), readout, errors
 
 
-__all__ = ["HashRoutedDSM", "lsh_routed_dsm", "random_hash_dsm", "select_routed_ridge"]
+__all__ = ["HashRoutedDSM", "RandomBucketHash", "lsh_routed_dsm", "random_hash_dsm", "select_routed_ridge"]

@@ -41,8 +41,8 @@ widths. Band: ``lsh_common.WHOLE_POWER_BAND`` (the exponent rounds to the whole 
 Planted settings. (a) holds: a regular grid of m^k cubes on the cube [-1/2, 1/2]^k of Γ (m^k about the hash's
 bucket count at each width), inputs on a lattice with the same symmetric points in every cube: every cube
 errs exactly alike, so sup-error and RMSE are exactly proportional to the side 1/m = T^(-1/k); fails: a
-locality-free partition (``RandomBucketHash``: a bucket at random per input) with as many buckets as the LSH,
-whose error stays that of predicting the mean. (b) holds: a hash drawn on Γ itself and lifted to R^d
+locality-free partition (``dsm.random_hash.RandomBucketHash``: a bucket at random per input) with as many
+buckets as the LSH, whose error stays that of predicting the mean. (b) holds: a hash drawn on Γ itself and lifted to R^d
 (``lsh_common.lifted_pstable``), the same inputs and target on Γ for every d: identical errors; fails: hash
 directions of unit length (``unit_direction_pstable``: cells on Γ grow like √d, exponent 1/2). (c) holds: the
 amplitude scaled instead, L |(<U u, x> + phi) mod 2 - 1| (bucket means are linear in the labels: errors
@@ -60,10 +60,11 @@ import torch
 
 from sparse_bench.dsm import LSHModel
 from sparse_bench.dsm.buckets import buckets_meeting_ball
+from sparse_bench.dsm.random_hash import RandomBucketHash
 from sparse_bench.hashing import PStableHash, universal_hash
 from sparse_bench.targets import random_subspace
 from theory_checks.framework import replicate_seed
-from theory_checks.paper.common import RandomBucketHash, unit_direction_pstable
+from theory_checks.paper.common import unit_direction_pstable
 from theory_checks.paper.geometry import unit_ball_points
 
 from .decision import inside

@@ -30,12 +30,13 @@ import torch
 from scipy import stats
 
 from sparse_bench.dsm import LSHModel
+from sparse_bench.dsm.random_hash import RandomBucketHash
 from sparse_bench.hashing import PStableHash
 from sparse_bench.targets import bump_family, random_polynomial, random_subspace, uniform_subspace_cube
 from theory_checks.framework import ALPHA, by_profile, figure_spec, holm, make_result, register_check, series
 
 from . import cases
-from .common import AREA, RandomBucketHash, source
+from .common import AREA, source
 
 NEIGHBOUR_EXPONENTS = (1.0, 3.0)  # the alternatives the alpha interval must exclude
 ROUNDING = 1e-12  # absolute slack of the exact bound: the equality case (same ray of the cone) meets it

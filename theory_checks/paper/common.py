@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from sparse_bench.hashing import PStableHash, SimHash, project, universal_hash
+from sparse_bench.hashing import PStableHash, SimHash, project
 
 AREA = "paper"
 
@@ -80,17 +80,3 @@ def unit_direction_pstable(d: int, num_hashes: int, width: float, seed: int) -> 
 def squared_width_pstable(d: int, num_hashes: int, width: float, seed: int) -> PStableHash:
     """Defect: the width is used squared (floor((a.x + b) / w^2)), so cells shrink like w^2."""
     return PStableHash(d, num_hashes, width * width, seed)
-
-
-class RandomBucketHash:
-    """Locality-free router: the bucket of x is a universal hash of its float64 bit pattern, mod num_buckets.
-
-    Every distinct input lands in a uniformly random bucket, independent of where it lies.
-    """
-
-    def __init__(self, num_buckets: int, seed: int):
-        self.num_buckets, self.seed = num_buckets, seed
-
-    def bucket(self, x: torch.Tensor) -> torch.Tensor:
-        bits = x.to(torch.float64).contiguous().view(torch.int64)  # (n, d) raw bit patterns
-        return torch.remainder(universal_hash(bits, self.seed), self.num_buckets)
