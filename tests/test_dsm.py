@@ -8,6 +8,7 @@ from sklearn.neighbors import KNeighborsRegressor
 
 from sparse_bench.dsm import (DSM, LSHModel, PStableHash, RandomFeaturesDense, SimHash, TopKDSM, bucket_means,
                               knn_as_dsm, ridge_readout, select_ridge)
+from sparse_bench.dsm.masked import random_relu_layer
 from sparse_bench.targets import uniform_cube, uniform_sphere
 
 
@@ -66,6 +67,20 @@ def test_knn_as_dsm_on_unit_sphere_and_errors():
         knn_as_dsm(pts, vals[:5], 3)
     with pytest.raises(TypeError, match="k must be an int"):
         knn_as_dsm(pts, vals, 2.0)
+
+
+def test_random_relu_layer_is_the_models_units():
+    weight, bias = random_relu_layer(8, 64, seed=3)
+    assert weight.shape == (64, 8) and bias.shape == (64,) and weight.dtype == bias.dtype == torch.float64
+    assert bool((bias.abs() <= 1).all())
+    model = TopKDSM(8, 64, 16, seed=3)
+    assert torch.equal(model.weight, weight) and torch.equal(model.bias, bias)
+    assert torch.equal(RandomFeaturesDense(8, 64, seed=3).weight, weight)
+    assert not torch.equal(random_relu_layer(8, 64, seed=4)[0], weight)
+    with pytest.raises(ValueError, match="units"):
+        random_relu_layer(8, 0, seed=3)
+    with pytest.raises(ValueError, match="d"):
+        random_relu_layer(0, 4, seed=3)
 
 
 def test_topk_dsm_mask_features_and_readout():

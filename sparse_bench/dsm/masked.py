@@ -135,9 +135,11 @@ class DSM(nn.Module):
         return 0 if self.active_units == self.total_units else self.d * self.total_units
 
 
-def _random_relu_layer(d: int, units: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frozen random first layer: W ~ N(0, I_d / d) rows, b ~ U[-1, 1]. Drawn on the CPU in float64."""
+def random_relu_layer(d: int, units: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen random first layer every model here shares, so that equal seeds give equal units: rows of W
+    ~ N(0, I_d / d), b ~ U[-1, 1]. Returns (W (units, d), b (units,)), float64, drawn on the CPU."""
     check_int_in_range(d, "d", 1)
+    check_int_in_range(units, "units", 1)
     gen = torch.Generator().manual_seed(check_seed(seed))
     weight = torch.randn(units, d, generator=gen, dtype=torch.float64) / d**0.5
     bias = torch.rand(units, generator=gen, dtype=torch.float64) * 2 - 1
@@ -149,7 +151,7 @@ class TopKDSM(DSM):
 
     def __init__(self, d: int, total_units: int, active_units: int, seed: int = 0, ridge: float = 1e-6):
         check_int_in_range(total_units, "total_units", 1)
-        weight, bias = _random_relu_layer(d, total_units, seed)
+        weight, bias = random_relu_layer(d, total_units, seed)
         super().__init__(weight, bias, active_units, "relu", ridge=ridge)
         self.seed = seed
 
@@ -159,7 +161,7 @@ class RandomFeaturesDense(DSM):
 
     def __init__(self, d: int, width: int, seed: int = 0, ridge: float = 1e-6):
         check_int_in_range(width, "width", 1)
-        weight, bias = _random_relu_layer(d, width, seed)
+        weight, bias = random_relu_layer(d, width, seed)
         super().__init__(weight, bias, width, "relu", ridge=ridge)
         self.seed = seed
 

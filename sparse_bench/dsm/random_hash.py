@@ -30,7 +30,7 @@ from ..routing.hash_router import HashRouter
 from ..routing.lsh import LSHRouter
 from ..validation import (check_finite_image, check_int_in_range, check_positive_float, check_samples,
                           check_seed, check_tokens)
-from .masked import DSM, RIDGE_GRID, _random_relu_layer
+from .masked import DSM, RIDGE_GRID, random_relu_layer
 from .readout import ridge_readout, select_ridge
 from .routed import top1_routing
 
@@ -55,7 +55,7 @@ class HashRoutedDSM(DSM):
             raise ValueError(f"the LSHRouter hashes d_model={router.d_model} inputs, the DSM's are d={d}")
         route = top1_routing(router)  # ValueError for several tables or a hash of token ids
         check_int_in_range(active_units, "active_units", 1)
-        weight, bias = _random_relu_layer(d, router.num_experts * active_units, seed)
+        weight, bias = random_relu_layer(d, router.num_experts * active_units, seed)
         super().__init__(weight, bias, active_units, "relu", ridge=ridge)
         self.router, self.num_blocks, self.seed, self._route = router, router.num_experts, seed, route
 

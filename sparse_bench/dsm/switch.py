@@ -27,7 +27,7 @@ from ..routing.lsh import LSHRouter
 from ..routing.topk import TopKRouter
 from ..validation import (check_finite, check_generator, check_int_in_range, check_real, check_seed,
                           check_tokens)
-from .masked import RIDGE_GRID, _random_relu_layer
+from .masked import RIDGE_GRID, random_relu_layer
 from .readout import select_ridge
 from .routed import RoutedDSM, block_routed_dsm, top1_routing
 from .training import ReadoutTraining
@@ -59,7 +59,7 @@ class SwitchRegressor(nn.Module):
         else:
             self.router = LSHRouter(d, num_experts, family="simhash", seed=seed)
         self.router.to(dtype)
-        weight, bias = _random_relu_layer(d, num_experts * hidden, seed)  # (E h, d), (E h,)
+        weight, bias = random_relu_layer(d, num_experts * hidden, seed)  # (E h, d), (E h,)
         w_in = weight.reshape(num_experts, hidden, d).transpose(1, 2)  # (E, d, h)
         self.w_in = nn.Parameter(w_in.to(dtype).contiguous())
         self.b_in = nn.Parameter(bias.reshape(num_experts, hidden).to(dtype))

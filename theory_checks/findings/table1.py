@@ -43,7 +43,8 @@ from sparse_bench.targets import paper_targets, uniform_cube
 from theory_checks.framework import figure_spec, replicate_seed, series
 from theory_checks.paper import cases
 
-from .decision import FAMILY_CONF, below, inside, seed_interval
+from .decision import below, inside
+from .lsh_common import geometric_interval
 from .registry import Component, Reading, Scale, register_finding
 
 SOURCE = "Baykal et al. 2022, Table 1 (docs/THEORY.md §A, §D)"
@@ -83,15 +84,15 @@ class Table1Design:
         return tuple((D + 1) * s for s in self.active)
 
 
-def _joined(flops) -> str:
+def joined(flops) -> str:
     return " / ".join(f"{f:,}" for f in flops)
 
 
 def _scale(profile: str, design: Table1Design) -> Scale:
     fraction = design.active[0] / cases.TABLE1_ACTIVE[1][0]
     share = "the paper's FLOPs" if fraction == 1 else f"1/{round(1 / fraction)} of the paper's FLOPs"
-    text = (f"{profile}: {share} ({_joined(design.flops)} FLOPs per input; the paper's "
-            f"{_joined(PAPER_FLOPS)}), {D}-dimensional inputs, both of the paper's targets, {design.seeds} "
+    text = (f"{profile}: {share} ({joined(design.flops)} FLOPs per input; the paper's "
+            f"{joined(PAPER_FLOPS)}), {D}-dimensional inputs, both of the paper's targets, {design.seeds} "
             f"seeds, {design.n_train:,} training samples ({design.n_val:,} validation, {design.n_test:,} "
             f"test; the paper states none)")
     return Scale(fraction, text, design, TRAININGS)
@@ -114,7 +115,7 @@ def training_description(training: str, design: Table1Design) -> str:
 
 
 @dataclass(frozen=True)
-class _Data:
+class Table1Data:
     x: torch.Tensor  # (n_train, d)
     x_val: torch.Tensor
     x_test: torch.Tensor
@@ -130,7 +131,7 @@ _DATA: dict = {}
 _PREDICTIONS: dict = {}  # (seed, design, spec, oracle, trainings) -> predictions and diagnostics
 
 
-def _data(seed: int, design: Table1Design) -> _Data:
+def seed_data(seed: int, design: Table1Design) -> Table1Data:
     key = (seed, design)
     if key not in _DATA:
         gen = torch.Generator().manual_seed(seed)
@@ -138,8 +139,8 @@ def _data(seed: int, design: Table1Design) -> _Data:
         functions = paper_targets(D, seed)
         label = lambda z: torch.stack([f(z) for f in functions.values()], dim=1)  # noqa: E731
         noise = torch.randn(design.n_test, len(functions), generator=gen, dtype=torch.float64)
-        _DATA[key] = _Data(x, x_val, x_test, label(x), label(x_val), label(x_test), noise, tuple(functions),
-                           tuple(functions.values()))
+        _DATA[key] = Table1Data(x, x_val, x_test, label(x), label(x_val), label(x_test), noise,
+                                tuple(functions), tuple(functions.values()))
     return _DATA[key]
 
 
@@ -163,13 +164,13 @@ def _model(spec: tuple, seed: int):
     return TopKDSM(D, total, active, seed=seed)
 
 
-def _predictions(seed: int, design: Table1Design, spec: tuple, oracle: bool, trainings: tuple) -> dict:
+def model_predictions(seed: int, design: Table1Design, spec: tuple, oracle: bool, trainings: tuple) -> dict:
     """Test predictions (n_test, targets) of one model under each training, its diagnostics and its time."""
     key = (seed, design, spec, oracle, trainings)
     if key in _PREDICTIONS:
         return _PREDICTIONS[key]
     start = time.perf_counter()
-    data = _data(seed, design)
+    data = seed_data(seed, design)
     model = _model(spec, seed)
     features = OracleUnits(model, data.functions, data.y).features if oracle else model.features
     train, val = features(data.x), features(data.x_val)  # (n_train, t), (n_val, t) float64
@@ -201,7 +202,7 @@ def _predictions(seed: int, design: Table1Design, spec: tuple, oracle: bool, tra
     return out
 
 
-def _eval_mse(predictions: torch.Tensor, labels: torch.Tensor) -> list:
+def eval_mse(predictions: torch.Tensor, labels: torch.Tensor) -> list:
     """Per target, the eval MSE of (n_test, targets) predictions against labels of the same shape."""
     # an exact zero (possible only for a planted oracle) would make its log -inf; the smallest normal float
     # keeps it finite and still far below every other MSE
@@ -211,7 +212,7 @@ def _eval_mse(predictions: torch.Tensor, labels: torch.Tensor) -> list:
 def _seed_tables(seed: int, design: Table1Design, trainings: tuple, training: str, oracle: tuple,
                  eval_noise: float) -> dict:
     """role -> per level, the (targets,) eval MSEs of one seed; plus diagnostics and compute time."""
-    data = _data(seed, design)
+    data = seed_data(seed, design)
     labels = data.y_test + eval_noise * data.noise
     planted = {(role, level % len(design.active)) for role, level in oracle}
     mse, diagnostics, seconds = {}, {}, {}
@@ -219,22 +220,16 @@ def _seed_tables(seed: int, design: Table1Design, trainings: tuple, training: st
         mse[role] = []
         for i, s in enumerate(design.active):
             spec = (total * s, active * s)
-            got = _predictions(seed, design, spec, (role, i) in planted, trainings)
-            mse[role].append(_eval_mse(got[training], labels))
+            got = model_predictions(seed, design, spec, (role, i) in planted, trainings)
+            mse[role].append(eval_mse(got[training], labels))
             diagnostics[f"{role}@{i}"] = got["diagnostics"].get(training, {})
             seconds[(spec, (role, i) in planted)] = got["seconds"]  # a model shared by two roles counts once
     return dict(mse=mse, diagnostics=diagnostics, seconds=sum(seconds.values()),
                 var=data.y_test.var(dim=0).tolist())
 
 
-def _level_label(design: Table1Design, i: int) -> str:
+def level_label(design: Table1Design, i: int) -> str:
     return f"{design.flops[i]:,} FLOPs (paper {PAPER_FLOPS[i]:,})"
-
-
-def _geo_interval(values) -> tuple:
-    """Geometric mean over seeds and its 95% t interval (on logs)."""
-    mean, low, high = seed_interval([math.log(v) for v in values], FAMILY_CONF)
-    return math.exp(mean), math.exp(low), math.exp(high)
 
 
 def _table_details(design: Table1Design, tables: list, j: int, target: str, training: str) -> dict:
@@ -242,11 +237,12 @@ def _table_details(design: Table1Design, tables: list, j: int, target: str, trai
     training diagnostics and a figure spec."""
     var = float(np.mean([t["var"][j] for t in tables]))
     levels = range(len(design.active))
-    cells = {role: [_geo_interval([t["mse"][role][i][j] for t in tables]) for i in levels] for role in ROLES}
+    cells = {role: [geometric_interval([t["mse"][role][i][j] for t in tables]) for i in levels]
+             for role in ROLES}
     rows = [[role] + [f"{m:.3g} [{lo:.3g}, {hi:.3g}] ({m / var:.2f})" for m, lo, hi in cells[role]]
             for role in ROLES]
     rows += [[f"paper: {role}"] + [f"{v:.4g}" for v in PAPER[role]] for role in PAPER]
-    equal_units = {f"{dsm} / dense of its total units at {_level_label(design, i)}": list(_geo_interval(
+    equal_units = {f"{dsm} / dense of its total units at {level_label(design, i)}": list(geometric_interval(
         [t["mse"][dsm][i][j] / t["mse"][f"dense_units_of_{dsm}"][i][j] for t in tables]))
         for dsm in ("dsm_50", "dsm_25") for i in levels}
     fits = [d for t in tables for d in t["diagnostics"].values() if d]
@@ -264,14 +260,14 @@ def _table_details(design: Table1Design, tables: list, j: int, target: str, trai
     curves += [series(f"paper: {role}", x, list(PAPER[role]), style="source", group=role) for role in PAPER]
     figure = figure_spec(
         f"Table 1, {target}, {training}: eval MSE against FLOPs per input (ours: geometric mean over "
-        f"{len(tables)} seeds, 95% interval; paper at its own FLOPs {_joined(PAPER_FLOPS)}, plotted at our "
+        f"{len(tables)} seeds, 95% interval; paper at its own FLOPs {joined(PAPER_FLOPS)}, plotted at our "
         f"levels)", "FLOPs per input (multiply-adds)", "eval MSE", *curves, log_x=True,
         log_y=True)
     return dict(target=target, var_f=var, samples=dict(train=design.n_train, validation=design.n_val,
                                                        test=design.n_test),
-                table={"title": f"Table 1 at {_joined(design.flops)} FLOPs, {target}, "
+                table={"title": f"Table 1 at {joined(design.flops)} FLOPs, {target}, "
                                 f"{training}: eval MSE [95% interval] (MSE / Var f), the paper's below",
-                       "columns": ["model"] + [_level_label(design, i) for i in levels], "rows": rows},
+                       "columns": ["model"] + [level_label(design, i) for i in levels], "rows": rows},
                 equal_total_units=equal_units, training_diagnostics=diagnostics,
                 compute_seconds=sum(t["seconds"] for t in tables), figure=figure)
 
@@ -285,7 +281,7 @@ def _readings(seed: int, scale: Scale, training: str, oracle: tuple, eval_noise:
     tables = [_seed_tables(s, design, trainings, training, oracle, eval_noise) for s in seeds]
     planted = dict(oracle=[list(o) for o in oracle], eval_noise=eval_noise) if oracle or eval_noise else {}
     readings = []
-    for j, target in enumerate(_data(seeds[0], design).targets):
+    for j, target in enumerate(seed_data(seeds[0], design).targets):
         details = _table_details(design, tables, j, target, training)
         if planted:
             details["planted"] = planted
@@ -295,15 +291,15 @@ def _readings(seed: int, scale: Scale, training: str, oracle: tuple, eval_noise:
     return readings
 
 
-def _log_ratio(a: float, b: float) -> float:
+def log_ratio(a: float, b: float) -> float:
     return math.log(a / b)
 
 
 # (a) dense flat ------------------------------------------------------------------------------------------
 def _flat_components(design, tables, j):
     top, low = len(design.active) - 1, 0
-    return [Component(f"dense MSE at {_level_label(design, top)} / at {_level_label(design, low)}",
-                      tuple(_log_ratio(m["dense"][top][j], m["dense"][low][j]) for m in tables), "log",
+    return [Component(f"dense MSE at {level_label(design, top)} / at {level_label(design, low)}",
+                      tuple(log_ratio(m["dense"][top][j], m["dense"][low][j]) for m in tables), "log",
                       PAPER["dense"][top] / PAPER["dense"][low])]
 
 
@@ -370,11 +366,11 @@ def _best_components(design, tables, j):
     parts = []
     for i in range(len(design.active)):
         for rival in ("dsm_50", "dense"):
-            per_seed = tuple(_log_ratio(m["dsm_25"][i][j], m[rival][i][j]) for m in tables)
-            parts.append(Component(f"dsm_25 / {rival} at {_level_label(design, i)}", per_seed, "log",
+            per_seed = tuple(log_ratio(m["dsm_25"][i][j], m[rival][i][j]) for m in tables)
+            parts.append(Component(f"dsm_25 / {rival} at {level_label(design, i)}", per_seed, "log",
                                    PAPER["dsm_25"][i] / PAPER[rival][i]))
-    parts.append(Component(f"dsm_25 at {_level_label(design, 0)} / dense at {_level_label(design, top)}",
-                           tuple(_log_ratio(m["dsm_25"][0][j], m["dense"][top][j]) for m in tables), "log",
+    parts.append(Component(f"dsm_25 at {level_label(design, 0)} / dense at {level_label(design, top)}",
+                           tuple(log_ratio(m["dsm_25"][0][j], m["dense"][top][j]) for m in tables), "log",
                            PAPER["dsm_25"][0] / PAPER["dense"][top]))
     return parts
 

@@ -54,10 +54,11 @@ from dataclasses import dataclass, replace
 from theory_checks.framework import figure_spec, replicate_seed, series
 
 from .decision import below, inside
+from .lsh_common import geometric_interval
 from .registry import Component, Reading, Scale, register_finding
 from .table1 import (EVAL_NOISE_SD, FLAT_BAND, PAPER, PAPER_FLOPS, SCALES as TABLE1_SCALES, SOURCE,
-                     TRAININGS, Table1Design, _data, _eval_mse, _geo_interval, _joined, _level_label,
-                     _log_ratio, _predictions, training_description)
+                     TRAININGS, Table1Design, eval_mse, joined, level_label, log_ratio, model_predictions,
+                     seed_data, training_description)
 
 N_TRAINS = (128, 256, 512, 1_024, 2_048)  # training samples of (a), ascending; table1.py's 1,024 among them
 BUDGETS = (1, 5, 20, 80)  # Adam epochs of (b) and (c), ascending; table1.py's 20 among them
@@ -122,26 +123,26 @@ def _column(seed: int, design: Table1Design, sweep: SweepDesign, training: str, 
 
     oracle: an oracle unit in the model of the highest level; eval_noise: the SD of N(0, 1) test-label noise.
     """
-    data = _data(seed, design)
+    data = seed_data(seed, design)
     labels = data.y_test + eval_noise * data.noise
     top = len(design.active) - 1
     mse, diagnostics = [], []
     for i in levels:
         s = design.active[i]
-        got = _predictions(seed, design, (s, s), oracle and i == top, sweep.fitted_together(design))
-        mse.append(_eval_mse(got[training], labels))
+        got = model_predictions(seed, design, (s, s), oracle and i == top, sweep.fitted_together(design))
+        mse.append(eval_mse(got[training], labels))
         diagnostics.append(got["diagnostics"].get(training, {}))
     return mse, diagnostics
 
 
 def _ratios(per_seed: list, j: int) -> tuple:
     """Per seed, the log of target j's dense MSE at the highest over the lowest level fitted."""
-    return tuple(_log_ratio(mse[-1][j], mse[0][j]) for mse, _ in per_seed)
+    return tuple(log_ratio(mse[-1][j], mse[0][j]) for mse, _ in per_seed)
 
 
 def _ratio_cell(per_seed: list, j: int) -> tuple:
     """Target j's ratio: geometric mean over seeds and its 95% interval."""
-    return _geo_interval([math.exp(v) for v in _ratios(per_seed, j)])
+    return geometric_interval([math.exp(v) for v in _ratios(per_seed, j)])
 
 
 def _cell(m: float, lo: float, hi: float) -> str:
@@ -163,7 +164,7 @@ def _column_details(design: Table1Design, levels: tuple, columns: dict, j: int, 
     x = [design.flops[i] for i in levels]
     rows, curves = [], []
     for label, per_seed in columns.items():
-        cells = [_geo_interval([mse[k][j] for mse, _ in per_seed]) for k in range(len(levels))]
+        cells = [geometric_interval([mse[k][j] for mse, _ in per_seed]) for k in range(len(levels))]
         rows.append([label] + [_cell(*c) for c in cells] + [_cell(*_ratio_cell(per_seed, j))])
         m, lo, hi = zip(*cells)
         curves.append(series(f"ours: {label}", x, list(m), list(lo), list(hi), group=label))
@@ -171,9 +172,9 @@ def _column_details(design: Table1Design, levels: tuple, columns: dict, j: int, 
     rows.append(["paper: dense"] + [f"{v:.4g}" for v in paper] + [f"{PAPER_RATIO:.4g}"])
     curves.append(series("paper: dense", x, paper, style="source"))
     table = {"title": f"{title}: dense eval MSE [95% interval], the paper's below",
-             "columns": ["readout"] + [_level_label(design, i) for i in levels] + ["highest / lowest"],
+             "columns": ["readout"] + [level_label(design, i) for i in levels] + ["highest / lowest"],
              "rows": rows}
-    figure = figure_spec(f"{title} (paper at its own FLOPs {_joined(PAPER_FLOPS)}, plotted at our levels)",
+    figure = figure_spec(f"{title} (paper at its own FLOPs {joined(PAPER_FLOPS)}, plotted at our levels)",
                          "FLOPs per input (multiply-adds)", "dense eval MSE", *curves, log_x=True, log_y=True)
     return table, figure
 
@@ -212,7 +213,7 @@ FLAT_SOURCE_VALUE = {"dense MSE ratio, 73,728 / 18,432 FLOPs": PAPER_RATIO}
 
 def _flat_component(design: Table1Design, per_seed: list, j: int, setting: str) -> Component:
     top = len(design.active) - 1
-    return Component(f"dense MSE at {_level_label(design, top)} / at {_level_label(design, 0)}, {setting}",
+    return Component(f"dense MSE at {level_label(design, top)} / at {level_label(design, 0)}, {setting}",
                      _ratios(per_seed, j), "log", PAPER_RATIO)
 
 
@@ -233,7 +234,7 @@ def finding_flat_by_samples(seed: int, scale: Scale, training: str, oracle: bool
     columns = {(how, n): [_column(s, sweep.at(n_train=n), sweep, how, levels, oracle, eval_noise)
                           for s in seeds] for how in TRAININGS for n in sweep.n_trains}
     readings = []
-    for j, target in enumerate(_data(seeds[0], sweep.base).targets):
+    for j, target in enumerate(seed_data(seeds[0], sweep.base).targets):
         cells = {how: [_ratio_cell(columns[how, n], j) for n in sweep.n_trains] for how in TRAININGS}
         sweep_figure = _sweep_figure(
             f"Table 1 dense column, {target}: highest / lowest-level MSE against training samples "
@@ -316,7 +317,7 @@ def finding_flat_by_epochs(seed: int, scale: Scale, training: str, oracle: bool 
     seeds = [replicate_seed(seed, r) for r in range(sweep.base.seeds)]
     columns = _budget_columns(seeds, sweep, oracle, eval_noise)
     readings = []
-    for j, target in enumerate(_data(seeds[0], sweep.base).targets):
+    for j, target in enumerate(seed_data(seeds[0], sweep.base).targets):
         sweep_figure = _budget_sweep_figure(sweep, columns, j, target, len(seeds))
         for e in sweep.budgets:
             design = sweep.at(epochs=e)
@@ -362,7 +363,7 @@ def finding_flat_undertrained(seed: int, scale: Scale, training: str, oracle: bo
     first, last = sweep.budgets[0], sweep.budgets[-1]
     band = math.log(FLAT_BAND)
     readings = []
-    for j, target in enumerate(_data(seeds[0], sweep.base).targets):
+    for j, target in enumerate(seed_data(seeds[0], sweep.base).targets):
         small, large = _ratios(columns[first], j), _ratios(columns[last], j)
         components = [
             Component(f"ratio at {_epochs(first)} / {FLAT_BAND} (flat: below 1)",
