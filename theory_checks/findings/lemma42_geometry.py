@@ -35,7 +35,7 @@ sphere, a lower power of √d / w).
 
 Planted settings. (a) holds: a hash drawn on Γ itself and lifted to R^d (``lsh_common.lifted_pstable``) with
 the same query points for every d: identical cells; fails: hash directions of unit length
-(``unit_direction_pstable``: cells on Γ grow like √d, exponent 1/2). (b) holds: nested hashes, the first Ck of
+(``lsh_common.unit_hash``: cells on Γ grow like √d, exponent 1/2). (b) holds: nested hashes, the first Ck of
 one hash's 8 directions (each larger C refines the smaller one's cells, so no diameter can grow); fails: the
 width multiplied by C^3 (cells grow like C^3 / C = C^2). (c) holds: the count of cubes of side w tiling the
 cube [-√d, √d]^k of Γ, (2√d / w)^k (the bound's own form, exponent 1 by construction); fails: every code
@@ -56,12 +56,11 @@ from sparse_bench.dsm.buckets import buckets_meeting_ball
 from sparse_bench.hashing import PStableHash
 from sparse_bench.targets import random_subspace
 from theory_checks.framework import replicate_seed
-from theory_checks.paper.common import unit_direction_pstable
 from theory_checks.paper.geometry import unit_ball_points
 
 from .decision import below, inside
-from .lsh_common import (C_HASHES, RESOLUTION_BANDS, exponent_figure, geometric_interval, lifted_pstable,
-                         slope)
+from .lsh_common import (C_HASHES, RESOLUTION_BANDS, exponent_figure, geometric_interval, library_hash,
+                         lifted_pstable, slope, unit_hash)
 from .registry import Component, Reading, Scale, register_finding
 
 SOURCE = "Baykal et al. 2022, Lemma 4.2 (../shared/THEORY.md §A; the §D reading)"
@@ -146,16 +145,6 @@ def _diameters(z: torch.Tensor, basis: torch.Tensor, h: PStableHash) -> tuple[fl
     proj = basis.T @ h.directions  # (k, D): the hash's directions on Γ
     diam = torch.cat([cell_diameters(c, proj, h.offsets, h.width) for c in z.split(QUERY_CHUNK)])
     return float(diam.max()) / WIDTH, float(diam.mean()) / WIDTH
-
-
-def library_hash(basis, num_hashes, width, seed):
-    """The library's own p-stable hash in R^d, a seed of its own per d."""
-    return PStableHash(basis.shape[0], num_hashes, width, replicate_seed(seed, basis.shape[0]))
-
-
-def unit_hash(basis, num_hashes, width, seed):
-    """Planted: the library's hash with directions of unit length (cells on Γ grow like √d)."""
-    return unit_direction_pstable(basis.shape[0], num_hashes, width, replicate_seed(seed, basis.shape[0]))
 
 
 def _diameter_components(label: str, values: tuple, runs: list, predicted: str) -> list[Component]:

@@ -1,6 +1,7 @@
 """Pieces shared by the findings on the paper's theorems (Theorem 4.1, Lemma 4.2, Theorem 4.3): inputs on a
-k-dimensional subspace, the planted hashes of their controls, per-seed log-log slopes, the bands their
-decisions use, and the figure of a fitted exponent against the theorem's.
+k-dimensional subspace, the library's hash per ambient dimension and the planted hashes of their controls,
+per-seed log-log slopes, the bands their decisions use, and the figure of a fitted exponent against the
+theorem's.
 
 Three kinds of band, each derived, never chosen by eye:
 
@@ -29,7 +30,8 @@ import numpy as np
 import torch
 
 from sparse_bench.hashing import PStableHash
-from theory_checks.framework import figure_spec, series
+from theory_checks.framework import figure_spec, replicate_seed, series
+from theory_checks.paper.common import unit_direction_pstable
 from theory_checks.paper.geometry import unit_ball_points
 
 from .decision import FAMILY_CONF, seed_interval
@@ -70,6 +72,17 @@ def lifted_pstable(basis: torch.Tensor, num_hashes: int, width: float, seed: int
     h.directions.copy_(basis @ g)
     h.offsets.copy_(torch.rand(num_hashes, generator=gen, dtype=torch.float64) * width)
     return h
+
+
+def library_hash(basis: torch.Tensor, num_hashes: int, width: float, seed: int) -> PStableHash:
+    """The library's own p-stable hash in R^d (d = basis.shape[0], its directions drawn there), a seed of its
+    own per d."""
+    return PStableHash(basis.shape[0], num_hashes, width, replicate_seed(seed, basis.shape[0]))
+
+
+def unit_hash(basis: torch.Tensor, num_hashes: int, width: float, seed: int) -> PStableHash:
+    """Planted: the library's hash with directions of unit length (cells on the subspace grow like √d)."""
+    return unit_direction_pstable(basis.shape[0], num_hashes, width, replicate_seed(seed, basis.shape[0]))
 
 
 def geometric_interval(values) -> tuple[float, float, float]:

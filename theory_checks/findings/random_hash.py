@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -55,15 +54,15 @@ import torch
 from sparse_bench.dsm import RandomFeaturesDense, select_ridge
 from sparse_bench.dsm.masked import RIDGE_GRID
 from sparse_bench.dsm.random_hash import lsh_routed_dsm, random_hash_dsm, select_routed_ridge
-from sparse_bench.dsm.training import ReadoutTraining, train_readout
-from sparse_bench.targets import paper_targets, uniform_cube
+from sparse_bench.dsm.training import train_readout
 from theory_checks.framework import figure_spec, replicate_seed, series
 from theory_checks.paper import cases
 
 from .decision import above, below
 from .lsh_common import geometric_interval
 from .registry import Component, Reading, Scale, register_finding
-from .table1 import ADAM, TEST_CHUNK_ELEMENTS, OracleUnits
+from .table1 import (TEST_CHUNK_ELEMENTS, OracleUnits, Table1Data, Table1Design, adam_diagnostics,
+                     eval_mse, joined, level_label, mse_cells, seed_data)
 
 SOURCE = "Baykal et al. 2022, Fig 4 (docs/THEORY.md §A, §D)"
 DIM = cases.TABLE1_D
@@ -76,32 +75,11 @@ RATIOS = (("random_hash", "dense"), ("lsh", "random_hash"), ("lsh", "dense"))  #
 TRAININGS = ("ridge", "adam")
 
 
-@dataclass(frozen=True)
-class Fig4Design:
-    """Sizes of one profile: active units per level, seeds, training / validation / test samples, Adam."""
-
-    active: tuple
-    seeds: int
-    n_train: int
-    n_val: int
-    n_test: int
-    adam: ReadoutTraining = ADAM
-
-    @property
-    def flops(self) -> tuple:
-        """Active FLOPs per input of each level, (d + 1) s."""
-        return tuple((DIM + 1) * s for s in self.active)
-
-
-def _joined(flops) -> str:
-    return " / ".join(f"{f:,}" for f in flops)
-
-
-def _scale(profile: str, design: Fig4Design) -> Scale:
+def _scale(profile: str, design: Table1Design) -> Scale:
     fraction = design.active[0] / PAPER_ACTIVE[0]
     share = "Table 1's FLOPs" if fraction == 1 else f"1/{round(1 / fraction)} of Table 1's FLOPs"
-    text = (f"{profile}: {share} ({_joined(design.flops)} active FLOPs per input; Table 1's "
-            f"{_joined(PAPER_FLOPS)}, Fig 4's setup not available to us), {BLOCKS} blocks (25% active), "
+    text = (f"{profile}: {share} ({joined(design.flops)} active FLOPs per input; Table 1's "
+            f"{joined(PAPER_FLOPS)}, Fig 4's setup not available to us), {BLOCKS} blocks (25% active), "
             f"{DIM}-dimensional inputs, both of the paper's targets, {design.seeds} seeds, "
             f"{design.n_train:,} training samples ({design.n_val:,} validation, {design.n_test:,} test)")
     return Scale(fraction, text, design, TRAININGS)
@@ -109,38 +87,11 @@ def _scale(profile: str, design: Fig4Design) -> Scale:
 
 _SAMPLES = dict(n_train=1_024, n_val=256, n_test=2_048)
 SCALES = {
-    "quick": _scale("quick", Fig4Design(cases.TABLE1_ACTIVE[0], 8, **_SAMPLES)),
-    "full": _scale("full", Fig4Design((256, 512, 1_024), 5, **_SAMPLES)),
-    "paper": _scale("paper", Fig4Design(PAPER_ACTIVE, 5, **_SAMPLES)),
+    "quick": _scale("quick", Table1Design(cases.TABLE1_ACTIVE[0], 8, **_SAMPLES)),
+    "full": _scale("full", Table1Design((256, 512, 1_024), 5, **_SAMPLES)),
+    "paper": _scale("paper", Table1Design(PAPER_ACTIVE, 5, **_SAMPLES)),
 }
-
-
-@dataclass(frozen=True)
-class _Data:
-    x: torch.Tensor  # (n_train, d)
-    x_val: torch.Tensor
-    x_test: torch.Tensor
-    y: torch.Tensor  # (n_train, targets)
-    y_val: torch.Tensor
-    y_test: torch.Tensor
-    targets: tuple  # names
-    functions: tuple
-
-
-_DATA: dict = {}
 _PREDICTIONS: dict = {}  # (seed, design, role, level, oracle, trainings) -> predictions and diagnostics
-
-
-def _data(seed: int, design: Fig4Design) -> _Data:
-    key = (seed, design)
-    if key not in _DATA:
-        gen = torch.Generator().manual_seed(seed)
-        x, x_val, x_test = (uniform_cube(n, DIM, gen) for n in (design.n_train, design.n_val, design.n_test))
-        functions = paper_targets(DIM, seed)
-        label = lambda z: torch.stack([f(z) for f in functions.values()], dim=1)  # noqa: E731
-        _DATA[key] = _Data(x, x_val, x_test, label(x), label(x_val), label(x_test), tuple(functions),
-                           tuple(functions.values()))
-    return _DATA[key]
 
 
 def _model(role: str, s: int, seed: int):
@@ -150,7 +101,7 @@ def _model(role: str, s: int, seed: int):
     return make(DIM, BLOCKS * s, s, seed=seed)
 
 
-def _ridge_weights(model, oracle: bool, train, val, data: _Data) -> tuple[torch.Tensor, list]:
+def _ridge_weights(model, oracle: bool, train, val, data: Table1Data) -> tuple[torch.Tensor, list]:
     """(t, targets) ridge readouts chosen on validation, and the ridges. A routed DSM without an oracle unit
     is solved block by block; an oracle unit, active for every input, joins the blocks: ``select_ridge``."""
     fits = []
@@ -164,14 +115,14 @@ def _ridge_weights(model, oracle: bool, train, val, data: _Data) -> tuple[torch.
     return torch.stack([f[1] for f in fits], dim=1), [f[0] for f in fits]
 
 
-def _predictions(seed: int, design: Fig4Design, role: str, level: int, oracle: bool, trainings: tuple
+def _predictions(seed: int, design: Table1Design, role: str, level: int, oracle: bool, trainings: tuple
                  ) -> dict:
     """Test predictions (n_test, targets) of one model under each training, its diagnostics and its time."""
     key = (seed, design, role, level, oracle, trainings)
     if key in _PREDICTIONS:
         return _PREDICTIONS[key]
     start = time.perf_counter()
-    data = _data(seed, design)
+    data = seed_data(seed, design)
     model = _model(role, design.active[level], seed)
     features = OracleUnits(model, data.functions, data.y).features if oracle else model.features
     train, val = features(data.x), features(data.x_val)  # (n_train, t), (n_val, t)
@@ -203,45 +154,33 @@ def _predictions(seed: int, design: Fig4Design, role: str, level: int, oracle: b
     return out
 
 
-def _seed_tables(seed: int, design: Fig4Design, trainings: tuple, training: str, oracle: str | None) -> dict:
+def _seed_tables(seed: int, design: Table1Design, trainings: tuple, training: str, oracle: str | None
+                 ) -> dict:
     """role -> per level, the (targets,) eval MSEs of one seed; diagnostics and compute time."""
-    data = _data(seed, design)
+    data = seed_data(seed, design)
     mse, diagnostics, seconds = {}, {}, 0.0
     for role in ROLES:
         mse[role] = []
         for i in range(len(design.active)):
             got = _predictions(seed, design, role, i, role == oracle, trainings)
-            # an exact zero (possible only for a planted oracle) would make its log -inf
-            mse[role].append(((got[training] - data.y_test) ** 2).mean(dim=0).clamp_min(np.finfo(float).tiny)
-                             .tolist())
+            mse[role].append(eval_mse(got[training], data.y_test))
             shared = {k: v for k, v in got["diagnostics"].items() if k not in TRAININGS}
             diagnostics[f"{role}@{i}"] = dict(got["diagnostics"].get(training, {}), **shared)
             seconds += got["seconds"]
     return dict(mse=mse, diagnostics=diagnostics, seconds=seconds, var=data.y_test.var(dim=0).tolist())
 
 
-def _level_label(design: Fig4Design, i: int) -> str:
-    return f"{design.flops[i]:,} FLOPs (paper {PAPER_FLOPS[i]:,})"
-
-
-def _details(design: Fig4Design, tables: list, j: int, target: str, training: str) -> dict:
+def _details(design: Table1Design, tables: list, j: int, target: str, training: str) -> dict:
     """Our table (geometric mean MSE [95% CI], MSE / Var f), routing balance, diagnostics and a figure."""
     var = float(np.mean([t["var"][j] for t in tables]))
     levels = range(len(design.active))
-    cells = {role: [geometric_interval([t["mse"][role][i][j] for t in tables]) for i in levels]
-             for role in ROLES}
-    rows = [[role] + [f"{m:.3g} [{lo:.3g}, {hi:.3g}] ({m / var:.2f})" for m, lo, hi in cells[role]]
-            for role in ROLES]
+    rows = mse_cells(tables, ROLES, levels, j, var)[1]
     rows += [[f"paper Table 1: {role}"] + [f"{v:.4g}" for v in values]
              for role, values in TABLE1_PAPER.items()]
     share = {role: max(t["diagnostics"][f"{role}@{i}"]["largest_block_share"] for t in tables for i in levels)
              for role in ("random_hash", "lsh")}
-    diagnostics = {}
     fits = [t["diagnostics"][f"{role}@{i}"] for t in tables for role in ROLES for i in levels]
-    if training == "adam":
-        last = [f["stopped_at_last_epoch"][j] for f in fits]
-        chosen = {str(lr): sum(f["lr"][j] == lr for f in fits) for lr in design.adam.lrs}
-        diagnostics = dict(share_stopped_at_last_epoch=sum(last) / len(last), learning_rates=chosen)
+    diagnostics = adam_diagnostics(fits, j, design.adam) if training == "adam" else {}
     x = list(design.flops)
     curves = []
     for numerator, denominator in RATIOS:
@@ -256,20 +195,20 @@ def _details(design: Fig4Design, tables: list, j: int, target: str, training: st
     figure = figure_spec(
         f"Fig 4 reading, {target}, {training}: eval MSE ratios against active FLOPs, 25% active (ours: "
         f"geometric mean over {len(tables)} seeds, 95% interval; Fig 4's values are not available to us: "
-        f"Table 1's top-K DSM-25 / dense at the paper's FLOPs {_joined(PAPER_FLOPS)}, drawn at our levels)",
+        f"Table 1's top-K DSM-25 / dense at the paper's FLOPs {joined(PAPER_FLOPS)}, drawn at our levels)",
         "active FLOPs per input (multiply-adds)", "eval MSE ratio", *curves, log_x=True, log_y=True)
     return dict(target=target, var_f=var,
                 samples=dict(train=design.n_train, validation=design.n_val, test=design.n_test),
                 flops=dict(active=list(design.flops), routing={"lsh": DIM * int(math.log2(BLOCKS)),
                                                                "random_hash": 0, "dense": 0}),
-                table={"title": f"Fig 4 reading at {_joined(design.flops)} active FLOPs, {target}, "
+                table={"title": f"Fig 4 reading at {joined(design.flops)} active FLOPs, {target}, "
                                 f"{training}: eval MSE [95% interval] (MSE / Var f); Table 1's values below",
-                       "columns": ["model"] + [_level_label(design, i) for i in levels], "rows": rows},
+                       "columns": ["model"] + [level_label(design, i) for i in levels], "rows": rows},
                 largest_block_share=share, training_diagnostics=diagnostics,
                 compute_seconds=sum(t["seconds"] for t in tables), figure=figure)
 
 
-def training_description(training: str, design: Fig4Design) -> str:
+def training_description(training: str, design: Table1Design) -> str:
     if training == "ridge":
         return (f"ridge: closed-form ridge least squares on the frozen (masked) features, the ridge chosen "
                 f"per model and target on the validation set from {RIDGE_GRID[0]:g} to {RIDGE_GRID[-1]:g}")
@@ -287,8 +226,8 @@ def _readings(seed: int, scale: Scale, training: str, oracle: str | None, numera
     seeds = [replicate_seed(seed, r) for r in range(design.seeds)]
     tables = [_seed_tables(s, design, trainings, training, oracle) for s in seeds]
     readings = []
-    for j, target in enumerate(_data(seeds[0], design).targets):
-        components = [Component(f"{numerator} / {denominator} at {_level_label(design, i)}",
+    for j, target in enumerate(seed_data(seeds[0], design).targets):
+        components = [Component(f"{numerator} / {denominator} at {level_label(design, i)}",
                                 tuple(math.log(t["mse"][numerator][i][j] / t["mse"][denominator][i][j])
                                       for t in tables), "log") for i in range(len(design.active))]
         details = _details(design, tables, j, target, training)

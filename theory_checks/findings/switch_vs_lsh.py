@@ -61,13 +61,12 @@ from sparse_bench.dsm.masked import RIDGE_GRID
 from sparse_bench.dsm.random_hash import random_hash_dsm
 from sparse_bench.dsm.switch import SwitchRegressor, train_switch
 from sparse_bench.dsm.training import ReadoutTraining, train_readout
-from sparse_bench.targets import paper_targets, uniform_cube
 from theory_checks.framework import figure_spec, replicate_seed, series
 from theory_checks.paper import cases
 
 from .decision import below
-from .lsh_common import geometric_interval
 from .registry import Component, Reading, Scale, register_finding
+from .table1 import TEST_CHUNK_ELEMENTS, draw_samples, eval_mse, joined, mse_cells, mse_curves
 
 SOURCE = "Baykal et al. 2022, §3 and §5 (docs/THEORY.md §A, §D)"
 D = cases.TABLE1_D
@@ -82,7 +81,6 @@ LSH_HASHES, LSH_WIDTH = 4, 4.0
 SWITCH = ReadoutTraining("adam", lrs=(1e-2,), epochs=60, batch_size=128)
 READOUT = ReadoutTraining("adam", lrs=(1e-3, 1e-2), epochs=20, batch_size=64)  # on standardised targets
 BALANCE = 0.01  # weight of the Switch load-balancing loss (the Switch Transformer's)
-TEST_CHUNK_ELEMENTS = 2**21  # test features are formed this many entries at a time (16 MiB of float64)
 
 
 @dataclass(frozen=True)
@@ -107,17 +105,13 @@ def lsh_tables(active: int) -> int:
     return max(1, (D + 1) * active // (D * LSH_HASHES + 1))
 
 
-def _joined(values) -> str:
-    return " / ".join(f"{v:,}" for v in values)
-
-
 def _scale(profile: str, design: Design) -> Scale:
     fraction = design.active[0] / PAPER_ACTIVE[0]
     share = "the paper's lowest FLOP level" if fraction == 1 else \
         f"1/{round(1 / fraction)} of the paper's lowest FLOP level"
-    tables = _joined(map(lsh_tables, design.active))
-    text = (f"{profile}: {share} ({_joined(design.flops)} active FLOPs per input; Table 1's levels "
-            f"{_joined(PAPER_FLOPS)}), {EXPERTS} experts / blocks (25% active), LSH {tables} tables of "
+    tables = joined(map(lsh_tables, design.active))
+    text = (f"{profile}: {share} ({joined(design.flops)} active FLOPs per input; Table 1's levels "
+            f"{joined(PAPER_FLOPS)}), {EXPERTS} experts / blocks (25% active), LSH {tables} tables of "
             f"{LSH_HASHES} hashes, {D}-dimensional inputs, both of the paper's targets, {design.seeds} "
             f"seeds, {design.n_train:,} training samples ({design.n_val:,} validation, {design.n_test:,} "
             "test)")
@@ -153,15 +147,11 @@ _PREDICTIONS: dict = {}  # (seed, design, role, level, permuted) -> test predict
 def _data(seed: int, design: Design) -> _Data:
     key = (seed, design)
     if key not in _DATA:
-        gen = torch.Generator().manual_seed(seed)
-        x, x_val, x_test = (uniform_cube(n, D, gen) for n in (design.n_train, design.n_val, design.n_test))
-        functions = paper_targets(D, seed)
-        label = lambda z: torch.stack([f(z) for f in functions.values()], dim=1)  # noqa: E731
-        y = label(x)
+        (x, x_val, x_test), functions, (y, y_val, y_test), gen = draw_samples(seed, design)
         mean, std = y.mean(dim=0), y.std(dim=0)
         permuted = tuple(torch.randperm(n, generator=gen) for n in (design.n_train, design.n_val))
-        _DATA[key] = _Data(x, x_val, x_test, (y - mean) / std, (label(x_val) - mean) / std, label(x_test),
-                           permuted, mean, std, tuple(functions))
+        _DATA[key] = _Data(x, x_val, x_test, (y - mean) / std, (y_val - mean) / std, y_test, permuted, mean,
+                           std, tuple(functions))
     return _DATA[key]
 
 
@@ -245,7 +235,7 @@ def _seed_table(seed: int, design: Design, training: str, permuted: str | None) 
         mse[role] = []
         for i in range(len(design.active)):
             got = _predictions(seed, design, role, i, role == permuted)
-            mse[role].append(((got[training] - data.y_test) ** 2).mean(dim=0).tolist())
+            mse[role].append(eval_mse(got[training], data.y_test))
             diagnostics[f"{role}@{i}"] = got["diagnostics"]
             seconds += got["seconds"]
     return dict(mse=mse, diagnostics=diagnostics, seconds=seconds, var=data.y_test.var(dim=0).tolist())
@@ -259,18 +249,12 @@ def _details(design: Design, tables: list, j: int, target: str, training: str) -
     """Our table (geometric mean MSE [95% interval], MSE / Var f), FLOPs, Switch diagnostics and a figure."""
     var = float(np.mean([t["var"][j] for t in tables]))
     levels = range(len(design.active))
-    cells = {role: [geometric_interval([t["mse"][role][i][j] for t in tables]) for i in levels]
-             for role in ROLES}
-    rows = [[role] + [f"{m:.3g} [{lo:.3g}, {hi:.3g}] ({m / var:.2f})" for m, lo, hi in cells[role]]
-            for role in ROLES]
+    cells, rows = mse_cells(tables, ROLES, levels, j, var)
     rows += [[f"paper Table 1: {role} at {PAPER_FLOPS[0]:,} FLOPs", f"{values[0]:.4g}"]
              for role, values in TABLE1_PAPER.items()]
     switch = [t["diagnostics"][f"switch@{i}"]["per_target"][j] for t in tables for i in levels]
     x = list(design.flops)
-    curves = []
-    for role in ROLES:
-        m, lo, hi = zip(*cells[role])
-        curves.append(series(f"ours: {role}", x, list(m), list(lo), list(hi), group=role))
+    curves = mse_curves(cells, x)
     curves += [series(f"paper Table 1 (no Switch or LSH value in the source): {role} at "
                       f"{PAPER_FLOPS[0]:,} FLOPs", x[:1], [values[0]], style="source", group=role)
                for role, values in TABLE1_PAPER.items()]
@@ -285,7 +269,7 @@ def _details(design: Design, tables: list, j: int, target: str, training: str) -
         flops={"active": list(design.flops),
                "lsh": [lsh_tables(s) * (D * LSH_HASHES + 1) for s in design.active],
                "switch_routing": D * EXPERTS},
-        table={"title": f"eval MSE [95% interval] (MSE / Var f) at {_joined(design.flops)} active FLOPs, "
+        table={"title": f"eval MSE [95% interval] (MSE / Var f) at {joined(design.flops)} active FLOPs, "
                         f"{target}, {training}",
                "columns": ["model"] + [_level_label(design, i) for i in levels], "rows": rows},
         switch_training=dict(

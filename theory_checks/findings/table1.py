@@ -131,16 +131,23 @@ _DATA: dict = {}
 _PREDICTIONS: dict = {}  # (seed, design, spec, oracle, trainings) -> predictions and diagnostics
 
 
+def draw_samples(seed: int, design) -> tuple:
+    """The samples of one seed: (x, x_val, x_test) uniform on [-1, 1]^D with design.n_train / n_val / n_test
+    rows, the paper's targets drawn from ``seed`` (name -> function), their (rows, targets) labels in the same
+    order, and the generator, left where further draws of the seed continue."""
+    gen = torch.Generator().manual_seed(seed)
+    xs = tuple(uniform_cube(n, D, gen) for n in (design.n_train, design.n_val, design.n_test))
+    functions = paper_targets(D, seed)
+    labels = tuple(torch.stack([f(z) for f in functions.values()], dim=1) for z in xs)
+    return xs, functions, labels, gen
+
+
 def seed_data(seed: int, design: Table1Design) -> Table1Data:
     key = (seed, design)
     if key not in _DATA:
-        gen = torch.Generator().manual_seed(seed)
-        x, x_val, x_test = (uniform_cube(n, D, gen) for n in (design.n_train, design.n_val, design.n_test))
-        functions = paper_targets(D, seed)
-        label = lambda z: torch.stack([f(z) for f in functions.values()], dim=1)  # noqa: E731
+        xs, functions, labels, gen = draw_samples(seed, design)
         noise = torch.randn(design.n_test, len(functions), generator=gen, dtype=torch.float64)
-        _DATA[key] = Table1Data(x, x_val, x_test, label(x), label(x_val), label(x_test), noise,
-                                tuple(functions), tuple(functions.values()))
+        _DATA[key] = Table1Data(*xs, *labels, noise, tuple(functions), tuple(functions.values()))
     return _DATA[key]
 
 
@@ -232,31 +239,48 @@ def level_label(design: Table1Design, i: int) -> str:
     return f"{design.flops[i]:,} FLOPs (paper {PAPER_FLOPS[i]:,})"
 
 
+def mse_cells(tables: list, roles, levels, j: int, var: float) -> tuple[dict, list]:
+    """Per role and level, the geometric mean over seeds of target j's eval MSE with its interval
+    (``geometric_interval``; tables: per seed, {"mse": role -> per level, per target}), and the roles' table
+    rows "mean [low, high] (mean / Var f)"."""
+    cells = {role: [geometric_interval([t["mse"][role][i][j] for t in tables]) for i in levels]
+             for role in roles}
+    rows = [[role] + [f"{m:.3g} [{lo:.3g}, {hi:.3g}] ({m / var:.2f})" for m, lo, hi in cells[role]]
+            for role in roles]
+    return cells, rows
+
+
+def mse_curves(cells: dict, x: list) -> list:
+    """One figure series per role of ``mse_cells``: its geometric means against x, with their intervals."""
+    curves = []
+    for role, values in cells.items():
+        m, lo, hi = zip(*values)
+        curves.append(series(f"ours: {role}", x, list(m), list(lo), list(hi), group=role))
+    return curves
+
+
+def adam_diagnostics(fits: list, j: int, adam: ReadoutTraining) -> dict:
+    """Over Adam fits' diagnostics (each with per-target "lr" and "stopped_at_last_epoch"), for target j: the
+    fits, the share that stopped at the last epoch (more epochs might have helped) and each rate's count."""
+    last = [f["stopped_at_last_epoch"][j] for f in fits]
+    return dict(cells=len(fits), share_stopped_at_last_epoch=sum(last) / len(last),
+                learning_rates={str(lr): sum(f["lr"][j] == lr for f in fits) for lr in adam.lrs})
+
+
 def _table_details(design: Table1Design, tables: list, j: int, target: str, training: str) -> dict:
     """Our table (geometric mean MSE [95% CI], MSE / Var f) beside the paper's, the equal-total-units ratios,
     training diagnostics and a figure spec."""
     var = float(np.mean([t["var"][j] for t in tables]))
     levels = range(len(design.active))
-    cells = {role: [geometric_interval([t["mse"][role][i][j] for t in tables]) for i in levels]
-             for role in ROLES}
-    rows = [[role] + [f"{m:.3g} [{lo:.3g}, {hi:.3g}] ({m / var:.2f})" for m, lo, hi in cells[role]]
-            for role in ROLES]
+    cells, rows = mse_cells(tables, ROLES, levels, j, var)
     rows += [[f"paper: {role}"] + [f"{v:.4g}" for v in PAPER[role]] for role in PAPER]
     equal_units = {f"{dsm} / dense of its total units at {level_label(design, i)}": list(geometric_interval(
         [t["mse"][dsm][i][j] / t["mse"][f"dense_units_of_{dsm}"][i][j] for t in tables]))
         for dsm in ("dsm_50", "dsm_25") for i in levels}
     fits = [d for t in tables for d in t["diagnostics"].values() if d]
-    diagnostics = {}
-    if training == "adam" and fits:
-        last = [f["stopped_at_last_epoch"][j] for f in fits]
-        chosen = {str(lr): sum(f["lr"][j] == lr for f in fits) for lr in design.adam.lrs}
-        diagnostics = dict(cells=len(fits), share_stopped_at_last_epoch=sum(last) / len(last),
-                           learning_rates=chosen)
+    diagnostics = adam_diagnostics(fits, j, design.adam) if training == "adam" and fits else {}
     x = list(design.flops)
-    curves = []
-    for role in ROLES:
-        m, lo, hi = zip(*cells[role])
-        curves.append(series(f"ours: {role}", x, list(m), list(lo), list(hi), group=role))
+    curves = mse_curves(cells, x)
     curves += [series(f"paper: {role}", x, list(PAPER[role]), style="source", group=role) for role in PAPER]
     figure = figure_spec(
         f"Table 1, {target}, {training}: eval MSE against FLOPs per input (ours: geometric mean over "

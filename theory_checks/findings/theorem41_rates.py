@@ -42,12 +42,12 @@ Planted settings. (a) holds: a regular grid of m^k cubes on the cube [-1/2, 1/2]
 bucket count at each width), inputs on a lattice with the same symmetric points in every cube: every cube
 errs exactly alike, so sup-error and RMSE are exactly proportional to the side 1/m = T^(-1/k); fails: a
 locality-free partition (``dsm.random_hash.RandomBucketHash``: a bucket at random per input) with as many
-buckets as the LSH, whose error stays that of predicting the mean. (b) holds: a hash drawn on Γ itself and lifted to R^d
-(``lsh_common.lifted_pstable``), the same inputs and target on Γ for every d: identical errors; fails: hash
-directions of unit length (``unit_direction_pstable``: cells on Γ grow like √d, exponent 1/2). (c) holds: the
-amplitude scaled instead, L |(<U u, x> + phi) mod 2 - 1| (bucket means are linear in the labels: errors
-exactly ∝ L); fails: N(0, 1) noise added to the test labels, far above every error, so the measured errors
-stay flat in L.
+buckets as the LSH, whose error stays that of predicting the mean. (b) holds: a hash drawn on Γ itself and
+lifted to R^d (``lsh_common.lifted_pstable``), the same inputs and target on Γ for every d: identical errors;
+fails: hash directions of unit length (``lsh_common.unit_hash``: cells on Γ grow like √d, exponent 1/2). (c)
+holds: the amplitude scaled instead, L |(<U u, x> + phi) mod 2 - 1| (bucket means are linear in the labels:
+errors exactly ∝ L); fails: N(0, 1) noise added to the test labels, far above every error, so the measured
+errors stay flat in L.
 """
 
 from __future__ import annotations
@@ -61,15 +61,14 @@ import torch
 from sparse_bench.dsm import LSHModel
 from sparse_bench.dsm.buckets import buckets_meeting_ball
 from sparse_bench.dsm.random_hash import RandomBucketHash
-from sparse_bench.hashing import PStableHash, universal_hash
+from sparse_bench.hashing import universal_hash
 from sparse_bench.targets import random_subspace
 from theory_checks.framework import replicate_seed
-from theory_checks.paper.common import unit_direction_pstable
 from theory_checks.paper.geometry import unit_ball_points
 
 from .decision import inside
 from .lsh_common import (C_HASHES, RESOLUTION_BANDS, WHOLE_POWER_BAND, ball_inputs, dimension_band,
-                         exponent_figure, geometric_interval, lifted_pstable, slope)
+                         exponent_figure, geometric_interval, library_hash, lifted_pstable, slope, unit_hash)
 from .registry import Component, Reading, Scale, register_finding
 
 SOURCE = "Baykal et al. 2022, Theorem 4.1 (../shared/THEORY.md §A; the §D reading as rates)"
@@ -289,16 +288,6 @@ def _d_seed(seed: int, design: SweepDesign, make_hash) -> list[dict]:
         model = LSHModel.from_hashes(d, [h], C_HASHES * k)
         rows.append({**_errors(model, z @ basis.T, z @ u, zt @ basis.T, zt @ u), "d": d})
     return rows
-
-
-def library_hash(basis, num_hashes, width, seed):
-    """The library's own p-stable hash in R^d (its directions drawn there), a seed of its own per d."""
-    return PStableHash(basis.shape[0], num_hashes, width, replicate_seed(seed, basis.shape[0]))
-
-
-def unit_hash(basis, num_hashes, width, seed):
-    """Planted: the library's hash with directions of unit length (cells on Γ grow like √d)."""
-    return unit_direction_pstable(basis.shape[0], num_hashes, width, replicate_seed(seed, basis.shape[0]))
 
 
 def _sweep_components(label: str, values: tuple, runs: list, predicted: float) -> list[Component]:
