@@ -70,11 +70,11 @@ def test_records_of_another_dtype_are_named_apart_and_not_judged_by_the_cpu_floa
     assert bf16["name"] == fp32["name"] + "/cpu/bfloat16" and bf16["dtype"] == "bfloat16"
     assert "targets" in fp32 and "targets" not in bf16
     assert bf16["memory"]["budget_bytes"] < fp32["memory"]["budget_bytes"]  # 2-byte activations
-    assert [row["measured"] for row in target_summary(mixed_records)] == [1, 1]  # R and GShard: fp32 only
+    assert [row["measured"] for row in target_summary(mixed_records)] == [1, 1]  # overhead, GShard: fp32 only
     columns, rows = ratio_table(mixed_records)
     assert [row[0] for row in rows] == ["E4 k2 T64 h16", "E4 k2 T64 h16 cpu bfloat16"]
     met = columns.index("targets met")
-    assert "R " in rows[0][met] and rows[1][met] == "not judged (targets: CPU float32)"
+    assert "overhead " in rows[0][met] and rows[1][met] == "not judged (targets: CPU float32)"
     _, target_rows = target_table(mixed_records)
     assert all(row[2].endswith("/1") for row in target_rows)
 
