@@ -12,7 +12,6 @@ a backend within a block: tests run the reference on CPU tensors to compare it w
 from __future__ import annotations
 
 import contextlib
-from contextvars import ContextVar
 from typing import TYPE_CHECKING, Iterator
 
 import torch
@@ -32,15 +31,16 @@ __all__ = ["BACKENDS", "Kernels", "MatrixProducts", "backend_for", "expert_chunk
 
 BACKENDS: dict[str, Kernels] = {kernels.name: kernels for kernels in (reference.KERNELS, cpu.KERNELS,
                                                                          cuda.KERNELS)}
-_forced: ContextVar[Kernels | None] = ContextVar("sparse_bench_forced_backend", default=None)
+# A plain module variable, not a ContextVar: torch.compile(fullgraph=True) traces module globals (guarding on
+# them) but not ContextVar reads.
+_forced: Kernels | None = None
 
 
 def backend_for(t: torch.Tensor) -> Kernels:
     """The backend whose ops run on t: the one ``use_backend`` forces, else the one named by t's device type
     (the reference for devices without a backend; CUDA's for CPU tensors on the device path)."""
-    forced = _forced.get()
-    if forced is not None:
-        return forced
+    if _forced is not None:
+        return _forced
     if t.device.type == "cpu" and not host_path(t):
         return cuda.KERNELS
     return BACKENDS.get(t.device.type, reference.KERNELS)
@@ -48,15 +48,18 @@ def backend_for(t: torch.Tensor) -> Kernels:
 
 @contextlib.contextmanager
 def use_backend(name: str) -> Iterator[Kernels]:
-    """Within this block (this thread or task), every op runs ``BACKENDS[name]`` whatever its tensors' device.
-    A device's backend forced onto another device's tensors runs only where its ops are device-neutral."""
+    """Within this block, every op runs ``BACKENDS[name]`` whatever its tensors' device. Process-wide, not
+    thread-safe (like ``device_path_on_cpu``): a switch for tests and measurements. A device's backend forced
+    onto another device's tensors runs only where its ops are device-neutral."""
+    global _forced
     if name not in BACKENDS:
         raise ValueError(f"backend must be one of {sorted(BACKENDS)}, got {name!r}")
-    token = _forced.set(BACKENDS[name])
+    before = _forced
+    _forced = BACKENDS[name]
     try:
-        yield BACKENDS[name]
+        yield _forced
     finally:
-        _forced.reset(token)
+        _forced = before
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
