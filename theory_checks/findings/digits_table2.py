@@ -53,6 +53,7 @@ from theory_checks.framework import figure_spec, replicate_seed, series
 
 from .decision import FAMILY_CONF, above, seed_interval
 from .registry import Component, Reading, Scale, register_finding
+from .switch_vs_lsh import models_training, switch_training_summary
 
 SOURCE = "Baykal et al. 2022, Table 2 (CIFAR-10, one run; its numbers are not in docs/THEORY.md)"
 PIXELS, CLASSES = 64, 10
@@ -231,21 +232,13 @@ def _details(design: Design, tables: list, training: str) -> dict:
                         f"MSE, mean [95% interval] over {len(tables)} splits",
                "columns": ["model", "FLOPs per input", "test accuracy %", "test MSE (one-hot)"],
                "rows": rows},
-        switch_training=dict(largest_expert_share=max(d["largest_expert_share"] for d in switch),
-                             share_stopped_at_last_epoch=sum(d["stopped_at_last_epoch"] for d in switch)
-                             / len(switch)),
+        switch_training=switch_training_summary(switch),
         lsh_buckets=[t["diagnostics"]["lsh"]["buckets"] for t in tables],
         compute_seconds=sum(t["seconds"] for t in tables), figure=figure)
 
 
 def training_description(training: str, design: Design) -> str:
-    switch = f"the Switch model trained end to end by {design.switch.describe()}"
-    if training == "ridge":
-        return (f"ridge: closed-form ridge readouts (ridge from {RIDGE_GRID[0]:g} to {RIDGE_GRID[-1]:g} "
-                f"chosen per class on the validation set), the LSH constants by joint dual ridge; {switch}, "
-                f"then its readout re-solved by ridge over its masked units")
-    return (f"adam: readouts and LSH constants by {design.readout.describe()}, learning rate and stopping "
-            f"epoch chosen on the validation set; {switch}")
+    return models_training(training, design.readout, design.switch, None, "class")
 
 
 @register_finding(

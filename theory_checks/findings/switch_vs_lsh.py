@@ -272,21 +272,34 @@ def _details(design: Design, tables: list, j: int, target: str, training: str) -
         table={"title": f"eval MSE [95% interval] (MSE / Var f) at {joined(design.flops)} active FLOPs, "
                         f"{target}, {training}",
                "columns": ["model"] + [_level_label(design, i) for i in levels], "rows": rows},
-        switch_training=dict(
-            largest_expert_share=max(d["largest_expert_share"] for d in switch),
-            share_stopped_at_last_epoch=sum(d["stopped_at_last_epoch"] for d in switch) / len(switch)),
+        switch_training=switch_training_summary(switch),
         lsh_buckets=[t["diagnostics"][f"lsh@{i}"]["buckets"] for t in tables for i in levels],
         compute_seconds=sum(t["seconds"] for t in tables), figure=figure)
 
 
-def training_description(training: str, design: Design) -> str:
-    switch = f"the Switch model trained end to end by {design.switch.describe(design.n_train)}"
+def models_training(training: str, readout: ReadoutTraining, switch: ReadoutTraining, samples: int | None,
+                    ridge_chosen_per: str) -> str:
+    """How the readouts, the LSH constants and the Switch model were trained, in one line (shared by every
+    finding that trains a Switch model beside the LSH model)."""
+    trained_switch = f"the Switch model trained end to end by {switch.describe(samples)}"
     if training == "ridge":
         return (f"ridge: closed-form ridge readouts (ridge from {RIDGE_GRID[0]:g} to {RIDGE_GRID[-1]:g} "
-                f"chosen per model and target on the validation set), the LSH constants by joint dual ridge; "
-                f"{switch}, then its readout re-solved by ridge over its masked units")
-    return (f"adam: readouts and LSH constants by {design.readout.describe(design.n_train)}, learning rate "
-            f"and stopping epoch chosen on the validation set; {switch}")
+                f"chosen per {ridge_chosen_per} on the validation set), the LSH constants by joint dual ridge; "
+                f"{trained_switch}, then its readout re-solved by ridge over its masked units")
+    return (f"adam: readouts and LSH constants by {readout.describe(samples)}, learning rate and stopping "
+            f"epoch chosen on the validation set; {trained_switch}")
+
+
+def switch_training_summary(diagnostics: list[dict]) -> dict:
+    """Over seeds: the largest share of tokens one expert took, and the share of runs whose best validation
+    epoch was the last (training may have stopped early)."""
+    return dict(largest_expert_share=max(d["largest_expert_share"] for d in diagnostics),
+                share_stopped_at_last_epoch=sum(d["stopped_at_last_epoch"] for d in diagnostics)
+                / len(diagnostics))
+
+
+def training_description(training: str, design: Design) -> str:
+    return models_training(training, design.readout, design.switch, design.n_train, "model and target")
 
 
 @register_finding(
