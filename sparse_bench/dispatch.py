@@ -10,8 +10,8 @@ every run, CUDA included (``gather.gather_rows``: the backward of a gather is a 
 (``sparse_bench.device_path``; CUDA) nothing reads a value on the host, except where a strategy needs a size:
 "sorted" and "loop" (per-expert counts), "padded" and "einsum" on a dropless plan (the largest count), and any
 strategy on a plan whose router does not record its token cells (expert choice: the most assignments of one
-token). On the host path (CPU), "sorted" and "padded" run CPU-tuned kernels that add into y with
-``index_add_`` (a serial loop on CPU, hence deterministic too).
+token). Where the backend of x's device has its own body of "sorted" or "padded" (``Kernels``; the CPU's,
+chunked, add into y with ``index_add_``, a serial loop on CPU, hence deterministic too), that body runs.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from . import kernels
 from .device_path import host_path
 from .experts import ExpertBank
 from .gather import gather_rows, inverse_permutation, take
-from .kernels import expert_chunks, sorted_swiglu
 from .routing.plan import RoutingPlan, group_offsets
 from .validation import check_finite_image, check_tokens
 
@@ -260,46 +260,20 @@ def dispatch_einsum(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> tor
     return combine_matrix @ expert_out
 
 
-# "sorted" on the host path: chunks of at most SORTED_CHUNK_ROWS rows (the floor's block), fewer where a row's
-# widest temporary would push a chunk past SORTED_CHUNK_BYTES: chunk-sized temporaries are recycled by glibc's
-# heap instead of mapped afresh (docs/performance-notes.md, "sorted" chunks).
-SORTED_CHUNK_ROWS = 1024
-SORTED_CHUNK_BYTES = 16 * 2**20
-
-
 @strategy("sorted")
 def dispatch_sorted(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
-    """Rows in expert order, one GEMM pair per expert segment, weighted sum per token.
-
-    Host path: chunk by chunk (``expert_chunks``), each chunk's outputs added into y with ``index_add_`` (a
-    serial, hence deterministic, loop on CPU), so temporaries stay small and are reused; with autograd,
-    bias-free SwiGLU runs the same chunks inside one Function (``kernels.sorted_swiglu``). Device path: one
-    gather of all rows, ``ExpertBank.forward_grouped`` on the per-expert counts (read on the host) and
-    ``combine``.
-    """
-    T, d = x.shape
+    """Rows in expert order, one GEMM pair per expert segment, weighted sum per token: one gather of all rows,
+    ``ExpertBank.forward_grouped`` on the per-expert counts (read on the host) and ``combine``; a backend with
+    its own body (CPU: chunk by chunk, ``Kernels.dispatch_sorted``) runs that instead."""
     if plan.num_entries == 0:
-        return x.new_zeros(T, d)
-    if not host_path(x):
-        rows, layout = _entry_rows(x, plan)
-        counts = plan.expert_counts.tolist()
-        out = bank.forward_grouped(rows.narrow(0, 0, sum(counts)), counts)
-        return combine(_with_tail(out, plan), layout, cell_weights(plan, layout))
-    plan = plan.compact()
-    row_bytes = max(d, bank.w_in.shape[2]) * x.element_size()  # the widest temporary per row
-    max_rows = max(1, min(SORTED_CHUNK_ROWS, SORTED_CHUNK_BYTES // row_bytes))
-    if torch.is_grad_enabled() and bank.activation == "swiglu" and not bank.has_bias:
-        return sorted_swiglu(x, plan, bank, max_rows)
-    weight = plan.weight.to(x.dtype).unsqueeze(1)  # (A, 1)
-    y = x.new_zeros(T, d)
-    experts = bank.per_expert_weights()
-    for first, start, counts in expert_chunks(plan.expert_counts.tolist(), max_rows):
-        stop = start + sum(counts)
-        tokens = plan.token_index[start:stop]
-        out = bank.forward_grouped(x.index_select(0, tokens), counts, first, experts)  # (rows, d)
-        scaled = out * weight[start:stop] if torch.is_grad_enabled() else out.mul_(weight[start:stop])
-        y.index_add_(0, tokens, scaled)
-    return y
+        return x.new_zeros(x.shape)
+    own = kernels.backend_for(x).dispatch_sorted
+    if own is not None:
+        return own(x, plan.compact(), bank)
+    rows, layout = _entry_rows(x, plan)
+    counts = plan.expert_counts.tolist()
+    out = bank.forward_grouped(rows.narrow(0, 0, sum(counts)), counts)
+    return combine(_with_tail(out, plan), layout, cell_weights(plan, layout))
 
 
 def _grouped_mm_takes(*operands: torch.Tensor) -> bool:
@@ -356,65 +330,27 @@ def dispatch_grouped(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> to
     return combine(grouped_experts(rows, plan, bank), layout, cell_weights(plan, layout))
 
 
-def padded_slots(plan: RoutingPlan) -> tuple[torch.Tensor, int]:
-    """(A,) row of each assignment in a flattened (E, C, d) slab, and C = the largest realised expert count."""
-    capacity = int(plan.expert_counts.max())
-    return plan.expert_index * capacity + plan.slot_in_expert, capacity
-
-
 @strategy("padded")
 def dispatch_padded(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
     """Gather rows into (E, C, d) slabs, two batched matmuls per slab, combine straight from the slab.
 
     C (``slab_capacity``) never drops an assignment. Pad slots read a real token: their outputs are never
-    combined and their gradients are exactly zero. Host path without autograd: the experts go in several
-    slabs (``_padded_by_expert_groups``), each group's outputs added into y with ``index_add_``. With autograd
-    (where every slab's activations are kept for backward anyway, and split weights would get their gradients
-    concatenated, a second copy) and on the device path: one slab for all experts and ``combine``.
+    combined and their gradients are exactly zero. Without autograd, a backend with its own body (CPU: several
+    slabs of a few experts each, ``Kernels.dispatch_padded_no_grad``) runs that instead; with autograd every
+    slab's activations are kept for backward anyway, and split weights would get their gradients
+    concatenated, a second copy.
     """
     if plan.num_entries == 0:
         return x.new_zeros(x.shape)
-    if host_path(x) and not torch.is_grad_enabled():
-        return _padded_by_expert_groups(x, plan.compact(), bank)
+    own = kernels.backend_for(x).dispatch_padded_no_grad
+    if own is not None and not torch.is_grad_enabled():
+        return own(x, plan.compact(), bank)
     capacity = slab_capacity(plan)
     layout = token_layout(plan)
     row_token, slab = _slab_layout(plan, layout, capacity)
     rows = gather_tokens(x, row_token, slab.cells, slab.cell_valid)  # (E * C, d)
     out = bank.forward_batched(rows.view(bank.num_experts, capacity, -1)).view(-1, x.shape[1])  # (E * C, d)
     return combine(out, slab, cell_weights(plan, layout))
-
-
-PADDED_MIN_GROUPS = 4  # host-path "padded" cuts the experts into at least this many slabs (peak memory)
-
-
-def _padded_by_expert_groups(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank) -> torch.Tensor:
-    """The host-path inference body of ``dispatch_padded``.
-
-    At least PADDED_MIN_GROUPS slabs, each under SORTED_CHUNK_BYTES: one slab for all experts held the padded
-    input, pre-activation and output of every slot at once, 1.4-2.0x the layer's activation budget at E=64,
-    T=512 (waste up to 2.4). Pad slots read token T - 1 (no copy of x): their outputs are never combined, so
-    their values do not matter.
-    """
-    T, d = x.shape
-    slab_row, capacity = padded_slots(plan)  # (A,)
-    source = torch.full((bank.num_experts * capacity,), T - 1, dtype=torch.int64, device=x.device)
-    source[slab_row] = plan.token_index  # (E * C,) token read by each slab row
-    row_bytes = max(d, bank.w_in.shape[2]) * x.element_size()  # the widest temporary per slab row
-    group = -(-bank.num_experts // PADDED_MIN_GROUPS)  # experts per slab
-    group = max(1, min(group, SORTED_CHUNK_BYTES // (capacity * row_bytes)))
-    ends = plan.expert_counts.cumsum(0).tolist()  # assignments are in expert order
-    weight = plan.weight.to(x.dtype).unsqueeze(1)  # (A, 1)
-    y = x.new_zeros(T, d)
-    for first, weights in zip(range(0, bank.num_experts, group), bank.weight_groups(group)):
-        last = first + weights[0].shape[0]  # experts [first, last)
-        start, stop = ends[first - 1] if first else 0, ends[last - 1]
-        if start == stop:
-            continue
-        slab = x.index_select(0, source[first * capacity:last * capacity]).view(-1, capacity, d)
-        out = bank.forward_batched(slab, weights).view(-1, d)  # (G * C, d)
-        rows = out.index_select(0, slab_row[start:stop] - first * capacity)  # (assignments of the group, d)
-        y.index_add_(0, plan.token_index[start:stop], rows.mul_(weight[start:stop]))  # no autograd here: in place
-    return y
 
 
 # Crossovers of dispatch="auto", per device, each set by the measurements in docs/performance-notes.md

@@ -21,7 +21,7 @@ from moe_cases import (
 from torch.autograd.gradcheck import GradcheckError
 
 from sparse_bench import ExpertBank, MoELayer, reference
-from sparse_bench import dispatch as dispatch_module
+from sparse_bench.kernels.cpu import dispatch as cpu_dispatch
 from sparse_bench.bench.timing import peak_bytes
 from sparse_bench.dispatch import DISPATCHERS
 from sparse_bench.routing import TopKRouter
@@ -94,7 +94,7 @@ def test_biased_experts(dispatch):
 @pytest.mark.parametrize("router_name", ["mixtral", "expert_choice"])
 def test_sorted_in_chunks_matches_reference(router_name, chunk_rows, monkeypatch):
     """CPU "sorted" cut into chunks of a few rows (experts split across chunks and chunks spanning experts)."""
-    monkeypatch.setattr(dispatch_module, "SORTED_CHUNK_ROWS", chunk_rows)
+    monkeypatch.setattr(cpu_dispatch, "SORTED_CHUNK_ROWS", chunk_rows)
     run_against_reference(router_name, "sorted", "swiglu", num_tokens=37)
 
 
@@ -107,10 +107,10 @@ def test_padded_in_expert_groups_matches_reference(router_name, activation, bias
     bank = ExpertBank(NUM_EXPERTS, D_MODEL, D_HIDDEN, activation, bias)
     layer = MoELayer(make_router(router_name, seed=0), bank, dispatch="padded")
     x = numpy_seed_tokens(37, seed=2)
-    monkeypatch.setattr(dispatch_module, "PADDED_MIN_GROUPS", num_slabs)
+    monkeypatch.setattr(cpu_dispatch, "PADDED_MIN_GROUPS", num_slabs)
     with torch.no_grad():
         cut = layer(x)
-    monkeypatch.setattr(dispatch_module, "PADDED_MIN_GROUPS", 1)
+    monkeypatch.setattr(cpu_dispatch, "PADDED_MIN_GROUPS", 1)
     with torch.no_grad():
         whole = layer(x)
     assert torch.equal(cut, whole)  # each expert's products and each token's sum order do not depend on the cut

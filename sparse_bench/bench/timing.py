@@ -14,7 +14,6 @@ allocation is placed at its op's start and a net free at its op's end, which can
 
 from __future__ import annotations
 
-import math
 import warnings
 from dataclasses import dataclass
 from typing import Callable

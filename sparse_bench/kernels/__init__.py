@@ -19,15 +19,13 @@ import torch
 from ..device_path import host_path
 from . import cpu, cuda, reference
 from .backend import Kernels, MatrixProducts
-from .segments import expert_chunks
 
 if TYPE_CHECKING:
     from ..experts import ExpertBank
-    from ..routing.plan import RoutingPlan
 
-__all__ = ["BACKENDS", "Kernels", "MatrixProducts", "backend_for", "expert_chunks", "expert_softmax",
+__all__ = ["BACKENDS", "Kernels", "MatrixProducts", "backend_for", "expert_softmax",
            "experts_batched", "experts_grouped", "linear", "matrix_products", "prepacks",
-           "sorted_swiglu", "use_backend"]
+           "use_backend"]
 
 BACKENDS: dict[str, Kernels] = {kernels.name: kernels for kernels in (reference.KERNELS, cpu.KERNELS,
                                                                          cuda.KERNELS)}
@@ -81,12 +79,6 @@ def experts_grouped(bank: ExpertBank, rows: torch.Tensor, counts: list[int], fir
 def experts_batched(bank: ExpertBank, slab: torch.Tensor, weights: tuple) -> torch.Tensor:
     """slab: (G, C, d), one slab per expert of weights (w_in, w_out, b_in, b_out). Returns (G, C, d)."""
     return backend_for(slab).experts_batched(bank, slab, weights)
-
-
-def sorted_swiglu(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank, max_rows: int) -> torch.Tensor:
-    """x: (T, d); plan with A >= 1 assignments; bank: bias-free SwiGLU. Returns the plan's weighted sum of
-    expert outputs (T, d), differentiable; chunks of at most max_rows rows where the backend chunks."""
-    return backend_for(x).sorted_swiglu(x, plan, bank, max_rows)
 
 
 def prepacks(bank: ExpertBank) -> bool:

@@ -31,9 +31,9 @@ class Kernels:
         or None).
     experts_batched(bank, slab (G, C, d), weights) -> (G, C, d): one slab per expert; weights: (w_in, w_out,
         b_in, b_out) of those G experts.
-    sorted_swiglu(x (T, d), plan, bank, max_rows) -> (T, d): the plan's weighted sum of bias-free SwiGLU
-        expert outputs, differentiable in x, the plan's weights and the bank's weights; a backend may work in
-        chunks of at most max_rows rows.
+    dispatch_sorted(x (T, d), plan, bank) -> (T, d), or None: the backend's own body of dispatch "sorted" on a
+        compacted plan with at least one assignment, differentiable; None: the device-neutral body runs.
+    dispatch_padded_no_grad(x (T, d), plan, bank) -> (T, d), or None: the same for "padded" without autograd.
     prepacks(bank) -> bool: whether forwards without autograd run on prepacked copies of the bank's weights.
     products: the ``MatrixProducts`` of the fused kernels (the GEMM floor times them too).
     """
@@ -44,5 +44,6 @@ class Kernels:
     expert_softmax: Callable[..., torch.Tensor]
     experts_grouped: Callable[..., torch.Tensor]
     experts_batched: Callable[..., torch.Tensor]
-    sorted_swiglu: Callable[..., torch.Tensor]
+    dispatch_sorted: Callable[..., torch.Tensor] | None
+    dispatch_padded_no_grad: Callable[..., torch.Tensor] | None
     prepacks: Callable[..., bool]

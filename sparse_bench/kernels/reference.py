@@ -16,7 +16,6 @@ from .backend import Kernels, MatrixProducts
 
 if TYPE_CHECKING:
     from ..experts import ExpertBank
-    from ..routing.plan import RoutingPlan
 
 def linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """x: (n, k), weight: (m, k). Returns x @ weight.T, (n, m)."""
@@ -49,14 +48,6 @@ def experts_batched(bank: ExpertBank, slab: torch.Tensor, weights: tuple) -> tor
     return out + b_out.unsqueeze(1) if b_out is not None else out
 
 
-def sorted_swiglu(x: torch.Tensor, plan: RoutingPlan, bank: ExpertBank, max_rows: int) -> torch.Tensor:
-    """One gather of all A rows in plan (expert) order, ``experts_grouped``, weighted, summed per token with
-    ``index_add`` (max_rows unused: the reference does not chunk). Returns (T, d)."""
-    rows = experts_grouped(bank, x.index_select(0, plan.token_index), plan.expert_counts.tolist(), 0, None)
-    weighted = rows * plan.weight.to(x.dtype).unsqueeze(1)  # (A, d)
-    return x.new_zeros(x.shape).index_add(0, plan.token_index, weighted)
-
-
 def _mm_out(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return torch.mm(a, b, out=out)
 
@@ -70,6 +61,7 @@ KERNELS = Kernels(
     expert_softmax=expert_softmax,
     experts_grouped=experts_grouped,
     experts_batched=experts_batched,
-    sorted_swiglu=sorted_swiglu,
+    dispatch_sorted=None,
+    dispatch_padded_no_grad=None,
     prepacks=lambda bank: False,
 )

@@ -1,16 +1,17 @@
-"""The CPU backend: oneDNN products (``onednn``), prepacked expert weights (``prepack``), the chunked "sorted"
-SwiGLU Function (``sorted_swiglu``), softmax on the transposed layout (``softmax``) and the fused SwiGLU
-kernels on oneDNN products; the reference ops for the rest."""
+"""The CPU backend: oneDNN products (``onednn``), prepacked expert weights (``prepack``), chunked bodies of
+dispatch "sorted" and "padded" (``dispatch``; with autograd the SwiGLU Function ``sorted_swiglu``), softmax
+on the transposed layout (``softmax``) and the fused SwiGLU kernels on oneDNN products; the reference ops for
+the rest."""
 
 from __future__ import annotations
 
 import dataclasses
 
 from .. import reference, swiglu
+from .dispatch import dispatch_padded_no_grad, dispatch_sorted
 from .onednn import ONEDNN_PRODUCTS, linear
 from .prepack import packs_for, prepacks
 from .softmax import expert_softmax
-from .sorted_swiglu import sorted_swiglu
 
 
 def experts_grouped(bank, rows, counts, first_expert, weights):
@@ -27,6 +28,7 @@ KERNELS = dataclasses.replace(
     expert_softmax=expert_softmax,
     experts_grouped=experts_grouped,
     experts_batched=swiglu.experts_batched,
-    sorted_swiglu=sorted_swiglu,
+    dispatch_sorted=dispatch_sorted,
+    dispatch_padded_no_grad=dispatch_padded_no_grad,
     prepacks=prepacks,
 )
