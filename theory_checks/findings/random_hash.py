@@ -60,9 +60,9 @@ from theory_checks.paper import cases
 
 from .decision import above, below
 from .lsh_common import geometric_interval
-from .registry import Component, Reading, Scale, register_finding
+from .registry import Reading, Scale, register_finding
 from .table1 import (TEST_CHUNK_ELEMENTS, OracleUnits, Table1Data, Table1Design, adam_diagnostics,
-                     eval_mse, joined, level_label, mse_cells, seed_data)
+                     eval_mse, joined, level_label, mse_cells, ratio_components, seed_data)
 
 SOURCE = "Baykal et al. 2022, Fig 4 (docs/THEORY.md §A, §D)"
 DIM = cases.TABLE1_D
@@ -227,9 +227,8 @@ def _readings(seed: int, scale: Scale, training: str, oracle: str | None, numera
     tables = [_seed_tables(s, design, trainings, training, oracle) for s in seeds]
     readings = []
     for j, target in enumerate(seed_data(seeds[0], design).targets):
-        components = [Component(f"{numerator} / {denominator} at {level_label(design, i)}",
-                                tuple(math.log(t["mse"][numerator][i][j] / t["mse"][denominator][i][j])
-                                      for t in tables), "log") for i in range(len(design.active))]
+        labels = [level_label(design, i) for i in range(len(design.active))]
+        components = ratio_components(tables, numerator, denominator, labels, j)
         details = _details(design, tables, j, target, training)
         if oracle is not None:
             details["planted"] = dict(oracle=oracle)

@@ -48,7 +48,6 @@ training and validation labels permuted across samples) cannot predict better th
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -65,8 +64,9 @@ from theory_checks.framework import figure_spec, replicate_seed, series
 from theory_checks.paper import cases
 
 from .decision import below
-from .registry import Component, Reading, Scale, register_finding
-from .table1 import TEST_CHUNK_ELEMENTS, draw_samples, eval_mse, joined, mse_cells, mse_curves
+from .registry import Reading, Scale, register_finding
+from .table1 import (TEST_CHUNK_ELEMENTS, draw_samples, eval_mse, joined, mse_cells, mse_curves,
+                     ratio_components)
 
 SOURCE = "Baykal et al. 2022, §3 and §5 (docs/THEORY.md §A, §D)"
 D = cases.TABLE1_D
@@ -325,9 +325,8 @@ def finding_switch_vs_lsh(seed: int, scale: Scale, training: str, permuted: str 
     tables = [_seed_table(s, design, training, permuted) for s in seeds]
     readings = []
     for j, target in enumerate(_data(seeds[0], design).targets):
-        components = [Component(f"lsh / switch at {_level_label(design, i)}",
-                                tuple(math.log(t["mse"]["lsh"][i][j] / t["mse"]["switch"][i][j])
-                                      for t in tables), "log") for i in range(len(design.active))]
+        labels = [_level_label(design, i) for i in range(len(design.active))]
+        components = ratio_components(tables, "lsh", "switch", labels, j)
         details = _details(design, tables, j, target, training)
         if permuted is not None:
             details["planted"] = dict(permuted_labels=permuted)

@@ -319,6 +319,14 @@ def log_ratio(a: float, b: float) -> float:
     return math.log(a / b)
 
 
+def ratio_components(tables: list, numerator: str, denominator: str, labels: list[str], j: int) -> list:
+    """One ``Component`` per level (labels: each level's): per seed, the log of target j's eval MSE of the
+    numerator role over the denominator's (tables: per seed, {"mse": role -> per level, per target})."""
+    return [Component(f"{numerator} / {denominator} at {label}",
+                      tuple(log_ratio(t["mse"][numerator][i][j], t["mse"][denominator][i][j]) for t in tables),
+                      "log") for i, label in enumerate(labels)]
+
+
 # (a) dense flat ------------------------------------------------------------------------------------------
 def _flat_components(design, tables, j):
     top, low = len(design.active) - 1, 0
